@@ -1,0 +1,1350 @@
+
+/*
+ * nginx-resilience: the per-worker Redis client.
+ *
+ * A hiredis async context driven by nginx's event loop: the socket is
+ * wrapped in an ngx_connection_t whose read and write events are level
+ * triggered, so hiredis's addRead / addWrite map onto ngx_add_event.
+ * Commands queued during one event loop iteration leave in one write
+ * (pipelining).  Connect and command timeouts are nginx timers, as
+ * hiredis 0.14 has none of its own.  A second connection carries
+ * SUBSCRIBE, opened on the first subscription.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_sha1.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_resilience_redis.h"
+
+
+#define NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX  10000
+#define NGX_HTTP_RESILIENCE_REDIS_MAX_PENDING  8192
+
+
+typedef struct ngx_http_resilience_redis_client_s
+    ngx_http_resilience_redis_client_t;
+
+
+typedef struct {
+    redisAsyncContext                 *ac;
+    ngx_connection_t                  *c;
+    ngx_http_resilience_redis_client_t  *client;
+    ngx_event_t                        connect_timer;
+    ngx_event_t                        retry_timer;
+    ngx_msec_t                         backoff;
+    ngx_uint_t                         state;
+    ngx_uint_t                         handshake;
+    ngx_atomic_t                      *state_stat;
+    unsigned                           subscriber:1;
+    unsigned                           was_connected:1;
+    unsigned                           failing:1;
+} ngx_http_resilience_redis_conn_t;
+
+
+typedef struct {
+    ngx_str_t                          channel;
+    ngx_http_resilience_redis_message_pt  handler;
+    void                              *data;
+} ngx_http_resilience_redis_sub_t;
+
+
+struct ngx_http_resilience_redis_client_s {
+    ngx_http_resilience_redis_conf_t  *conf;
+    ngx_http_resilience_redis_stats_t *stats;
+    ngx_log_t                         *log;
+    ngx_http_resilience_redis_conn_t   main;
+    ngx_http_resilience_redis_conn_t   sub;
+    ngx_array_t                        subs;
+    ngx_queue_t                        failed;
+    ngx_event_t                        failed_event;
+    ngx_uint_t                         pending;
+    unsigned                           exiting:1;
+};
+
+
+typedef struct {
+    ngx_http_resilience_redis_handler_pt  handler;
+    void                              *data;
+    ngx_event_t                        timer;
+    ngx_queue_t                        queue;
+    ngx_http_resilience_redis_client_t  *client;
+    char                              *cmd;      /* EVALSHA, for a retry */
+    size_t                             len;
+    ngx_http_resilience_redis_script_t  *script;
+    ngx_uint_t                         refs;     /* hiredis callbacks */
+    unsigned                           done:1;
+    unsigned                           retried:1;
+} ngx_http_resilience_redis_req_t;
+
+
+static void ngx_http_resilience_redis_connect(
+    ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_retry(
+    ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_close(
+    ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_set_state(
+    ngx_http_resilience_redis_conn_t *conn, ngx_uint_t state);
+static void ngx_http_resilience_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_resilience_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_resilience_redis_add_read(void *privdata);
+static void ngx_http_resilience_redis_del_read(void *privdata);
+static void ngx_http_resilience_redis_add_write(void *privdata);
+static void ngx_http_resilience_redis_del_write(void *privdata);
+static void ngx_http_resilience_redis_cleanup(void *privdata);
+static void ngx_http_resilience_redis_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_resilience_redis_on_disconnect(
+    const redisAsyncContext *ac, int status);
+static void ngx_http_resilience_redis_handshake(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_resilience_redis_ready(
+    ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_resilience_redis_retry_handler(ngx_event_t *ev);
+static ngx_http_resilience_redis_req_t *ngx_http_resilience_redis_req(
+    ngx_http_resilience_redis_handler_pt handler, void *data);
+static ngx_int_t ngx_http_resilience_redis_accept(
+    ngx_http_resilience_redis_req_t *req);
+static void ngx_http_resilience_redis_fail(
+    ngx_http_resilience_redis_req_t *req);
+static void ngx_http_resilience_redis_failed_handler(ngx_event_t *ev);
+static void ngx_http_resilience_redis_finish(
+    ngx_http_resilience_redis_req_t *req, ngx_int_t rc, redisReply *reply);
+static void ngx_http_resilience_redis_release(
+    ngx_http_resilience_redis_req_t *req);
+static void ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_resilience_redis_timeout(ngx_event_t *ev);
+static void ngx_http_resilience_redis_send_subscribe(
+    ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_sub_t *sub);
+static void ngx_http_resilience_redis_message(redisAsyncContext *ac,
+    void *r, void *privdata);
+
+
+static ngx_http_resilience_redis_client_t  *ngx_http_resilience_redis_client;
+static ngx_http_resilience_redis_stats_t    ngx_http_resilience_redis_nostats;
+
+static const char  *ngx_http_resilience_redis_states[] = {
+    "off", "disconnected", "connecting", "connected"
+};
+
+
+ngx_int_t
+ngx_http_resilience_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_resilience_redis_conf_t *conf,
+    ngx_http_resilience_redis_stats_t *stats)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_pcalloc(cycle->pool,
+                         sizeof(ngx_http_resilience_redis_client_t));
+    if (client == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_array_init(&client->subs, cycle->pool, 4,
+                       sizeof(ngx_http_resilience_redis_sub_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    client->conf = conf;
+    client->stats = stats ? stats : &ngx_http_resilience_redis_nostats;
+    client->log = cycle->log;
+
+    ngx_queue_init(&client->failed);
+    client->failed_event.handler = ngx_http_resilience_redis_failed_handler;
+    client->failed_event.data = client;
+    client->failed_event.log = cycle->log;
+
+    client->main.client = client;
+    client->main.state_stat = &client->stats->state;
+    client->sub.client = client;
+    client->sub.subscriber = 1;
+    client->sub.state_stat = &client->stats->sub_state;
+
+    client->stats->pid = ngx_pid;
+    client->stats->pending = 0;
+    client->stats->state = NGX_HTTP_RESILIENCE_REDIS_OFF;
+    client->stats->sub_state = NGX_HTTP_RESILIENCE_REDIS_OFF;
+
+    ngx_http_resilience_redis_client = client;
+
+    if (conf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_resilience_redis_connect(&client->main);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    if (client == NULL) {
+        return;
+    }
+
+    client->exiting = 1;
+
+    ngx_http_resilience_redis_close(&client->main);
+    ngx_http_resilience_redis_close(&client->sub);
+
+    if (client->failed_event.posted) {
+        ngx_delete_posted_event(&client->failed_event);
+    }
+
+    ngx_http_resilience_redis_failed_handler(&client->failed_event);
+
+    ngx_http_resilience_redis_client = NULL;
+}
+
+
+/* connections */
+
+
+static void
+ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
+{
+    ngx_connection_t                    *c;
+    redisAsyncContext                   *ac;
+    ngx_http_resilience_redis_conf_t    *conf;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+    conf = client->conf;
+
+    if (client->exiting || conn->ac != NULL) {
+        return;
+    }
+
+    ngx_http_resilience_redis_set_state(conn,
+                                     NGX_HTTP_RESILIENCE_REDIS_CONNECTING);
+
+    if (conf->port == 0) {
+        ac = redisAsyncConnectUnix((const char *) conf->host.data);
+
+    } else {
+        ac = redisAsyncConnect((const char *) conf->host.data,
+                               (int) conf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, client->log, 0,
+                      "resilience_redis: cannot create a connection to %V",
+                      &conf->address);
+        ngx_http_resilience_redis_retry(conn);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_ERR),
+                      client->log, 0,
+                      "resilience_redis: connect to %V failed: %s",
+                      &conf->address, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_resilience_redis_retry(conn);
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, client->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_resilience_redis_retry(conn);
+        return;
+    }
+
+    c->data = conn;
+    c->idle = 1;
+    c->read->handler = ngx_http_resilience_redis_read_handler;
+    c->write->handler = ngx_http_resilience_redis_write_handler;
+    c->read->log = client->log;
+    c->write->log = client->log;
+
+    conn->c = c;
+    conn->ac = ac;
+    conn->handshake = 0;
+
+    ac->data = conn;
+    ac->ev.data = conn;
+    ac->ev.addRead = ngx_http_resilience_redis_add_read;
+    ac->ev.delRead = ngx_http_resilience_redis_del_read;
+    ac->ev.addWrite = ngx_http_resilience_redis_add_write;
+    ac->ev.delWrite = ngx_http_resilience_redis_del_write;
+    ac->ev.cleanup = ngx_http_resilience_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_resilience_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac,
+                                    ngx_http_resilience_redis_on_disconnect);
+
+    conn->connect_timer.handler = ngx_http_resilience_redis_connect_timeout;
+    conn->connect_timer.data = conn;
+    conn->connect_timer.log = client->log;
+    conn->connect_timer.cancelable = 1;
+
+    ngx_add_timer(&conn->connect_timer, conf->connect_timeout);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, client->log, 0,
+                   "resilience_redis: connecting to %V%s",
+                   &conf->address, conn->subscriber ? " (subscriber)" : "");
+}
+
+
+static void
+ngx_http_resilience_redis_retry(ngx_http_resilience_redis_conn_t *conn)
+{
+    ngx_msec_t                           delay;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+
+    conn->ac = NULL;
+
+    if (conn->connect_timer.timer_set) {
+        ngx_del_timer(&conn->connect_timer);
+    }
+
+    ngx_http_resilience_redis_set_state(conn,
+                                  NGX_HTTP_RESILIENCE_REDIS_DISCONNECTED);
+
+    if (client->exiting || ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (conn->retry_timer.timer_set) {
+        return;
+    }
+
+    if (conn->backoff == 0) {
+        conn->backoff = NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MIN;
+
+    } else {
+        conn->backoff *= 2;
+
+        if (conn->backoff > NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX) {
+            conn->backoff = NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX;
+        }
+    }
+
+    /* up to 25% of jitter, so that workers do not reconnect in step */
+    delay = conn->backoff - (conn->backoff / 4)
+            + (ngx_msec_t) ngx_random() % (conn->backoff / 4 + 1);
+
+    if (!conn->failing) {
+        conn->failing = 1;
+        ngx_log_error(NGX_LOG_WARN, client->log, 0,
+                      "resilience_redis: %V unavailable%s, retrying with "
+                      "backoff up to %M ms",
+                      &client->conf->address,
+                      conn->subscriber ? " (subscriber)" : "",
+                      (ngx_msec_t) NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, client->log, 0,
+                   "resilience_redis: reconnect in %M ms", delay);
+
+    conn->retry_timer.handler = ngx_http_resilience_redis_retry_handler;
+    conn->retry_timer.data = conn;
+    conn->retry_timer.log = client->log;
+    conn->retry_timer.cancelable = 1;
+
+    ngx_add_timer(&conn->retry_timer, delay);
+}
+
+
+static void
+ngx_http_resilience_redis_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    conn = ev->data;
+
+    (void) ngx_atomic_fetch_add(&conn->client->stats->reconnects, 1);
+
+    ngx_http_resilience_redis_connect(conn);
+}
+
+
+static void
+ngx_http_resilience_redis_close(ngx_http_resilience_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac;
+
+    if (conn->retry_timer.timer_set) {
+        ngx_del_timer(&conn->retry_timer);
+    }
+
+    if (conn->connect_timer.timer_set) {
+        ngx_del_timer(&conn->connect_timer);
+    }
+
+    ac = conn->ac;
+
+    if (ac != NULL) {
+        /* pending callbacks fire with a NULL reply, then cleanup runs */
+        conn->ac = NULL;
+        redisAsyncFree(ac);
+    }
+
+    if (conn->state != NGX_HTTP_RESILIENCE_REDIS_OFF) {
+        ngx_http_resilience_redis_set_state(conn,
+                                      NGX_HTTP_RESILIENCE_REDIS_DISCONNECTED);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_set_state(ngx_http_resilience_redis_conn_t *conn,
+    ngx_uint_t state)
+{
+    conn->state = state;
+
+    /* after a reload, an exiting worker must not mark a new one's slot */
+
+    if (conn->client->stats->pid == (ngx_atomic_t) ngx_pid) {
+        *conn->state_stat = state;
+    }
+}
+
+
+/* the event library adapter */
+
+
+static void
+ngx_http_resilience_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t                  *c;
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (c->close) {
+        /* the worker is shutting down: stop, and let it exit */
+        conn->client->exiting = 1;
+        ngx_http_resilience_redis_close(conn);
+        return;
+    }
+
+    if (conn->ac != NULL) {
+        redisAsyncHandleRead(conn->ac);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t                  *c;
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (conn->ac != NULL) {
+        redisAsyncHandleWrite(conn->ac);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_add_read(void *privdata)
+{
+    ngx_http_resilience_redis_conn_t  *conn = privdata;
+
+    if (conn->c != NULL && !conn->c->read->active) {
+        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_del_read(void *privdata)
+{
+    ngx_http_resilience_redis_conn_t  *conn = privdata;
+
+    if (conn->c != NULL && conn->c->read->active) {
+        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_add_write(void *privdata)
+{
+    ngx_http_resilience_redis_conn_t  *conn = privdata;
+
+    if (conn->c != NULL && !conn->c->write->active) {
+        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT,
+                             NGX_LEVEL_EVENT);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_del_write(void *privdata)
+{
+    ngx_http_resilience_redis_conn_t  *conn = privdata;
+
+    if (conn->c != NULL && conn->c->write->active) {
+        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_cleanup(void *privdata)
+{
+    ngx_connection_t                  *c;
+    ngx_http_resilience_redis_conn_t  *conn = privdata;
+
+    c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    conn->c = NULL;
+
+    /* hiredis closes the socket itself, right after this */
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+/* connection life */
+
+
+static void
+ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
+    int status)
+{
+    int                                  argc;
+    size_t                               argvlen[2];
+    u_char                              *p, db[NGX_INT_T_LEN];
+    const char                          *argv[2];
+    redisAsyncContext                   *ac;
+    ngx_http_resilience_redis_conf_t    *conf;
+    ngx_http_resilience_redis_conn_t    *conn;
+    ngx_http_resilience_redis_client_t  *client;
+
+    ac = (redisAsyncContext *) cac;
+    conn = ac->data;
+    client = conn->client;
+    conf = client->conf;
+
+    if (status != REDIS_OK) {
+        ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_ERR),
+                      client->log, 0,
+                      "resilience_redis: connect to %V failed: %s",
+                      &conf->address, ac->errstr ? ac->errstr : "error");
+
+        /* hiredis frees the context when this callback returns */
+        ngx_http_resilience_redis_retry(conn);
+        return;
+    }
+
+    if (conf->password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = 4;
+        argv[1] = (const char *) conf->password.data;
+        argvlen[1] = conf->password.len;
+        argc = 2;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_resilience_redis_handshake,
+                                  conn, argc, argv, argvlen)
+            == REDIS_OK)
+        {
+            conn->handshake++;
+        }
+    }
+
+    if (conf->db) {
+        p = ngx_sprintf(db, "%ui", conf->db);
+
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = p - db;
+        argc = 2;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_resilience_redis_handshake,
+                                  conn, argc, argv, argvlen)
+            == REDIS_OK)
+        {
+            conn->handshake++;
+        }
+    }
+
+    if (conn->handshake == 0) {
+        ngx_http_resilience_redis_ready(conn);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_handshake(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                        *reply = r;
+    ngx_http_resilience_redis_conn_t  *conn = privdata;
+
+    if (reply == NULL || conn->ac != ac) {
+        /* the connection is going away; on_disconnect takes over */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, conn->client->log, 0,
+                      "resilience_redis: %V refused the handshake: %*s",
+                      &conn->client->conf->address,
+                      (size_t) reply->len, reply->str);
+
+        conn->handshake = (ngx_uint_t) -1;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    if (conn->handshake != (ngx_uint_t) -1 && --conn->handshake == 0) {
+        ngx_http_resilience_redis_ready(conn);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
+{
+    ngx_uint_t                           i;
+    ngx_http_resilience_redis_sub_t    **subs;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+
+    if (conn->connect_timer.timer_set) {
+        ngx_del_timer(&conn->connect_timer);
+    }
+
+    conn->backoff = 0;
+    conn->was_connected = 1;
+
+    ngx_http_resilience_redis_set_state(conn,
+                                     NGX_HTTP_RESILIENCE_REDIS_CONNECTED);
+
+    (void) ngx_atomic_fetch_add(&client->stats->connects, 1);
+
+    ngx_log_error((conn->failing ? NGX_LOG_NOTICE : NGX_LOG_INFO),
+                  client->log, 0,
+                  "resilience_redis: connected to %V%s",
+                  &client->conf->address,
+                  conn->subscriber ? " (subscriber)" : "");
+
+    conn->failing = 0;
+
+    if (!conn->subscriber) {
+        return;
+    }
+
+    subs = client->subs.elts;
+
+    for (i = 0; i < client->subs.nelts; i++) {
+        ngx_http_resilience_redis_send_subscribe(conn, subs[i]);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_on_disconnect(const redisAsyncContext *cac,
+    int status)
+{
+    redisAsyncContext                 *ac;
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    ac = (redisAsyncContext *) cac;
+    conn = ac->data;
+
+    if (conn->ac != ac) {
+        /* we closed it ourselves */
+        return;
+    }
+
+    if (!conn->client->exiting) {
+        ngx_log_error(NGX_LOG_ERR, conn->client->log, 0,
+                      "resilience_redis: connection to %V%s lost: %s",
+                      &conn->client->conf->address,
+                      conn->subscriber ? " (subscriber)" : "",
+                      (status == REDIS_OK || ac->errstr == NULL)
+                      ? "closed" : ac->errstr);
+    }
+
+    conn->failing = 1;
+
+    ngx_http_resilience_redis_retry(conn);
+}
+
+
+static void
+ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev)
+{
+    redisAsyncContext                 *ac;
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    conn = ev->data;
+    ac = conn->ac;
+
+    ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_ERR),
+                  conn->client->log, 0,
+                  "resilience_redis: connect to %V timed out",
+                  &conn->client->conf->address);
+
+    conn->ac = NULL;
+
+    if (ac != NULL) {
+        redisAsyncFree(ac);
+    }
+
+    ngx_http_resilience_redis_retry(conn);
+}
+
+
+/* commands */
+
+
+ngx_int_t
+ngx_http_resilience_redis_command(ngx_uint_t argc, const char **argv,
+    const size_t *argvlen, ngx_http_resilience_redis_handler_pt handler,
+    void *data)
+{
+    ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    req = ngx_http_resilience_redis_req(handler, data);
+    if (req == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_resilience_redis_accept(req) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (redisAsyncCommandArgv(client->main.ac,
+                              ngx_http_resilience_redis_reply, req,
+                              (int) argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_http_resilience_redis_fail(req);
+        return NGX_OK;
+    }
+
+    req->refs++;
+    (void) ngx_atomic_fetch_add(&client->stats->commands, 1);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
+    ngx_uint_t n, ngx_http_resilience_redis_handler_pt handler, void *data)
+{
+    ngx_uint_t                           i;
+    redisAsyncContext                   *ac;
+    ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    req = ngx_http_resilience_redis_req(handler, data);
+    if (req == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_resilience_redis_accept(req) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    ac = client->main.ac;
+
+    /* the QUEUED replies need no callback: EXEC carries them all */
+
+    if (redisAsyncCommand(ac, NULL, NULL, "MULTI") != REDIS_OK) {
+        ngx_http_resilience_redis_fail(req);
+        return NGX_OK;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (redisAsyncCommandArgv(ac, NULL, NULL, (int) cmds[i].argc,
+                                  cmds[i].argv, cmds[i].argvlen)
+            != REDIS_OK)
+        {
+            (void) redisAsyncCommand(ac, NULL, NULL, "DISCARD");
+            ngx_http_resilience_redis_fail(req);
+            return NGX_OK;
+        }
+    }
+
+    if (redisAsyncCommand(ac, ngx_http_resilience_redis_reply, req, "EXEC")
+        != REDIS_OK)
+    {
+        ngx_http_resilience_redis_fail(req);
+        return NGX_OK;
+    }
+
+    req->refs++;
+    (void) ngx_atomic_fetch_add(&client->stats->commands, n + 2);
+
+    return NGX_OK;
+}
+
+
+ngx_http_resilience_redis_script_t *
+ngx_http_resilience_redis_script(ngx_conf_t *cf, ngx_str_t *body)
+{
+    u_char                               hash[20];
+    ngx_sha1_t                           sha1;
+    ngx_http_resilience_redis_script_t  *script;
+
+    script = ngx_pcalloc(cf->pool, sizeof(ngx_http_resilience_redis_script_t));
+    if (script == NULL) {
+        return NULL;
+    }
+
+    script->body.data = ngx_pstrdup(cf->pool, body);
+    if (script->body.data == NULL) {
+        return NULL;
+    }
+
+    script->body.len = body->len;
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, body->data, body->len);
+    ngx_sha1_final(hash, &sha1);
+
+    ngx_hex_dump(script->sha1, hash, 20);
+
+    return script;
+}
+
+
+ngx_int_t
+ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
+    ngx_uint_t nkeys, ngx_uint_t argc, const char **argv,
+    const size_t *argvlen, ngx_http_resilience_redis_handler_pt handler,
+    void *data)
+{
+    int                                  len;
+    char                                *cmd;
+    u_char                              *p, n[NGX_INT_T_LEN];
+    size_t                              *lens;
+    ngx_uint_t                           i;
+    const char                         **args;
+    ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    req = ngx_http_resilience_redis_req(handler, data);
+    if (req == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_resilience_redis_accept(req) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    args = ngx_alloc((argc + 3) * (sizeof(char *) + sizeof(size_t)),
+                     client->log);
+    if (args == NULL) {
+        ngx_http_resilience_redis_fail(req);
+        return NGX_OK;
+    }
+
+    lens = (size_t *) &args[argc + 3];
+
+    p = ngx_sprintf(n, "%ui", nkeys);
+
+    args[0] = "EVALSHA";
+    lens[0] = 7;
+    args[1] = (const char *) script->sha1;
+    lens[1] = 40;
+    args[2] = (const char *) n;
+    lens[2] = p - n;
+
+    for (i = 0; i < argc; i++) {
+        args[i + 3] = argv[i];
+        lens[i + 3] = argvlen[i];
+    }
+
+    len = redisFormatCommandArgv(&cmd, (int) argc + 3, args, lens);
+
+    ngx_free(args);
+
+    if (len < 0) {
+        ngx_http_resilience_redis_fail(req);
+        return NGX_OK;
+    }
+
+    req->cmd = cmd;
+    req->len = len;
+    req->script = script;
+
+    if (redisAsyncFormattedCommand(client->main.ac,
+                                   ngx_http_resilience_redis_reply, req,
+                                   cmd, len)
+        != REDIS_OK)
+    {
+        ngx_http_resilience_redis_fail(req);
+        return NGX_OK;
+    }
+
+    req->refs++;
+    (void) ngx_atomic_fetch_add(&client->stats->commands, 1);
+
+    return NGX_OK;
+}
+
+
+static ngx_http_resilience_redis_req_t *
+ngx_http_resilience_redis_req(ngx_http_resilience_redis_handler_pt handler,
+    void *data)
+{
+    ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    if (client == NULL) {
+        /* outside a worker (or before init_process): nothing to fire */
+        return NULL;
+    }
+
+    req = ngx_calloc(sizeof(ngx_http_resilience_redis_req_t), client->log);
+    if (req == NULL) {
+        return NULL;
+    }
+
+    req->handler = handler;
+    req->data = data;
+    req->client = client;
+
+    return req;
+}
+
+
+/*
+ * Takes the request into the pending set and arms its timer, or, when
+ * no command can be sent now, queues it to fail from a posted event.
+ */
+
+static ngx_int_t
+ngx_http_resilience_redis_accept(ngx_http_resilience_redis_req_t *req)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = req->client;
+
+    if (client->main.state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+        || client->main.ac == NULL
+        || client->pending >= NGX_HTTP_RESILIENCE_REDIS_MAX_PENDING
+        || client->exiting)
+    {
+        ngx_queue_insert_tail(&client->failed, &req->queue);
+
+        if (!client->failed_event.posted) {
+            ngx_post_event(&client->failed_event, &ngx_posted_events);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    client->pending++;
+    client->stats->pending = client->pending;
+
+    req->timer.handler = ngx_http_resilience_redis_timeout;
+    req->timer.data = req;
+    req->timer.log = client->log;
+    req->timer.cancelable = 1;
+
+    ngx_add_timer(&req->timer, client->conf->command_timeout);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_resilience_redis_fail(ngx_http_resilience_redis_req_t *req)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = req->client;
+
+    /* accepted, but hiredis refused it: undo and fail asynchronously */
+
+    if (req->timer.timer_set) {
+        ngx_del_timer(&req->timer);
+    }
+
+    client->pending--;
+    client->stats->pending = client->pending;
+
+    ngx_queue_insert_tail(&client->failed, &req->queue);
+
+    if (!client->failed_event.posted) {
+        ngx_post_event(&client->failed_event, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_failed_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                         *q;
+    ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ev->data;
+
+    while (!ngx_queue_empty(&client->failed)) {
+        q = ngx_queue_head(&client->failed);
+        ngx_queue_remove(q);
+
+        req = ngx_queue_data(q, ngx_http_resilience_redis_req_t, queue);
+
+        (void) ngx_atomic_fetch_add(&client->stats->errors, 1);
+
+        req->done = 1;
+        req->handler(NGX_HTTP_RESILIENCE_REDIS_FAILED, NULL, req->data);
+
+        ngx_http_resilience_redis_release(req);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_finish(ngx_http_resilience_redis_req_t *req,
+    ngx_int_t rc, redisReply *reply)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    if (req->done) {
+        return;
+    }
+
+    client = req->client;
+
+    req->done = 1;
+
+    if (req->timer.timer_set) {
+        ngx_del_timer(&req->timer);
+    }
+
+    client->pending--;
+    client->stats->pending = client->pending;
+
+    req->handler(rc, reply, req->data);
+}
+
+
+static void
+ngx_http_resilience_redis_release(ngx_http_resilience_redis_req_t *req)
+{
+    if (req->refs || !req->done) {
+        return;
+    }
+
+    if (req->cmd) {
+        redisFreeCommand(req->cmd);
+    }
+
+    ngx_free(req);
+}
+
+
+static void
+ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                          *reply = r;
+    ngx_http_resilience_redis_req_t     *req = privdata;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = req->client;
+
+    req->refs--;
+
+    if (reply == NULL) {
+        if (!req->done) {
+            (void) ngx_atomic_fetch_add(&client->stats->errors, 1);
+        }
+
+        ngx_http_resilience_redis_finish(req,
+                                         NGX_HTTP_RESILIENCE_REDIS_FAILED,
+                                         NULL);
+        ngx_http_resilience_redis_release(req);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&client->stats->replies, 1);
+
+    if (reply->type == REDIS_REPLY_ERROR
+        && req->script != NULL
+        && !req->retried
+        && !req->done
+        && reply->len >= 8
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the script cache was flushed: load it, then run it again */
+
+        req->retried = 1;
+
+        ngx_log_error(NGX_LOG_INFO, client->log, 0,
+                      "resilience_redis: loading script %*s",
+                      (size_t) 40, req->script->sha1);
+
+        if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %b",
+                              req->script->body.data,
+                              req->script->body.len)
+            == REDIS_OK
+            && redisAsyncFormattedCommand(ac,
+                                          ngx_http_resilience_redis_reply,
+                                          req, req->cmd, req->len)
+            == REDIS_OK)
+        {
+            req->refs++;
+            (void) ngx_atomic_fetch_add(&client->stats->commands, 2);
+            return;
+        }
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR && !req->done) {
+        (void) ngx_atomic_fetch_add(&client->stats->errors, 1);
+    }
+
+    ngx_http_resilience_redis_finish(req, NGX_HTTP_RESILIENCE_REDIS_REPLY,
+                                     reply);
+    ngx_http_resilience_redis_release(req);
+}
+
+
+static void
+ngx_http_resilience_redis_timeout(ngx_event_t *ev)
+{
+    ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_client_t  *client;
+
+    req = ev->data;
+    client = req->client;
+
+    (void) ngx_atomic_fetch_add(&client->stats->timeouts, 1);
+
+    ngx_log_error(NGX_LOG_WARN, client->log, 0,
+                  "resilience_redis: command to %V timed out after %M ms",
+                  &client->conf->address, client->conf->command_timeout);
+
+    /* the reply, if it ever comes, only releases the request */
+    ngx_http_resilience_redis_finish(req, NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT,
+                                     NULL);
+}
+
+
+/* pub/sub */
+
+
+ngx_int_t
+ngx_http_resilience_redis_subscribe(ngx_str_t *channel,
+    ngx_http_resilience_redis_message_pt handler, void *data)
+{
+    ngx_http_resilience_redis_sub_t    **subp, *sub;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    if (client == NULL || client->conf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* hiredis keeps the pointer: allocate each one apart */
+
+    sub = ngx_palloc(client->subs.pool,
+                     sizeof(ngx_http_resilience_redis_sub_t));
+    if (sub == NULL) {
+        return NGX_ERROR;
+    }
+
+    sub->channel.data = ngx_pstrdup(client->subs.pool, channel);
+    if (sub->channel.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    subp = ngx_array_push(&client->subs);
+    if (subp == NULL) {
+        return NGX_ERROR;
+    }
+
+    *subp = sub;
+
+    sub->channel.len = channel->len;
+    sub->handler = handler;
+    sub->data = data;
+
+    if (client->sub.state == NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
+        ngx_http_resilience_redis_send_subscribe(&client->sub, sub);
+
+    } else if (client->sub.state == NGX_HTTP_RESILIENCE_REDIS_OFF) {
+        ngx_http_resilience_redis_connect(&client->sub);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_resilience_redis_send_subscribe(
+    ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_sub_t *sub)
+{
+    size_t       argvlen[2];
+    const char  *argv[2];
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (const char *) sub->channel.data;
+    argvlen[1] = sub->channel.len;
+
+    if (redisAsyncCommandArgv(conn->ac, ngx_http_resilience_redis_message,
+                              sub, 2, argv, argvlen)
+        == REDIS_OK)
+    {
+        (void) ngx_atomic_fetch_add(&conn->client->stats->commands, 1);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_str_t                            channel, message;
+    redisReply                          *reply = r;
+    ngx_http_resilience_redis_sub_t     *sub = privdata;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = ngx_http_resilience_redis_client;
+
+    if (reply == NULL || client == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&client->stats->replies, 1);
+
+    if (reply->element[0]->len != 7
+        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0
+        || reply->element[2]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&client->stats->messages, 1);
+
+    channel.data = (u_char *) reply->element[1]->str;
+    channel.len = reply->element[1]->len;
+    message.data = (u_char *) reply->element[2]->str;
+    message.len = reply->element[2]->len;
+
+    sub->handler(&channel, &message, sub->data);
+}
+
+
+/* state */
+
+
+ngx_http_resilience_redis_state_e
+ngx_http_resilience_redis_state(void)
+{
+    if (ngx_http_resilience_redis_client == NULL
+        || ngx_http_resilience_redis_client->conf == NULL)
+    {
+        return NGX_HTTP_RESILIENCE_REDIS_OFF;
+    }
+
+    return ngx_http_resilience_redis_client->main.state;
+}
+
+
+ngx_str_t *
+ngx_http_resilience_redis_prefix(void)
+{
+    static ngx_str_t  empty = ngx_null_string;
+
+    if (ngx_http_resilience_redis_client == NULL
+        || ngx_http_resilience_redis_client->conf == NULL)
+    {
+        return &empty;
+    }
+
+    return &ngx_http_resilience_redis_client->conf->prefix;
+}
+
+
+ngx_http_resilience_redis_stats_t *
+ngx_http_resilience_redis_stats(void)
+{
+    if (ngx_http_resilience_redis_client == NULL) {
+        return &ngx_http_resilience_redis_nostats;
+    }
+
+    return ngx_http_resilience_redis_client->stats;
+}
+
+
+const char *
+ngx_http_resilience_redis_state_name(ngx_uint_t state)
+{
+    if (state > NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
+        return "unknown";
+    }
+
+    return ngx_http_resilience_redis_states[state];
+}

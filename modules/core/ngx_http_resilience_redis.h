@@ -1,0 +1,66 @@
+
+/*
+ * nginx-resilience: what crosses files inside the core module.
+ */
+
+
+#ifndef _NGX_HTTP_RESILIENCE_REDIS_H_INCLUDED_
+#define _NGX_HTTP_RESILIENCE_REDIS_H_INCLUDED_
+
+
+#include "ngx_http_resilience.h"
+
+
+#define NGX_HTTP_RESILIENCE_MAX_WORKERS  128
+
+
+typedef struct {
+    ngx_str_t                  address;      /* as written, for logs */
+    ngx_str_t                  host;         /* null-terminated */
+    ngx_int_t                  port;         /* 0 for unix: */
+    ngx_str_t                  password;
+    ngx_uint_t                 db;
+    ngx_str_t                  prefix;
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 command_timeout;
+} ngx_http_resilience_redis_conf_t;
+
+
+struct ngx_http_resilience_redis_script_s {
+    ngx_str_t                  body;
+    u_char                     sha1[40];
+};
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_http_resilience_collect_pt  collect;
+    void                      *data;
+} ngx_http_resilience_collector_t;
+
+
+typedef struct {
+    ngx_http_resilience_redis_stats_t  workers[NGX_HTTP_RESILIENCE_MAX_WORKERS];
+} ngx_http_resilience_shctx_t;
+
+
+typedef struct {
+    ngx_http_resilience_redis_conf_t  *redis;
+    ngx_array_t                        collectors;
+    ngx_shm_zone_t                    *shm_zone;
+    ngx_http_resilience_shctx_t       *sh;
+} ngx_http_resilience_main_conf_t;
+
+
+ngx_int_t ngx_http_resilience_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_resilience_redis_conf_t *conf,
+    ngx_http_resilience_redis_stats_t *stats);
+void ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle);
+
+ngx_int_t ngx_http_resilience_metrics_handler(ngx_http_request_t *r,
+    ngx_uint_t format);
+ngx_int_t ngx_http_resilience_metrics_redis(ngx_http_resilience_metrics_t *m,
+    void *data);
+
+
+#endif /* _NGX_HTTP_RESILIENCE_REDIS_H_INCLUDED_ */
