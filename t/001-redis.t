@@ -1,0 +1,392 @@
+# The core module's Redis client inside a running nginx: commands, batches,
+# scripts and pub/sub round-trip; Redis absent, killed and paused.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port redis_start redis_stop redis_kill redis_cli
+                 redis_later);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+$ENV{TEST_NGINX_DOWN_PORT} = free_port();
+$ENV{TEST_NGINX_LATE_PORT} = free_port();
+$ENV{TEST_NGINX_KILL_PORT} = free_port();
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a command round-trips and the status counters move
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- request eval
+[
+    "GET /redis?cmd=SET+nr:test:k+hello",
+    "GET /redis?cmd=GET+nr:test:k",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\AOK\n\z/,
+    qr/\A"hello"\n\z/,
+    qr/"state":"connected".*"commands":2,"replies":2,"errors":0,"timeouts":0,"connects":1,"reconnects":0/,
+]
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 2: commands are binary safe
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /redis { resilience_test_redis; }
+--- request eval
+[
+    "GET /redis?cmd=SET+nr:test:bin+a%00b%0D%0Ac",
+    "GET /redis?cmd=STRLEN+nr:test:bin",
+]
+--- response_body eval
+[
+    "OK\n",
+    "(integer) 6\n",
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: a batch runs as one MULTI/EXEC with one reply
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /redis { resilience_test_redis; }
+--- request eval
+[
+    "GET /redis?cmd=DEL+nr:test:n",
+    "GET /redis?batch=INCR+nr:test:n|INCRBY+nr:test:n+10|GET+nr:test:n",
+]
+--- response_body eval
+[
+    qr/\A\(integer\) [01]\n\z/,
+    "[(integer) 1, (integer) 11, \"11\"]\n",
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: a Redis error reply reaches the caller as a reply, and counts
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- request eval
+[
+    "GET /redis?cmd=NOSUCHCOMMAND+x",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\Aerror: ERR unknown command/,
+    qr/"errors":1,/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: EVALSHA loads the script again after SCRIPT FLUSH (NOSCRIPT)
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_test_script pair "return {KEYS[1], ARGV[1], redis.call('TYPE', KEYS[1])['ok']}";
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "SCRIPT", "FLUSH");
+--- request
+GET /redis?script=pair&keys=1&args=nr:test:none+v1
+--- response_body
+["nr:test:none", "v1", "none"]
+--- grep_error_log eval
+qr/resilience_redis: loading script \w+/
+--- grep_error_log_out eval
+qr/\Aresilience_redis: loading script [0-9a-f]{40}\n\z/
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: once loaded, the script runs by its SHA1 alone
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_test_script pair "return {KEYS[1], ARGV[1], redis.call('TYPE', KEYS[1])['ok']}";
+--- config
+    location /redis { resilience_test_redis; }
+--- request eval
+[
+    "GET /redis?script=pair&keys=1&args=nr:test:none+v1",
+    "GET /redis?script=pair&keys=1&args=nr:test:none+v2",
+]
+--- response_body eval
+[
+    "[\"nr:test:none\", \"v1\", \"none\"]\n",
+    "[\"nr:test:none\", \"v2\", \"none\"]\n",
+]
+--- no_error_log
+loading script
+[error]
+
+
+
+=== TEST 7: AUTH with a wrong password is refused, logged, retried with backoff
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT password=wrong;
+--- config
+    location /redis { resilience_test_redis; }
+--- request
+GET /redis?cmd=PING
+--- response_body
+failed
+--- wait: 0.3
+--- error_log eval
+qr/\[error\] .*resilience_redis: 127\.0\.0\.1:\d+ refused the handshake: .*(AUTH|auth|password)/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: SELECT db= takes effect
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=3;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "-n", 3, "SET", "nr:test:db", "three");
+--- request
+GET /redis?cmd=GET+nr:test:db
+--- response_body
+"three"
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: pub/sub: a message published reaches the subscriber callback
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_test_subscribe nr:test:channel;
+--- config
+    location /redis { resilience_test_redis; }
+    location /messages { resilience_test_messages; }
+    location /status { resilience_status; }
+--- init
+select(undef, undef, undef, 0.3);
+--- request eval
+[
+    "GET /redis?cmd=PUBLISH+nr:test:channel+hello",
+    "GET /messages",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\A\(integer\) 1\n\z/,
+    qr/\Anr:test:channel: hello\n1 messages\n\z/,
+    qr/nginx_resilience_redis_connected\{worker="0",pid="\d+",connection="subscriber"\} 1\n.*nginx_resilience_redis_messages_total\{worker="0",pid="\d+"\} 1\n/s,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: Redis absent at start: nginx serves, commands fail, the status says disconnected
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=100ms;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+    location /plain { return 200 "served\n"; }
+--- request eval
+[
+    ("GET /redis?cmd=PING") x 10,
+    "GET /plain",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    (qr/\Afailed\n\z/) x 10,
+    qr/\Aserved\n\z/,
+    qr/"state":"disconnected".*"errors":10,.*"connects":0,/,
+]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 11: Redis absent: reconnects back off, and one warning, not one per attempt
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=100ms;
+--- config
+    location /status { resilience_status json; }
+--- init
+select(undef, undef, undef, 1.6);
+--- request
+GET /status
+--- response_body_like eval
+qr/"state":"disconnected".*"connects":0,"reconnects":[2-5],/
+--- grep_error_log eval
+qr/resilience_redis: 127\.0\.0\.1:\d+ unavailable/
+--- grep_error_log_out eval
+qr/\Aresilience_redis: 127\.0\.0\.1:\d+ unavailable\n\z/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 12: Redis started late: the connection comes up by itself
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_LATE_PORT connect_timeout=100ms;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_later(0.5, sub { NR::Redis::redis_start($ENV{TEST_NGINX_LATE_PORT}) });
+--- request
+GET /redis?cmd=PING
+--- response_body
+failed
+--- wait: 3
+--- error_log eval
+qr/\[notice\] .*resilience_redis: connected to 127\.0\.0\.1:\d+/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 13: a command still works after the late start (same Redis, new nginx)
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_LATE_PORT connect_timeout=100ms;
+--- config
+    location /redis { resilience_test_redis; }
+--- request
+GET /redis?cmd=PING
+--- response_body
+PONG
+--- no_error_log
+[error]
+
+
+
+=== TEST 14: Redis killed mid-run: the command in flight fails, the worker reconnects
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=5s;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
+NR::Redis::redis_later(0.4, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
+NR::Redis::redis_later(1.0, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
+--- request
+GET /redis?cmd=DEBUG+SLEEP+3
+--- response_body
+failed
+--- wait: 3
+--- error_log eval
+[
+    qr/\[error\] .*resilience_redis: connection to 127\.0\.0\.1:\d+ lost/,
+    qr/\[notice\] .*resilience_redis: connected to 127\.0\.0\.1:\d+/,
+]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 15: Redis paused: the command timeout fires and is logged
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 400);
+--- request
+GET /redis?cmd=PING
+--- response_body
+timed out
+--- error_log eval
+qr/\[warn\] .*resilience_redis: command to 127\.0\.0\.1:\d+ timed out after 50 ms/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 16: Redis paused: the timeout is counted, nothing stays pending
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- request eval
+[
+    "GET /redis?cmd=CLIENT+PAUSE+300",
+    "GET /redis?cmd=PING",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\AOK\n\z/,
+    qr/\Atimed out\n\z/,
+    qr/"timeouts":1,"connects":1,"reconnects":0,"messages":0,"pending":0/,
+]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 17: no resilience_redis: commands fail, the status says so
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- request eval
+[
+    "GET /redis?cmd=PING",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\Afailed\n\z/,
+    qr/\A\{"version":"[\d.]+","redis":\{"configured":false\},"metrics":\{/,
+]
+--- no_error_log
+[error]
+
+
+
+=== TEST 18: a unix socket address is accepted (and fails cleanly when absent)
+--- http_config
+    resilience_redis unix:/nonexistent/redis.sock;
+--- config
+    location /redis { resilience_test_redis; }
+--- request
+GET /redis?cmd=PING
+--- response_body
+failed
+--- error_log
+resilience_redis: unix:/nonexistent/redis.sock unavailable
+--- no_error_log
+[alert]
+[crit]
