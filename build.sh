@@ -267,9 +267,11 @@ cmd_test() {
     trap "redis_stop '$dir'" EXIT
 
     export TEST_NGINX_BINARY="${TEST_NGINX_BINARY:-$(nginx_binary)}"
+    # the test module (t/modules/test) drives core's C API from locations
+    export TEST_NGINX_TEST_MODULE
+    TEST_NGINX_TEST_MODULE="$BUILD/test-modules/ngx_http_resilience_test_module.so"
     export TEST_NGINX_LOAD_MODULES
-    TEST_NGINX_LOAD_MODULES="$(load_modules)"
-    export TEST_NGINX_TEST_MODULE="$BUILD/test-modules/ngx_http_resilience_test_module.so"
+    TEST_NGINX_LOAD_MODULES="$(load_modules) $TEST_NGINX_TEST_MODULE"
     export TEST_NGINX_REDIS_PORT="$port"
     export TEST_NGINX_CONF_EXAMPLES="$ROOT/conf-examples"
 

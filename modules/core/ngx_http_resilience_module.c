@@ -106,6 +106,7 @@ static ngx_str_t  ngx_http_resilience_zone_name =
 static void *
 ngx_http_resilience_create_main_conf(ngx_conf_t *cf)
 {
+    ngx_http_resilience_collector_t  *col;
     ngx_http_resilience_main_conf_t  *rmcf;
 
     rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_resilience_main_conf_t));
@@ -130,12 +131,14 @@ ngx_http_resilience_create_main_conf(ngx_conf_t *cf)
 
     /* the core's own metrics come first */
 
-    if (ngx_http_resilience_metrics_add_collector(cf,
-                                        ngx_http_resilience_metrics_redis, rmcf)
-        != NGX_OK)
-    {
+    col = ngx_array_push(&rmcf->collectors);
+    if (col == NULL) {
         return NULL;
     }
+
+    ngx_str_set(&col->name, "redis");
+    col->collect = ngx_http_resilience_metrics_redis;
+    col->data = rmcf;
 
     return rmcf;
 }
