@@ -261,12 +261,12 @@ qr/\Aresilience_redis: 127\.0\.0\.1:\d+ unavailable\n\z/
 --- config
     location /redis { resilience_test_redis; }
 --- init
-NR::Redis::redis_later(0.5, sub { NR::Redis::redis_start($ENV{TEST_NGINX_LATE_PORT}) });
+NR::Redis::redis_later(2, sub { NR::Redis::redis_start($ENV{TEST_NGINX_LATE_PORT}) });
 --- request
 GET /redis?cmd=PING
 --- response_body
 failed
---- wait: 3
+--- wait: 5
 --- error_log eval
 qr/\[notice\] .*resilience_redis: connected to 127\.0\.0\.1:\d+/
 --- no_error_log
@@ -291,18 +291,19 @@ PONG
 
 === TEST 14: Redis killed mid-run: the command in flight fails, the worker reconnects
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=5s;
+    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=8s;
 --- config
     location /redis { resilience_test_redis; }
 --- init
 NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
-NR::Redis::redis_later(0.4, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
-NR::Redis::redis_later(1.0, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
+NR::Redis::redis_later(1.5, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
+NR::Redis::redis_later(2.5, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
 --- request
-GET /redis?cmd=DEBUG+SLEEP+3
+GET /redis?cmd=DEBUG+SLEEP+6
 --- response_body
 failed
---- wait: 3
+--- timeout: 10
+--- wait: 4
 --- error_log eval
 [
     qr/\[error\] .*resilience_redis: connection to 127\.0\.0\.1:\d+ lost/,
@@ -320,7 +321,7 @@ failed
 --- config
     location /redis { resilience_test_redis; }
 --- init
-NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 400);
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 1500);
 --- request
 GET /redis?cmd=PING
 --- response_body
@@ -339,9 +340,12 @@ qr/\[warn\] .*resilience_redis: command to 127\.0\.0\.1:\d+ timed out after 50 m
 --- config
     location /redis { resilience_test_redis; }
     location /status { resilience_status json; }
+--- init
+# the previous block's pause must be over first
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
 --- request eval
 [
-    "GET /redis?cmd=CLIENT+PAUSE+300",
+    "GET /redis?cmd=CLIENT+PAUSE+1500",
     "GET /redis?cmd=PING",
     "GET /status",
 ]
@@ -361,6 +365,9 @@ qr/\[warn\] .*resilience_redis: command to 127\.0\.0\.1:\d+ timed out after 50 m
 --- config
     location /redis { resilience_test_redis; }
     location /status { resilience_status json; }
+--- init
+# leave the shared Redis unpaused for the suites that follow
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
 --- request eval
 [
     "GET /redis?cmd=PING",

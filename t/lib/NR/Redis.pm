@@ -71,13 +71,14 @@ sub redis_pid {
 }
 
 
+# TERM by default; KILL drops the connection with no goodbye
 sub redis_stop {
-    my ($port) = @_;
+    my ($port, $signal) = @_;
     my $pid = redis_pid($port);
 
     return unless $pid;
 
-    kill 'TERM', $pid;
+    kill $signal || 'TERM', $pid;
     for (1 .. 50) {
         last unless kill 0, $pid;
         sleep 0.1;
@@ -87,19 +88,9 @@ sub redis_stop {
 }
 
 
-# SIGKILL: the connection drops with no goodbye
 sub redis_kill {
     my ($port) = @_;
-    my $pid = redis_pid($port);
-
-    return unless $pid;
-
-    kill 'KILL', $pid;
-    for (1 .. 50) {
-        last unless kill 0, $pid;
-        sleep 0.1;
-    }
-    unlink redis_dir($port) . "/redis.pid";
+    redis_stop($port, 'KILL');
 }
 
 

@@ -158,7 +158,8 @@ ngx_module_t  ngx_http_resilience_test_module = {
 };
 
 
-static ngx_str_t   ngx_http_resilience_test_msgs[NGX_HTTP_RESILIENCE_TEST_MESSAGES];
+static ngx_str_t
+    ngx_http_resilience_test_msgs[NGX_HTTP_RESILIENCE_TEST_MESSAGES];
 static ngx_uint_t  ngx_http_resilience_test_nmsgs;
 
 
@@ -822,7 +823,7 @@ ngx_http_resilience_test_message(ngx_str_t *channel, ngx_str_t *message,
 
     slot = &ngx_http_resilience_test_msgs[ngx_http_resilience_test_nmsgs];
 
-    p = ngx_alloc(250, ngx_cycle->log);
+    p = ngx_pnalloc(ngx_cycle->pool, 250);
     if (p == NULL) {
         return;
     }
