@@ -299,7 +299,7 @@ NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
 NR::Redis::redis_later(1.5, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
 NR::Redis::redis_later(2.5, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
 --- request
-GET /redis?cmd=DEBUG+SLEEP+6
+GET /redis?cmd=BLPOP+nr:test:never+6
 --- response_body
 failed
 --- timeout: 10
