@@ -17,6 +17,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BUILD="$ROOT/build"
 
+# a build for another nginx tree lives apart, so both can coexist
+if [ -n "${NGINX_SRC:-}" ]; then
+    BUILD="$ROOT/build/custom"
+fi
+
 DEBIAN_SRC=/usr/share/nginx/src
 
 PACKAGES=(
