@@ -22,7 +22,8 @@ __DATA__
 
 === TEST 1: a command round-trips and the status counters move
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
     location /status { resilience_status json; }
@@ -46,7 +47,8 @@ __DATA__
 
 === TEST 2: commands are binary safe
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
 --- request eval
@@ -66,7 +68,8 @@ __DATA__
 
 === TEST 3: a batch runs as one MULTI/EXEC with one reply
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
 --- request eval
@@ -86,7 +89,8 @@ __DATA__
 
 === TEST 4: a Redis error reply reaches the caller as a reply, and counts
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
     location /status { resilience_status json; }
@@ -107,7 +111,8 @@ __DATA__
 
 === TEST 5: EVALSHA loads the script again after SCRIPT FLUSH (NOSCRIPT)
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
     resilience_test_script pair "return {KEYS[1], ARGV[1], redis.call('TYPE', KEYS[1])['ok']}";
 --- config
     location /redis { resilience_test_redis; }
@@ -128,7 +133,8 @@ qr/\Aresilience_redis: loading script [0-9a-f]{40}\n\z/
 
 === TEST 6: once loaded, the script runs by its SHA1 alone
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
     resilience_test_script pair "return {KEYS[1], ARGV[1], redis.call('TYPE', KEYS[1])['ok']}";
 --- config
     location /redis { resilience_test_redis; }
@@ -150,7 +156,8 @@ loading script
 
 === TEST 7: AUTH with a wrong password is refused, logged, retried with backoff
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT password=wrong;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT password=wrong
+                     connect_timeout=2s;
 --- config
     location /redis { resilience_test_redis; }
 --- request
@@ -168,7 +175,8 @@ qr/\[error\] .*resilience_redis: 127\.0\.0\.1:\d+ refused the handshake: .*(AUTH
 
 === TEST 8: SELECT db= takes effect
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=3;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT db=3
+                     connect_timeout=2s command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
 --- init
@@ -184,14 +192,20 @@ GET /redis?cmd=GET+nr:test:db
 
 === TEST 9: pub/sub: a message published reaches the subscriber callback
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
     resilience_test_subscribe nr:test:channel;
 --- config
     location /redis { resilience_test_redis; }
     location /messages { resilience_test_messages; }
     location /status { resilience_status; }
 --- init
-select(undef, undef, undef, 0.3);
+# wait for this nginx's subscription (slow under valgrind)
+for (1 .. 100) {
+    last if NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PUBSUB",
+                                 "NUMSUB", "nr:test:channel") =~ /^1$/m;
+    select(undef, undef, undef, 0.05);
+}
 --- request eval
 [
     "GET /redis?cmd=PUBLISH+nr:test:channel+hello",
@@ -317,7 +331,8 @@ failed
 
 === TEST 15: Redis paused: the command timeout fires and is logged
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms
+                     connect_timeout=2s;
 --- config
     location /redis { resilience_test_redis; }
 --- init
@@ -336,7 +351,8 @@ qr/\[warn\] .*resilience_redis: command to 127\.0\.0\.1:\d+ timed out after 50 m
 
 === TEST 16: Redis paused: the timeout is counted, nothing stays pending
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms;
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms
+                     connect_timeout=2s;
 --- config
     location /redis { resilience_test_redis; }
     location /status { resilience_status json; }

@@ -33,7 +33,8 @@ qr/"redis":\{"configured":true,"address":"127\.0\.0\.1:\d+","workers":\[\{"worke
 
 === TEST 2: a host name is resolved once, at configuration time
 --- http_config
-    resilience_redis localhost:$TEST_NGINX_REDIS_PORT;
+    resilience_redis localhost:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
 --- request
