@@ -71,6 +71,20 @@ sub redis_pid {
 }
 
 
+# a zombie is gone too: where pid 1 does not reap, kill 0 still succeeds
+sub alive {
+    my ($pid) = @_;
+
+    return 0 unless kill 0, $pid;
+
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh>;
+    close $fh;
+
+    return $stat !~ /^\d+ \(.*\) Z/;
+}
+
+
 # TERM by default; KILL drops the connection with no goodbye
 sub redis_stop {
     my ($port, $signal) = @_;
@@ -78,13 +92,14 @@ sub redis_stop {
 
     return unless $pid;
 
+    unlink redis_dir($port) . "/redis.pid";
+
     kill $signal || 'TERM', $pid;
     for (1 .. 50) {
-        last unless kill 0, $pid;
+        last unless alive($pid);
         sleep 0.1;
     }
-    kill 'KILL', $pid if kill 0, $pid;
-    unlink redis_dir($port) . "/redis.pid";
+    kill 'KILL', $pid if alive($pid);
 }
 
 
