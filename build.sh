@@ -161,12 +161,12 @@ cmd_build() {
     if [ -n "${NGINX_SRC:-}" ]; then
         make -C "$tree" -f "$BUILD/objs/Makefile" -j"$(nproc)" \
             >"$BUILD/make.log" 2>&1 \
-            || { grep -E "error|Error" "$BUILD/make.log" | head -40;
+            || { grep -E "error:|Error [0-9]" "$BUILD/make.log" | head -40;
                  die "make failed (see build/make.log)"; }
     else
         make -C "$tree" -f "$BUILD/objs/Makefile" -j"$(nproc)" modules \
             >"$BUILD/make.log" 2>&1 \
-            || { grep -E "error|Error" "$BUILD/make.log" | head -40;
+            || { grep -E "error:|Error [0-9]" "$BUILD/make.log" | head -40;
                  die "make failed (see build/make.log)"; }
     fi
 

@@ -1,0 +1,171 @@
+
+/*
+ * nginx-resilience: ngx_http_breaker_module, what crosses its files.
+ */
+
+
+#ifndef _NGX_HTTP_BREAKER_H_INCLUDED_
+#define _NGX_HTTP_BREAKER_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_resilience.h"
+
+
+#define NGX_HTTP_BREAKER_CLOSED        0
+#define NGX_HTTP_BREAKER_OPEN          1
+#define NGX_HTTP_BREAKER_HALF_OPEN     2
+
+#define NGX_HTTP_BREAKER_ENFORCE       1
+#define NGX_HTTP_BREAKER_DRY_RUN       2
+#define NGX_HTTP_BREAKER_FORCE_OPEN    3
+#define NGX_HTTP_BREAKER_FORCE_CLOSED  4
+#define NGX_HTTP_BREAKER_OFF           5
+
+#define NGX_HTTP_BREAKER_MAX_BUCKETS   60
+#define NGX_HTTP_BREAKER_MAX_PROBES    16
+#define NGX_HTTP_BREAKER_MAX_KEY       128
+
+/* what a request's outcome was, for the breaker */
+#define NGX_HTTP_BREAKER_NEUTRAL       0
+#define NGX_HTTP_BREAKER_SUCCESS       1
+#define NGX_HTTP_BREAKER_FAILURE       2
+
+/* why a request was turned away */
+#define NGX_HTTP_BREAKER_ADMITTED      0
+#define NGX_HTTP_BREAKER_REJECT_OPEN   1
+#define NGX_HTTP_BREAKER_REJECT_FULL   2   /* the bulkhead */
+
+
+typedef struct {
+    uint32_t                   epoch;       /* now / bucket length */
+    uint32_t                   total;
+    uint32_t                   failures;
+    uint32_t                   slow;
+} ngx_http_breaker_bucket_t;
+
+
+typedef struct {
+    u_char                     color;
+    u_char                     state;
+    u_char                     nbuckets;
+    u_char                     pinned;       /* keyless: never evicted */
+    u_short                    name_len;
+    u_short                    key_len;
+
+    ngx_queue_t                queue;
+    ngx_atomic_t               lock;
+
+    ngx_msec_t                 last;         /* last use, for the LRU */
+    ngx_msec_t                 open_until;
+    ngx_msec_t                 changed;      /* last transition */
+
+    uint32_t                   generation;
+    uint32_t                   trips;        /* in a row, for backoff */
+    uint32_t                   consecutive;  /* failures in a row */
+    uint32_t                   inflight;
+    uint32_t                   probes_ok;
+    uint32_t                   leases[NGX_HTTP_BREAKER_MAX_PROBES];
+
+    uint64_t                   successes;
+    uint64_t                   failures;
+    uint64_t                   slow;
+    uint64_t                   rejected;
+    uint64_t                   dry_run_rejected;
+    uint64_t                   transitions;
+
+    /* name, then key, then the window buckets (aligned) */
+    u_char                     data[1];
+} ngx_http_breaker_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                queue;
+    ngx_atomic_t               evictions;
+    ngx_atomic_t               full;         /* no room even after evicting */
+} ngx_http_breaker_shctx_t;
+
+
+typedef struct {
+    ngx_http_breaker_shctx_t  *sh;
+    ngx_slab_pool_t           *shpool;
+    ngx_str_t                  name;
+    ngx_uint_t                 full_logged;  /* per worker */
+} ngx_http_breaker_zone_t;
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_shm_zone_t            *zone;
+    ngx_http_complex_value_t  *key;
+    ngx_http_breaker_node_t   *node;         /* keyless, cached per worker */
+    ngx_uint_t                 uses;         /* locations referring to it */
+} ngx_http_breaker_t;
+
+
+typedef struct {
+    ngx_http_breaker_t        *breaker;      /* NULL: no breaker here */
+
+    ngx_msec_t                 window;
+    ngx_uint_t                 buckets;
+    ngx_uint_t                 min_requests;
+    ngx_uint_t                 failure_rate;      /* basis points, 0 off */
+    ngx_uint_t                 consecutive;       /* 0 off */
+    ngx_msec_t                 slow_time;         /* 0 off */
+    ngx_uint_t                 slow_rate;         /* basis points */
+    ngx_msec_t                 open_time;
+    ngx_msec_t                 open_max;
+    ngx_uint_t                 open_jitter;       /* basis points */
+    ngx_uint_t                 probes;
+    ngx_msec_t                 probe_timeout;
+    ngx_uint_t                 max_concurrent;    /* 0 off */
+    ngx_uint_t                 mode;
+
+    ngx_http_resilience_status_set_t  *failure_status;
+    ngx_uint_t                 failure_error;     /* error, invalid_header */
+    ngx_uint_t                 failure_timeout;
+
+    ngx_uint_t                 fallback_status;
+    ngx_str_t                  fallback_location;
+} ngx_http_breaker_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_breaker_node_t   *node;
+    ngx_http_breaker_loc_conf_t  *conf;
+    ngx_http_breaker_zone_t   *zone;
+    uint32_t                   generation;
+    ngx_int_t                  lease;        /* probe slot, -1 none */
+    uint32_t                   lease_until;
+    ngx_uint_t                 state;        /* at admission */
+    unsigned                   admitted:1;
+    unsigned                   counted:1;    /* in flight */
+    unsigned                   recorded:1;
+    unsigned                   rejected:1;
+} ngx_http_breaker_ctx_t;
+
+
+ngx_int_t ngx_http_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_http_breaker_node_t *ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z,
+    ngx_str_t *name, ngx_str_t *key, ngx_uint_t nbuckets, ngx_log_t *log);
+ngx_http_breaker_bucket_t *ngx_http_breaker_buckets(
+    ngx_http_breaker_node_t *node);
+
+ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx);
+void ngx_http_breaker_record(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx, ngx_uint_t outcome, ngx_uint_t slow);
+void ngx_http_breaker_release(ngx_http_breaker_ctx_t *ctx);
+ngx_uint_t ngx_http_breaker_current_state(ngx_http_breaker_node_t *node,
+    ngx_msec_t now);
+const char *ngx_http_breaker_state_name(ngx_uint_t state);
+
+extern ngx_module_t  ngx_http_breaker_module;
+
+
+#endif /* _NGX_HTTP_BREAKER_H_INCLUDED_ */

@@ -1,0 +1,1560 @@
+
+/*
+ * nginx-resilience: ngx_http_breaker_module, per-location circuit breakers.
+ *
+ * A request is admitted (or turned away) in the preaccess phase and its
+ * outcome is recorded in the log phase from the last upstream try; the
+ * in-flight count and any probe lease are given back by a pool cleanup,
+ * so every path, client abort included, releases them.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_breaker.h"
+
+
+typedef struct {
+    ngx_array_t                breakers;     /* ngx_http_breaker_t * */
+    ngx_array_t                zones;        /* ngx_shm_zone_t * */
+} ngx_http_breaker_main_conf_t;
+
+
+static ngx_http_breaker_ctx_t *ngx_http_breaker_get_ctx(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_breaker_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_breaker_reject(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx,
+    ngx_uint_t rc);
+static ngx_int_t ngx_http_breaker_log_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_breaker_outcome(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_uint_t *slow);
+static void ngx_http_breaker_cleanup(void *data);
+static ngx_int_t ngx_http_breaker_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m,
+    void *data);
+static ngx_int_t ngx_http_breaker_add_variables(ngx_conf_t *cf);
+static void *ngx_http_breaker_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_breaker_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_breaker_init(ngx_conf_t *cf);
+static char *ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_window_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_rate_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_number_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_slow_call(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_open_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_half_open(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_failure(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_breaker_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_conf_enum_t  ngx_http_breaker_modes[] = {
+    { ngx_string("enforce"), NGX_HTTP_BREAKER_ENFORCE },
+    { ngx_string("dry_run"), NGX_HTTP_BREAKER_DRY_RUN },
+    { ngx_string("force_open"), NGX_HTTP_BREAKER_FORCE_OPEN },
+    { ngx_string("force_closed"), NGX_HTTP_BREAKER_FORCE_CLOSED },
+    { ngx_string("off"), NGX_HTTP_BREAKER_OFF },
+    { ngx_null_string, 0 }
+};
+
+
+#define NGX_HTTP_BREAKER_CONF                                                 \
+    NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+
+static ngx_command_t  ngx_http_breaker_commands[] = {
+
+    { ngx_string("breaker_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_breaker_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE123,
+      ngx_http_breaker,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_window"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE12,
+      ngx_http_breaker_window_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_min_requests"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
+      ngx_http_breaker_number_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_breaker_loc_conf_t, min_requests),
+      NULL },
+
+    { ngx_string("breaker_failure_rate"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
+      ngx_http_breaker_rate_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_breaker_loc_conf_t, failure_rate),
+      NULL },
+
+    { ngx_string("breaker_consecutive_failures"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
+      ngx_http_breaker_number_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_breaker_loc_conf_t, consecutive),
+      NULL },
+
+    { ngx_string("breaker_slow_call"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE12,
+      ngx_http_breaker_slow_call,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_open"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE123,
+      ngx_http_breaker_open_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_half_open"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE12,
+      ngx_http_breaker_half_open,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_max_concurrent"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
+      ngx_http_breaker_number_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_breaker_loc_conf_t, max_concurrent),
+      NULL },
+
+    { ngx_string("breaker_failure"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_1MORE,
+      ngx_http_breaker_failure,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_fallback"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
+      ngx_http_breaker_fallback,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("breaker_mode"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_breaker_loc_conf_t, mode),
+      &ngx_http_breaker_modes },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_breaker_module_ctx = {
+    ngx_http_breaker_add_variables,        /* preconfiguration */
+    ngx_http_breaker_init,                 /* postconfiguration */
+
+    ngx_http_breaker_create_main_conf,     /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_breaker_create_loc_conf,      /* create location configuration */
+    ngx_http_breaker_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_breaker_module = {
+    NGX_MODULE_V1,
+    &ngx_http_breaker_module_ctx,          /* module context */
+    ngx_http_breaker_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_breaker_vars[] = {
+
+    { ngx_string("breaker_state"), NULL, ngx_http_breaker_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("breaker_name"), NULL, ngx_http_breaker_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_http_breaker_t  ngx_http_breaker_off;
+
+
+/* the request path */
+
+
+/*
+ * An internal redirect (a named location fallback, error_page) clears
+ * the modules' contexts; the pool cleanup still holds ours, so the
+ * request keeps its breaker, and is admitted once only.
+ */
+
+static ngx_http_breaker_ctx_t *
+ngx_http_breaker_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t      *cln;
+    ngx_http_breaker_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_breaker_module);
+
+    if (ctx != NULL || !r->internal) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_breaker_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_breaker_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_breaker_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                     key;
+    ngx_uint_t                    rc;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_breaker_t           *bp;
+    ngx_http_breaker_ctx_t       *ctx;
+    ngx_http_breaker_zone_t      *z;
+    ngx_http_breaker_node_t      *node;
+    ngx_http_breaker_loc_conf_t  *blcf;
+
+    if (r->main != r) {
+        return NGX_DECLINED;
+    }
+
+    blcf = ngx_http_get_module_loc_conf(r, ngx_http_breaker_module);
+    bp = blcf->breaker;
+
+    if (bp == NULL || bp == &ngx_http_breaker_off
+        || blcf->mode == NGX_HTTP_BREAKER_OFF)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_breaker_get_ctx(r) != NULL) {
+        return NGX_DECLINED;
+    }
+
+    z = bp->zone->data;
+
+    if (bp->key) {
+        if (ngx_http_complex_value(r, bp->key, &key) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (key.len == 0) {
+            /* an empty key exempts the request */
+            return NGX_DECLINED;
+        }
+
+        node = ngx_http_breaker_lookup(z, &bp->name, &key, blcf->buckets,
+                                       r->connection->log);
+
+    } else {
+        node = bp->node;
+
+        if (node == NULL) {
+            ngx_str_null(&key);
+            node = ngx_http_breaker_lookup(z, &bp->name, &key,
+                                           blcf->buckets, r->connection->log);
+            bp->node = node;
+        }
+    }
+
+    if (node == NULL) {
+        /* the zone is full: never reject traffic for it */
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_breaker_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->node = node;
+    ctx->conf = blcf;
+    ctx->zone = z;
+    ctx->lease = -1;
+
+    cln->handler = ngx_http_breaker_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_breaker_module);
+
+    rc = ngx_http_breaker_admit(r, blcf, ctx);
+
+    if (rc == NGX_HTTP_BREAKER_ADMITTED) {
+        if (ctx->rejected) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "breaker \"%V\" would reject the request "
+                          "(dry run): %s", &bp->name,
+                          ngx_http_breaker_state_name(ctx->state));
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_breaker_reject(r, blcf, ctx, rc);
+}
+
+
+static ngx_int_t
+ngx_http_breaker_reject(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx,
+    ngx_uint_t rc)
+{
+    u_char           *p;
+    ngx_msec_t        left;
+    ngx_table_elt_t  *h;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "breaker \"%V\" rejected the request: %s",
+                   &blcf->breaker->name,
+                   rc == NGX_HTTP_BREAKER_REJECT_FULL
+                   ? "max_concurrent reached"
+                   : ngx_http_breaker_state_name(ctx->state));
+
+    if (blcf->fallback_location.len) {
+        (void) ngx_http_named_location(r, &blcf->fallback_location);
+        ngx_http_finalize_request(r, NGX_DONE);
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_HTTP_BREAKER_REJECT_OPEN
+        && ctx->state == NGX_HTTP_BREAKER_OPEN
+        && blcf->mode != NGX_HTTP_BREAKER_FORCE_OPEN)
+    {
+        left = ctx->node->open_until - ngx_current_msec;
+
+        if ((ngx_msec_int_t) left < 0) {
+            left = 0;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.data = p;
+        h->value.len = ngx_sprintf(p, "%M", (left + 999) / 1000 + (left == 0))
+                       - p;
+    }
+
+    return blcf->fallback_status;
+}
+
+
+static ngx_int_t
+ngx_http_breaker_log_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t               outcome, slow;
+    ngx_http_breaker_ctx_t  *ctx;
+
+    ctx = ngx_http_breaker_get_ctx(r);
+
+    if (ctx == NULL || !ctx->admitted || ctx->recorded) {
+        return NGX_OK;
+    }
+
+    outcome = ngx_http_breaker_outcome(r, ctx->conf, &slow);
+
+    if (outcome != NGX_HTTP_BREAKER_NEUTRAL) {
+        ngx_http_breaker_record(r, ctx, outcome, slow);
+    }
+
+    ngx_http_breaker_release(ctx);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The last upstream try decides.  A request that never reached an
+ * upstream (rejected by another module, served from elsewhere) or that
+ * the client gave up on (499) says nothing about the upstream.
+ */
+
+static ngx_uint_t
+ngx_http_breaker_outcome(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_uint_t *slow)
+{
+    ngx_uint_t                  failure;
+    ngx_http_upstream_state_t  *st;
+
+    *slow = 0;
+
+    if (r->err_status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || r->upstream_states == NULL
+        || r->upstream_states->nelts == 0)
+    {
+        return NGX_HTTP_BREAKER_NEUTRAL;
+    }
+
+    st = r->upstream_states->elts;
+    st = &st[r->upstream_states->nelts - 1];
+
+    if (st->status == 0 || st->status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        return NGX_HTTP_BREAKER_NEUTRAL;
+    }
+
+    if (st->header_time == (ngx_msec_t) -1) {
+        /* no response: nginx's own 502 (error) or 504 (timeout) */
+        failure = (st->status == NGX_HTTP_GATEWAY_TIME_OUT)
+                  ? blcf->failure_timeout : blcf->failure_error;
+
+    } else {
+        failure = ngx_http_resilience_status_test(blcf->failure_status,
+                                                  st->status);
+    }
+
+    if (blcf->slow_time
+        && st->response_time != (ngx_msec_t) -1
+        && st->response_time > blcf->slow_time)
+    {
+        *slow = 1;
+    }
+
+    return failure ? NGX_HTTP_BREAKER_FAILURE : NGX_HTTP_BREAKER_SUCCESS;
+}
+
+
+static void
+ngx_http_breaker_cleanup(void *data)
+{
+    ngx_http_breaker_ctx_t  *ctx = data;
+
+    ngx_http_breaker_release(ctx);
+}
+
+
+static ngx_int_t
+ngx_http_breaker_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char                   *name;
+    ngx_http_breaker_ctx_t       *ctx;
+    ngx_http_breaker_loc_conf_t  *blcf;
+
+    ctx = ngx_http_breaker_get_ctx(r->main);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == 1) {
+        blcf = ctx->conf;
+        v->data = blcf->breaker->name.data;
+        v->len = blcf->breaker->name.len;
+
+    } else {
+        name = ngx_http_breaker_state_name(
+                   ngx_http_breaker_current_state(ctx->node,
+                                                  ngx_current_msec));
+        v->data = (u_char *) name;
+        v->len = ngx_strlen(name);
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* metrics */
+
+
+static ngx_int_t
+ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
+{
+    ngx_http_breaker_main_conf_t *bmcf = data;
+
+    double                    v;
+    ngx_uint_t                i, f, o;
+    ngx_keyval_t              labels[3];
+    ngx_shm_zone_t          **zones;
+    ngx_rbtree_node_t        *node, *root, *sentinel;
+    ngx_http_breaker_zone_t  *z;
+    ngx_http_breaker_node_t  *bn;
+
+    static const char  *families[][3] = {
+        { "breaker_state", "g",
+          "Breaker state: 0 closed, 1 open, 2 half-open." },
+        { "breaker_requests_total", "c",
+          "Requests seen by the breaker, by outcome." },
+        { "breaker_transitions_total", "c",
+          "State transitions of the breaker." },
+        { "breaker_inflight", "g",
+          "Requests admitted by the breaker and not finished." },
+        { "breaker_open_until_seconds", "g",
+          "Unix time the open breaker turns half-open, 0 when not open." },
+    };
+
+    static const char  *outcomes[] = {
+        "success", "failure", "slow", "rejected", "dry_run_rejected"
+    };
+
+    zones = bmcf->zones.elts;
+
+    for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+
+        if (ngx_http_resilience_metrics_family(m, families[f][0],
+                                               families[f][1][0] == 'c'
+                                               ? NGX_HTTP_RESILIENCE_COUNTER
+                                               : NGX_HTTP_RESILIENCE_GAUGE,
+                                               families[f][2])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < bmcf->zones.nelts; i++) {
+            z = zones[i]->data;
+
+            if (z->sh == NULL) {
+                continue;
+            }
+
+            ngx_shmtx_lock(&z->shpool->mutex);
+
+            root = z->sh->rbtree.root;
+            sentinel = z->sh->rbtree.sentinel;
+
+            if (root == sentinel) {
+                ngx_shmtx_unlock(&z->shpool->mutex);
+                continue;
+            }
+
+            for (node = ngx_rbtree_min(root, sentinel);
+                 node;
+                 node = ngx_rbtree_next(&z->sh->rbtree, node))
+            {
+                bn = (ngx_http_breaker_node_t *) &node->color;
+
+                labels[0].key.data = (u_char *) "breaker";
+                labels[0].key.len = 7;
+                labels[0].value.data = bn->data;
+                labels[0].value.len = bn->name_len;
+                labels[1].key.data = (u_char *) "key";
+                labels[1].key.len = 3;
+                labels[1].value.data = bn->data + bn->name_len;
+                labels[1].value.len = bn->key_len;
+                labels[2].key.data = (u_char *) "outcome";
+                labels[2].key.len = 7;
+
+                if (f == 1) {
+                    for (o = 0; o < 5; o++) {
+                        labels[2].value.data = (u_char *) outcomes[o];
+                        labels[2].value.len = ngx_strlen(outcomes[o]);
+
+                        v = (o == 0) ? bn->successes
+                            : (o == 1) ? bn->failures
+                            : (o == 2) ? bn->slow
+                            : (o == 3) ? bn->rejected
+                            : bn->dry_run_rejected;
+
+                        if (ngx_http_resilience_metrics_sample(m, labels, 3,
+                                                               v)
+                            != NGX_OK)
+                        {
+                            ngx_shmtx_unlock(&z->shpool->mutex);
+                            return NGX_ERROR;
+                        }
+                    }
+
+                    continue;
+                }
+
+                switch (f) {
+                case 0:
+                    v = ngx_http_breaker_current_state(bn, ngx_current_msec);
+                    break;
+                case 2:
+                    v = bn->transitions;
+                    break;
+                case 3:
+                    v = bn->inflight;
+                    break;
+                default:
+                    v = (bn->state == NGX_HTTP_BREAKER_OPEN
+                         && (ngx_msec_int_t) (bn->open_until
+                                              - ngx_current_msec) > 0)
+                        ? (double) ngx_time()
+                          + (double) (bn->open_until - ngx_current_msec)
+                            / 1000
+                        : 0;
+                }
+
+                if (ngx_http_resilience_metrics_sample(m, labels, 2, v)
+                    != NGX_OK)
+                {
+                    ngx_shmtx_unlock(&z->shpool->mutex);
+                    return NGX_ERROR;
+                }
+            }
+
+            ngx_shmtx_unlock(&z->shpool->mutex);
+        }
+    }
+
+    if (ngx_http_resilience_metrics_family(m, "breaker_zone_evictions_total",
+            NGX_HTTP_RESILIENCE_COUNTER,
+            "Idle keyed breakers evicted to make room in the zone.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < bmcf->zones.nelts; i++) {
+        z = zones[i]->data;
+
+        if (z->sh == NULL) {
+            continue;
+        }
+
+        labels[0].key.data = (u_char *) "zone";
+        labels[0].key.len = 4;
+        labels[0].value = z->name;
+
+        if (ngx_http_resilience_metrics_sample(m, labels, 1,
+                                               z->sh->evictions)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_resilience_metrics_family(m, "breaker_zone_full_total",
+            NGX_HTTP_RESILIENCE_COUNTER,
+            "Requests let through untracked because the zone was full.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < bmcf->zones.nelts; i++) {
+        z = zones[i]->data;
+
+        if (z->sh == NULL) {
+            continue;
+        }
+
+        labels[0].key.data = (u_char *) "zone";
+        labels[0].key.len = 4;
+        labels[0].value = z->name;
+
+        if (ngx_http_resilience_metrics_sample(m, labels, 1, z->sh->full)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+
+static ngx_int_t
+ngx_http_breaker_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_breaker_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_breaker_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_breaker_main_conf_t  *bmcf;
+
+    bmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_breaker_main_conf_t));
+    if (bmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&bmcf->breakers, cf->pool, 4,
+                       sizeof(ngx_http_breaker_t *))
+        != NGX_OK
+        || ngx_array_init(&bmcf->zones, cf->pool, 2,
+                          sizeof(ngx_shm_zone_t *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return bmcf;
+}
+
+
+static void *
+ngx_http_breaker_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_breaker_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_breaker_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->breaker = NULL;
+     *     conf->failure_status = NULL;
+     *     conf->fallback_location = { 0, NULL };
+     */
+
+    conf->window = NGX_CONF_UNSET_MSEC;
+    conf->buckets = NGX_CONF_UNSET_UINT;
+    conf->min_requests = NGX_CONF_UNSET_UINT;
+    conf->failure_rate = NGX_CONF_UNSET_UINT;
+    conf->consecutive = NGX_CONF_UNSET_UINT;
+    conf->slow_time = NGX_CONF_UNSET_MSEC;
+    conf->slow_rate = NGX_CONF_UNSET_UINT;
+    conf->open_time = NGX_CONF_UNSET_MSEC;
+    conf->open_max = NGX_CONF_UNSET_MSEC;
+    conf->open_jitter = NGX_CONF_UNSET_UINT;
+    conf->probes = NGX_CONF_UNSET_UINT;
+    conf->probe_timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_concurrent = NGX_CONF_UNSET_UINT;
+    conf->mode = NGX_CONF_UNSET_UINT;
+    conf->failure_error = NGX_CONF_UNSET_UINT;
+    conf->failure_timeout = NGX_CONF_UNSET_UINT;
+    conf->fallback_status = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_breaker_loc_conf_t *prev = parent;
+    ngx_http_breaker_loc_conf_t *conf = child;
+
+    ngx_http_resilience_status_set_t  *set;
+
+    if (conf->breaker == NULL) {
+        conf->breaker = prev->breaker;
+    }
+
+    if (conf->window == NGX_CONF_UNSET_MSEC) {
+        conf->window = prev->window;
+        conf->buckets = prev->buckets;
+    }
+
+    ngx_conf_merge_msec_value(conf->window, prev->window, 10000);
+    ngx_conf_merge_uint_value(conf->buckets, prev->buckets, 10);
+    ngx_conf_merge_uint_value(conf->min_requests, prev->min_requests, 20);
+    ngx_conf_merge_uint_value(conf->failure_rate, prev->failure_rate, 5000);
+    ngx_conf_merge_uint_value(conf->consecutive, prev->consecutive, 5);
+
+    if (conf->slow_time == NGX_CONF_UNSET_MSEC) {
+        conf->slow_time = prev->slow_time;
+        conf->slow_rate = prev->slow_rate;
+    }
+
+    ngx_conf_merge_msec_value(conf->slow_time, prev->slow_time, 0);
+    ngx_conf_merge_uint_value(conf->slow_rate, prev->slow_rate, 10000);
+
+    if (conf->open_time == NGX_CONF_UNSET_MSEC) {
+        conf->open_time = prev->open_time;
+        conf->open_max = prev->open_max;
+        conf->open_jitter = prev->open_jitter;
+    }
+
+    ngx_conf_merge_msec_value(conf->open_time, prev->open_time, 30000);
+    ngx_conf_merge_msec_value(conf->open_max, prev->open_max,
+                              ngx_max(conf->open_time, 300000));
+    ngx_conf_merge_uint_value(conf->open_jitter, prev->open_jitter, 1000);
+
+    if (conf->probes == NGX_CONF_UNSET_UINT) {
+        conf->probes = prev->probes;
+        conf->probe_timeout = prev->probe_timeout;
+    }
+
+    ngx_conf_merge_uint_value(conf->probes, prev->probes, 3);
+    ngx_conf_merge_msec_value(conf->probe_timeout, prev->probe_timeout,
+                              5000);
+    ngx_conf_merge_uint_value(conf->max_concurrent, prev->max_concurrent, 0);
+    ngx_conf_merge_uint_value(conf->mode, prev->mode,
+                              NGX_HTTP_BREAKER_ENFORCE);
+
+    if (conf->failure_status == NULL) {
+        conf->failure_status = prev->failure_status;
+        conf->failure_error = prev->failure_error;
+        conf->failure_timeout = prev->failure_timeout;
+    }
+
+    if (conf->failure_status == NULL) {
+        /* the default: error timeout 502 503 504 */
+        set = ngx_pcalloc(cf->pool, sizeof(ngx_http_resilience_status_set_t));
+        if (set == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        set->bits[502 / 64] |= (uint64_t) 1 << (502 % 64);
+        set->bits[503 / 64] |= (uint64_t) 1 << (503 % 64);
+        set->bits[504 / 64] |= (uint64_t) 1 << (504 % 64);
+
+        conf->failure_status = set;
+        conf->failure_error = 1;
+        conf->failure_timeout = 1;
+    }
+
+    if (conf->fallback_status == NGX_CONF_UNSET_UINT) {
+        conf->fallback_status = prev->fallback_status;
+        conf->fallback_location = prev->fallback_location;
+    }
+
+    ngx_conf_merge_uint_value(conf->fallback_status, prev->fallback_status,
+                              NGX_HTTP_SERVICE_UNAVAILABLE);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_breaker_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                     i;
+    ngx_http_handler_pt           *h;
+    ngx_http_breaker_t           **bp;
+    ngx_http_core_main_conf_t     *cmcf;
+    ngx_http_breaker_main_conf_t  *bmcf;
+
+    bmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_breaker_module);
+
+    bp = bmcf->breakers.elts;
+
+    for (i = 0; i < bmcf->breakers.nelts; i++) {
+        if (bp[i]->zone->data == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "breaker \"%V\" uses zone \"%V\", which no "
+                          "\"breaker_zone\" declares",
+                          &bp[i]->name, &bp[i]->zone->shm.name);
+            return NGX_ERROR;
+        }
+    }
+
+    if (bmcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_breaker_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_breaker_log_handler;
+
+    return ngx_http_resilience_metrics_add_collector(cf,
+                                                     ngx_http_breaker_collect,
+                                                     bmcf);
+}
+
+
+/* breaker_zone <name> <size> */
+
+static char *
+ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_main_conf_t *bmcf = conf;
+
+    size_t                    size;
+    ngx_str_t                *value;
+    ngx_shm_zone_t           *shm_zone, **zp;
+    ngx_http_breaker_zone_t  *z;
+
+    value = cf->args->elts;
+
+    if (ngx_http_resilience_parse_size(cf, &value[2], &size) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < 8 * ngx_pagesize) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: zone \"%V\" is too small, "
+                           "at least %uz bytes", &cmd->name, &value[1],
+                           8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_http_breaker_zone_t));
+    if (z == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    z->name = value[1];
+
+    shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                     &ngx_http_breaker_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: zone \"%V\" is already "
+                           "declared", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_http_breaker_init_zone;
+    shm_zone->data = z;
+
+    zp = ngx_array_push(&bmcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = shm_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* breaker <name> zone=<zone> [key=<complex value>] | breaker off */
+
+static char *
+ngx_http_breaker(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    u_char                            *p;
+    ngx_str_t                         *value, name, v, zone;
+    ngx_uint_t                         i;
+    ngx_http_breaker_t                *b, **bp;
+    ngx_shm_zone_t                    *shm_zone;
+    ngx_http_complex_value_t          *key;
+    ngx_http_breaker_main_conf_t      *bmcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (blcf->breaker != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        blcf->breaker = &ngx_http_breaker_off;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0 || value[1].len > 64) {
+        goto bad_name;
+    }
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')
+              || *p == '_' || *p == '-' || *p == '.'))
+        {
+            goto bad_name;
+        }
+    }
+
+    ngx_str_null(&zone);
+    key = NULL;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_resilience_split_option(&value[i], &name, &v) != NGX_OK
+            || v.len == 0)
+        {
+            goto invalid;
+        }
+
+        if (name.len == 4 && ngx_strncmp(name.data, "zone", 4) == 0) {
+            zone = v;
+            continue;
+        }
+
+        if (name.len == 3 && ngx_strncmp(name.data, "key", 3) == 0) {
+            key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+            if (key == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+            ccv.cf = cf;
+            ccv.value = &v;
+            ccv.complex_value = key;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (zone.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: breaker \"%V\" needs "
+                           "zone=<name>", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &zone, 0, &ngx_http_breaker_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* one name, one breaker: the same zone and key everywhere */
+
+    bmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_breaker_module);
+    bp = bmcf->breakers.elts;
+
+    for (i = 0; i < bmcf->breakers.nelts; i++) {
+        if (bp[i]->name.len != value[1].len
+            || ngx_strncmp(bp[i]->name.data, value[1].data, value[1].len)
+               != 0)
+        {
+            continue;
+        }
+
+        if (bp[i]->zone != shm_zone || (bp[i]->key == NULL) != (key == NULL)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: breaker \"%V\" is already "
+                               "declared with another zone or key",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (key == NULL) {
+            /* shared by the locations: one node, one cached pointer */
+            blcf->breaker = bp[i];
+            bp[i]->uses++;
+            return NGX_CONF_OK;
+        }
+    }
+
+    b = ngx_pcalloc(cf->pool, sizeof(ngx_http_breaker_t));
+    if (b == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    b->name = value[1];
+    b->zone = shm_zone;
+    b->key = key;
+    b->uses = 1;
+
+    bp = ngx_array_push(&bmcf->breakers);
+    if (bp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *bp = b;
+    blcf->breaker = b;
+
+    return NGX_CONF_OK;
+
+bad_name:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid breaker name \"%V\", "
+                       "expected up to 64 letters, digits, \"_\", \"-\" "
+                       "or \".\"", &cmd->name, &value[1]);
+    return NGX_CONF_ERROR;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid parameter \"%V\"",
+                       &cmd->name, &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* breaker_window <time> [buckets=N] */
+
+static char *
+ngx_http_breaker_window_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_str_t  *value, name, v;
+
+    if (blcf->window != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_resilience_parse_msec(cf, &value[1], &blcf->window)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    blcf->buckets = 10;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_resilience_split_option(&value[2], &name, &v) != NGX_OK
+            || name.len != 7 || ngx_strncmp(name.data, "buckets", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter \"%V\"",
+                               &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_resilience_parse_uint(cf, &v, 1,
+                                           NGX_HTTP_BREAKER_MAX_BUCKETS,
+                                           &blcf->buckets)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (blcf->window < blcf->buckets) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: window \"%V\" is shorter "
+                           "than one millisecond per bucket",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* breaker_failure_rate 50% | off */
+
+static char *
+ngx_http_breaker_rate_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_uint_t  *np;
+    ngx_str_t   *value;
+
+    np = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *np = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_resilience_parse_percent(cf, &value[1], np) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (*np == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: \"%V\" would trip on every "
+                           "request, use \"off\" to disable the policy",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a count: breaker_min_requests, _consecutive_failures, _max_concurrent */
+
+static char *
+ngx_http_breaker_number_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_uint_t  *np;
+    ngx_str_t   *value;
+
+    np = (ngx_uint_t *) ((char *) conf + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0
+        && cmd->offset != offsetof(ngx_http_breaker_loc_conf_t,
+                                   min_requests))
+    {
+        *np = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_resilience_parse_uint(cf, &value[1], 1, 100000000, np)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* breaker_slow_call <time> <percent> | off */
+
+static char *
+ngx_http_breaker_slow_call(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_str_t  *value;
+
+    if (blcf->slow_time != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "off") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: expected a duration and "
+                               "a percentage, or \"off\", not \"%V\"",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        blcf->slow_time = 0;
+        blcf->slow_rate = 10000;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_resilience_parse_msec(cf, &value[1], &blcf->slow_time)
+        != NGX_OK
+        || ngx_http_resilience_parse_percent(cf, &value[2], &blcf->slow_rate)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (blcf->slow_time == 0 || blcf->slow_rate == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: \"%V %V\" would trip on every "
+                           "request", &cmd->name, &value[1], &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* breaker_open <time> [max=<time>] [jitter=<percent>] */
+
+static char *
+ngx_http_breaker_open_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_str_t   *value, name, v;
+    ngx_uint_t   i;
+
+    if (blcf->open_time != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_resilience_parse_msec(cf, &value[1], &blcf->open_time)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (blcf->open_time == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: the open time must be more "
+                           "than 0", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    blcf->open_max = ngx_max(blcf->open_time, 300000);
+    blcf->open_jitter = 1000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_resilience_split_option(&value[i], &name, &v)
+            != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        if (name.len == 3 && ngx_strncmp(name.data, "max", 3) == 0) {
+            if (ngx_http_resilience_parse_msec(cf, &v, &blcf->open_max)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (blcf->open_max < blcf->open_time) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" directive: \"%V\" is less than "
+                                   "the open time \"%V\"",
+                                   &cmd->name, &value[i], &value[1]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "jitter", 6) == 0) {
+            if (ngx_http_resilience_parse_percent(cf, &v, &blcf->open_jitter)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid parameter \"%V\"",
+                       &cmd->name, &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* breaker_half_open <probes> [timeout=<time>] */
+
+static char *
+ngx_http_breaker_half_open(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_str_t  *value, name, v;
+
+    if (blcf->probes != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_resilience_parse_uint(cf, &value[1], 1,
+                                       NGX_HTTP_BREAKER_MAX_PROBES,
+                                       &blcf->probes)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    blcf->probe_timeout = 5000;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_resilience_split_option(&value[2], &name, &v) != NGX_OK
+            || name.len != 7 || ngx_strncmp(name.data, "timeout", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter \"%V\"",
+                               &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_resilience_parse_msec(cf, &v, &blcf->probe_timeout)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (blcf->probe_timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" must be more "
+                               "than 0", &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* breaker_failure error timeout invalid_header 500-599 429 ... */
+
+static char *
+ngx_http_breaker_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (blcf->failure_status != NULL) {
+        return "is duplicate";
+    }
+
+    blcf->failure_status = ngx_pcalloc(cf->pool,
+                                   sizeof(ngx_http_resilience_status_set_t));
+    if (blcf->failure_status == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    blcf->failure_error = 0;
+    blcf->failure_timeout = 0;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "error") == 0
+            || ngx_strcmp(value[i].data, "invalid_header") == 0)
+        {
+            blcf->failure_error = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "timeout") == 0) {
+            blcf->failure_timeout = 1;
+            continue;
+        }
+
+        if (ngx_http_resilience_parse_status(cf, &value[i],
+                                             blcf->failure_status)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* breaker_fallback <status> | @named_location */
+
+static char *
+ngx_http_breaker_fallback(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (blcf->fallback_status != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].data[0] == '@') {
+        if (value[1].len < 2) {
+            goto invalid;
+        }
+
+        blcf->fallback_location = value[1];
+        blcf->fallback_status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 400 || n > 599) {
+        goto invalid;
+    }
+
+    blcf->fallback_status = (ngx_uint_t) n;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid fallback \"%V\", expected "
+                       "a status from 400 to 599 or a @named location",
+                       &cmd->name, &value[1]);
+    return NGX_CONF_ERROR;
+}

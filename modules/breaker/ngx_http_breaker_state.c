@@ -1,0 +1,482 @@
+
+/*
+ * nginx-resilience: the breaker's state machine.
+ *
+ * closed -> open when a policy trips (failure rate over the window,
+ * failures in a row, slow-call rate); open -> half-open when the open
+ * time is over; half-open admits N probes, each holding a lease that
+ * expires, and closes after N successes or reopens on a failure, with
+ * the open time doubling on each trip in a row.  Every transition bumps
+ * the generation: outcomes of requests admitted before it are ignored.
+ * All of it runs under the node's spinlock.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_breaker.h"
+
+
+#define ngx_http_breaker_lock(bn)    ngx_spinlock(&(bn)->lock, ngx_pid, 1024)
+#define ngx_http_breaker_unlock(bn)  ngx_unlock(&(bn)->lock)
+
+
+static void ngx_http_breaker_transition(ngx_http_breaker_node_t *bn,
+    ngx_uint_t state, ngx_msec_t now);
+static void ngx_http_breaker_open(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
+    ngx_msec_t now, u_char *reason, size_t len);
+static void ngx_http_breaker_close(ngx_http_request_t *r,
+    ngx_http_breaker_node_t *bn, ngx_msec_t now);
+static void ngx_http_breaker_window(ngx_http_breaker_loc_conf_t *blcf,
+    ngx_http_breaker_node_t *bn, ngx_msec_t now, ngx_uint_t outcome,
+    ngx_uint_t slow, uint32_t *total, uint32_t *failures, uint32_t *nslow);
+static ngx_int_t ngx_http_breaker_take_lease(
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
+    ngx_msec_t now, uint32_t *until);
+
+
+static const char  *ngx_http_breaker_state_names[] = {
+    "closed", "open", "half_open"
+};
+
+
+ngx_uint_t
+ngx_http_breaker_current_state(ngx_http_breaker_node_t *bn, ngx_msec_t now)
+{
+    if (bn->state == NGX_HTTP_BREAKER_OPEN
+        && (ngx_msec_int_t) (now - bn->open_until) >= 0)
+    {
+        /* the next request will find it half-open */
+        return NGX_HTTP_BREAKER_HALF_OPEN;
+    }
+
+    return bn->state;
+}
+
+
+static void
+ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
+    ngx_msec_t now)
+{
+    bn->state = (u_char) state;
+    bn->generation++;
+    bn->changed = now;
+    bn->transitions++;
+    bn->probes_ok = 0;
+
+    ngx_memzero(bn->leases, sizeof(bn->leases));
+}
+
+
+/* a lease is the 32 low bits of its deadline; 0 is a free slot */
+
+static ngx_int_t
+ngx_http_breaker_take_lease(ngx_http_breaker_loc_conf_t *blcf,
+    ngx_http_breaker_node_t *bn, ngx_msec_t now, uint32_t *until)
+{
+    uint32_t    now32;
+    ngx_uint_t  i, n, active, free;
+
+    n = ngx_min(blcf->probes, NGX_HTTP_BREAKER_MAX_PROBES);
+    now32 = (uint32_t) now;
+    active = 0;
+    free = n;
+
+    for (i = 0; i < n; i++) {
+        if (bn->leases[i] != 0 && (int32_t) (bn->leases[i] - now32) > 0) {
+            active++;
+            continue;
+        }
+
+        /* free, or expired: a hung or aborted probe gives its slot back */
+        bn->leases[i] = 0;
+
+        if (free == n) {
+            free = i;
+        }
+    }
+
+    if (free == n || active + bn->probes_ok >= n) {
+        return -1;
+    }
+
+    *until = (uint32_t) (now + blcf->probe_timeout);
+
+    if (*until == 0) {
+        *until = 1;
+    }
+
+    bn->leases[free] = *until;
+
+    return (ngx_int_t) free;
+}
+
+
+ngx_uint_t
+ngx_http_breaker_admit(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx)
+{
+    ngx_msec_t                now;
+    ngx_uint_t                rc, mode;
+    ngx_http_breaker_node_t  *bn;
+
+    bn = ctx->node;
+    mode = blcf->mode;
+    now = ngx_current_msec;
+
+    ctx->lease = -1;
+
+    ngx_http_breaker_lock(bn);
+
+    if (bn->state == NGX_HTTP_BREAKER_OPEN
+        && (ngx_msec_int_t) (now - bn->open_until) >= 0)
+    {
+        ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_HALF_OPEN, now);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "breaker \"%*s\"%s%*s%s half-open: admitting %ui "
+                      "probe(s)",
+                      (size_t) bn->name_len, bn->data,
+                      bn->key_len ? " key \"" : "",
+                      (size_t) bn->key_len, bn->data + bn->name_len,
+                      bn->key_len ? "\"" : "", blcf->probes);
+    }
+
+    rc = NGX_HTTP_BREAKER_ADMITTED;
+
+    switch (mode) {
+
+    case NGX_HTTP_BREAKER_FORCE_OPEN:
+        rc = NGX_HTTP_BREAKER_REJECT_OPEN;
+        break;
+
+    case NGX_HTTP_BREAKER_FORCE_CLOSED:
+        break;
+
+    default:
+        if (bn->state == NGX_HTTP_BREAKER_OPEN) {
+            rc = NGX_HTTP_BREAKER_REJECT_OPEN;
+
+        } else if (bn->state == NGX_HTTP_BREAKER_HALF_OPEN) {
+            ctx->lease = ngx_http_breaker_take_lease(blcf, bn, now,
+                                                     &ctx->lease_until);
+            if (ctx->lease == -1) {
+                rc = NGX_HTTP_BREAKER_REJECT_OPEN;
+            }
+        }
+    }
+
+    if (rc == NGX_HTTP_BREAKER_ADMITTED
+        && blcf->max_concurrent
+        && bn->inflight >= blcf->max_concurrent)
+    {
+        rc = NGX_HTTP_BREAKER_REJECT_FULL;
+
+        if (ctx->lease != -1) {
+            bn->leases[ctx->lease] = 0;
+            ctx->lease = -1;
+        }
+    }
+
+    if (rc != NGX_HTTP_BREAKER_ADMITTED && mode == NGX_HTTP_BREAKER_DRY_RUN) {
+        bn->dry_run_rejected++;
+        ctx->rejected = 1;
+        rc = NGX_HTTP_BREAKER_ADMITTED;
+
+    } else if (rc != NGX_HTTP_BREAKER_ADMITTED) {
+        bn->rejected++;
+    }
+
+    if (rc == NGX_HTTP_BREAKER_ADMITTED) {
+        bn->inflight++;
+        ctx->counted = 1;
+        ctx->admitted = 1;
+    }
+
+    ctx->generation = bn->generation;
+    ctx->state = bn->state;
+
+    ngx_http_breaker_unlock(bn);
+
+    return rc;
+}
+
+
+void
+ngx_http_breaker_release(ngx_http_breaker_ctx_t *ctx)
+{
+    ngx_http_breaker_node_t  *bn;
+
+    bn = ctx->node;
+
+    if (!ctx->counted) {
+        return;
+    }
+
+    ctx->counted = 0;
+
+    ngx_http_breaker_lock(bn);
+
+    if (bn->inflight) {
+        bn->inflight--;
+    }
+
+    if (ctx->lease != -1 && bn->leases[ctx->lease] == ctx->lease_until) {
+        bn->leases[ctx->lease] = 0;
+    }
+
+    ngx_http_breaker_unlock(bn);
+}
+
+
+static void
+ngx_http_breaker_window(ngx_http_breaker_loc_conf_t *blcf,
+    ngx_http_breaker_node_t *bn, ngx_msec_t now, ngx_uint_t outcome,
+    ngx_uint_t slow, uint32_t *total, uint32_t *failures, uint32_t *nslow)
+{
+    uint32_t                    epoch;
+    ngx_msec_t                  len;
+    ngx_uint_t                  i, n;
+    ngx_http_breaker_bucket_t  *b, *buckets;
+
+    n = bn->nbuckets;
+    buckets = ngx_http_breaker_buckets(bn);
+
+    len = blcf->window / n;
+    if (len == 0) {
+        len = 1;
+    }
+
+    epoch = (uint32_t) (now / len);
+    b = &buckets[epoch % n];
+
+    if (b->epoch != epoch) {
+        ngx_memzero(b, sizeof(ngx_http_breaker_bucket_t));
+        b->epoch = epoch;
+    }
+
+    b->total++;
+
+    if (outcome == NGX_HTTP_BREAKER_FAILURE) {
+        b->failures++;
+    }
+
+    if (slow) {
+        b->slow++;
+    }
+
+    *total = 0;
+    *failures = 0;
+    *nslow = 0;
+
+    for (i = 0; i < n; i++) {
+        if (epoch - buckets[i].epoch < n) {
+            *total += buckets[i].total;
+            *failures += buckets[i].failures;
+            *nslow += buckets[i].slow;
+        }
+    }
+}
+
+
+void
+ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
+    ngx_uint_t outcome, ngx_uint_t slow)
+{
+    u_char                        reason[128], *p;
+    uint32_t                      total, failures, nslow;
+    ngx_msec_t                    now;
+    ngx_http_breaker_node_t      *bn;
+    ngx_http_breaker_loc_conf_t  *blcf;
+
+    bn = ctx->node;
+    blcf = ctx->conf;
+    now = ngx_current_msec;
+    p = NULL;
+
+    ngx_http_breaker_lock(bn);
+
+    if (outcome == NGX_HTTP_BREAKER_SUCCESS) {
+        bn->successes++;
+
+    } else {
+        bn->failures++;
+    }
+
+    if (slow) {
+        bn->slow++;
+    }
+
+    if (ctx->generation != bn->generation) {
+        /* admitted under an older state: its outcome is history */
+        goto done;
+    }
+
+    if (bn->state == NGX_HTTP_BREAKER_HALF_OPEN) {
+
+        if (ctx->lease == -1 || bn->leases[ctx->lease] != ctx->lease_until) {
+            /* not a probe, or a probe whose lease expired */
+            goto done;
+        }
+
+        bn->leases[ctx->lease] = 0;
+
+        if (outcome == NGX_HTTP_BREAKER_FAILURE || slow) {
+            p = ngx_snprintf(reason, sizeof(reason), "a probe %s",
+                             slow ? "was slow" : "failed");
+
+            if (blcf->mode != NGX_HTTP_BREAKER_FORCE_CLOSED) {
+                ngx_http_breaker_open(r, blcf, bn, now, reason, p - reason);
+            }
+
+            goto done;
+        }
+
+        if (++bn->probes_ok >= blcf->probes) {
+            ngx_http_breaker_close(r, bn, now);
+        }
+
+        goto done;
+    }
+
+    if (bn->state != NGX_HTTP_BREAKER_CLOSED) {
+        goto done;
+    }
+
+    if (outcome == NGX_HTTP_BREAKER_FAILURE) {
+        bn->consecutive++;
+
+    } else {
+        bn->consecutive = 0;
+    }
+
+    ngx_http_breaker_window(blcf, bn, now, outcome, slow, &total, &failures,
+                            &nslow);
+
+    if (blcf->mode == NGX_HTTP_BREAKER_FORCE_CLOSED) {
+        goto done;
+    }
+
+    if (blcf->consecutive && bn->consecutive >= blcf->consecutive) {
+        p = ngx_snprintf(reason, sizeof(reason),
+                         "%uD failures in a row >= %ui",
+                         bn->consecutive, blcf->consecutive);
+
+    } else if (total >= blcf->min_requests && total > 0) {
+
+        if (blcf->failure_rate
+            && (uint64_t) failures * 10000
+               >= (uint64_t) blcf->failure_rate * total)
+        {
+            p = ngx_snprintf(reason, sizeof(reason),
+                             "failure rate %uD%% (%uD/%uD) >= %ui.%02ui%% "
+                             "in %Mms",
+                             (uint32_t) ((uint64_t) failures * 100 / total),
+                             failures, total, blcf->failure_rate / 100,
+                             blcf->failure_rate % 100, blcf->window);
+
+        } else if (blcf->slow_time
+                   && (uint64_t) nslow * 10000
+                      >= (uint64_t) blcf->slow_rate * total)
+        {
+            p = ngx_snprintf(reason, sizeof(reason),
+                             "slow-call rate %uD%% (%uD/%uD over %Mms) >= "
+                             "%ui.%02ui%% in %Mms",
+                             (uint32_t) ((uint64_t) nslow * 100 / total),
+                             nslow, total, blcf->slow_time,
+                             blcf->slow_rate / 100, blcf->slow_rate % 100,
+                             blcf->window);
+        }
+    }
+
+    if (p != NULL) {
+        ngx_http_breaker_open(r, blcf, bn, now, reason, p - reason);
+    }
+
+done:
+
+    ctx->recorded = 1;
+
+    ngx_http_breaker_unlock(bn);
+}
+
+
+static void
+ngx_http_breaker_open(ngx_http_request_t *r,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
+    ngx_msec_t now, u_char *reason, size_t len)
+{
+    ngx_msec_t  duration, delta;
+
+    /* a breaker healthy for longer than the cap starts its backoff anew */
+
+    if (bn->state == NGX_HTTP_BREAKER_CLOSED
+        && now - bn->changed > blcf->open_max)
+    {
+        bn->trips = 0;
+    }
+
+    bn->trips++;
+
+    duration = blcf->open_time;
+
+    if (bn->trips > 1) {
+        duration <<= ngx_min(bn->trips - 1, 20);
+    }
+
+    if (duration > blcf->open_max) {
+        duration = blcf->open_max;
+    }
+
+    if (blcf->open_jitter) {
+        delta = duration * blcf->open_jitter / 10000;
+        duration = duration - delta
+                   + (ngx_msec_t) ngx_random() % (2 * delta + 1);
+    }
+
+    ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_OPEN, now);
+
+    bn->open_until = now + duration;
+    bn->consecutive = 0;
+
+    ngx_memzero(ngx_http_breaker_buckets(bn),
+                bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "breaker \"%*s\"%s%*s%s opened for %M ms (trip %uD): %*s",
+                  (size_t) bn->name_len, bn->data,
+                  bn->key_len ? " key \"" : "",
+                  (size_t) bn->key_len, bn->data + bn->name_len,
+                  bn->key_len ? "\"" : "",
+                  duration, bn->trips, len, reason);
+}
+
+
+static void
+ngx_http_breaker_close(ngx_http_request_t *r, ngx_http_breaker_node_t *bn,
+    ngx_msec_t now)
+{
+    ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_CLOSED, now);
+
+    bn->consecutive = 0;
+
+    ngx_memzero(ngx_http_breaker_buckets(bn),
+                bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "breaker \"%*s\"%s%*s%s closed: the probes succeeded",
+                  (size_t) bn->name_len, bn->data,
+                  bn->key_len ? " key \"" : "",
+                  (size_t) bn->key_len, bn->data + bn->name_len,
+                  bn->key_len ? "\"" : "");
+}
+
+
+const char *
+ngx_http_breaker_state_name(ngx_uint_t state)
+{
+    return ngx_http_breaker_state_names[state];
+}

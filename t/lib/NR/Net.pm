@@ -1,0 +1,95 @@
+package NR::Net;
+
+# Small network helpers for suites: plain HTTP requests from init code,
+# a slow upstream, and a client that holds a request open.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes qw(sleep);
+
+our @EXPORT_OK = qw(http_get slow_server hold_request);
+
+
+# GET $path from 127.0.0.1:$port, returns (status, body)
+sub http_get {
+    my ($port, $path) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                     Proto => 'tcp', Timeout => 5)
+        or die "connect to $port: $!";
+
+    print $sock "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
+
+    local $/;
+    my $resp = <$sock> // '';
+    close $sock;
+
+    my ($status) = $resp =~ m{^HTTP/1\.\d (\d+)};
+    my ($body) = $resp =~ m{\r\n\r\n(.*)\z}s;
+
+    return ($status // 0, $body // '');
+}
+
+
+# a detached HTTP server on $port answering 200 "slow\n" after $delay
+# seconds to every request, for $life seconds
+sub slow_server {
+    my ($port, $delay, $life) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                       Listen => 32, ReuseAddr => 1)
+        or die "listen on $port: $!";
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        close $listen;
+        return $pid;
+    }
+
+    POSIX::setsid();
+    $SIG{ALRM} = sub { POSIX::_exit(0) };
+    alarm $life;
+
+    while (my $c = $listen->accept) {
+        if (fork() == 0) {
+            my $buf = '';
+            while ($buf !~ /\r\n\r\n/) {
+                my $n = sysread($c, $buf, 4096, length $buf);
+                last unless $n;
+            }
+            sleep $delay;
+            print $c "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+                     "Connection: close\r\n\r\nslow\n";
+            close $c;
+            POSIX::_exit(0);
+        }
+        close $c;
+    }
+
+    POSIX::_exit(0);
+}
+
+
+# a detached client sending GET $path to $port and holding the
+# connection open for $hold seconds
+sub hold_request {
+    my ($port, $path, $hold) = @_;
+    my $pid = fork() // die "fork: $!";
+
+    return $pid if $pid;
+
+    POSIX::setsid();
+    my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                     Proto => 'tcp', Timeout => 5);
+    if ($sock) {
+        print $sock "GET $path HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        sleep $hold;
+        close $sock;
+    }
+
+    POSIX::_exit(0);
+}
+
+1;
