@@ -62,6 +62,8 @@ static char *ngx_http_breaker_failure(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_breaker_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_breaker_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_conf_enum_t  ngx_http_breaker_modes[] = {
@@ -165,10 +167,10 @@ static ngx_command_t  ngx_http_breaker_commands[] = {
 
     { ngx_string("breaker_mode"),
       NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_breaker_mode,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_breaker_loc_conf_t, mode),
-      &ngx_http_breaker_modes },
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -1555,6 +1557,39 @@ invalid:
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "\"%V\" directive: invalid fallback \"%V\", expected "
                        "a status from 400 to 599 or a @named location",
+                       &cmd->name, &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* breaker_mode enforce | dry_run | force_open | force_closed | off */
+
+static char *
+ngx_http_breaker_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+
+    if (blcf->mode != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (e = ngx_http_breaker_modes; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strncmp(e->name.data, value[1].data, value[1].len) == 0)
+        {
+            blcf->mode = e->value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid mode \"%V\", expected "
+                       "enforce, dry_run, force_open, force_closed or off",
                        &cmd->name, &value[1]);
     return NGX_CONF_ERROR;
 }
