@@ -353,7 +353,10 @@ nginx-resilience is running (prefix $RUN_DIR, log $RUN_DIR/logs/error.log).
 Try:
 
   curl -i $url/                      # a location proxied to a demo upstream
-  curl    $url/status                # Prometheus metrics (Redis per worker)
+  for i in 1 2 3 4 5 6; do curl -si $url/flaky | head -1; done
+                                     # a breaker opening: 502 x5, then 503
+  curl -i $url/flaky                 # open: 503, Retry-After, X-Breaker: open
+  curl    $url/status                # Prometheus metrics (Redis, breakers)
   curl    $url/status.json           # the same as JSON
 
 Stop it with: ./build.sh run stop

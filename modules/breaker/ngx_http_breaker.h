@@ -58,6 +58,7 @@ typedef struct {
 
     ngx_queue_t                queue;
     ngx_atomic_t               lock;
+    ngx_atomic_t               pins;         /* lookups not yet admitted */
 
     ngx_msec_t                 last;         /* last use, for the LRU */
     ngx_msec_t                 open_until;

@@ -298,11 +298,16 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
 
         node = ngx_http_breaker_lookup(z, &bp->name, &key, blcf->buckets,
                                        r->connection->log);
+        if (node == NULL) {
+            /* the zone is full: never reject traffic for it */
+            return NGX_DECLINED;
+        }
 
     } else {
         node = bp->node;
 
         if (node == NULL) {
+            /* keyless breakers are never evicted: the pin is moot */
             ngx_str_null(&key);
             node = ngx_http_breaker_lookup(z, &bp->name, &key,
                                            blcf->buckets, r->connection->log);
@@ -311,17 +316,17 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     }
 
     if (node == NULL) {
-        /* the zone is full: never reject traffic for it */
         return NGX_DECLINED;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_breaker_ctx_t));
-    if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+
+    if (ctx == NULL || cln == NULL) {
+        if (bp->key) {
+            (void) ngx_atomic_fetch_add(&node->pins, -1);
+        }
+
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -336,6 +341,11 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_breaker_module);
 
     rc = ngx_http_breaker_admit(r, blcf, ctx);
+
+    if (bp->key) {
+        /* admitted, it is in flight; turned away, it is done with */
+        (void) ngx_atomic_fetch_add(&node->pins, -1);
+    }
 
     if (rc == NGX_HTTP_BREAKER_ADMITTED) {
         if (ctx->rejected) {

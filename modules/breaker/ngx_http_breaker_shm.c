@@ -143,7 +143,9 @@ ngx_http_breaker_buckets(ngx_http_breaker_node_t *bn)
 
 
 /*
- * Finds the breaker, or creates it.  Keys longer than
+ * Finds the breaker, or creates it, pinned: it cannot be evicted until
+ * the caller unpins it, once the request is admitted (and so counted in
+ * flight) or turned away.  Keys longer than
  * NGX_HTTP_BREAKER_MAX_KEY are replaced by their MD5, so a hostile key
  * cannot take more room than that.  Returns NULL when the zone is full
  * even after evicting idle keys: the caller then lets the request pass.
@@ -202,6 +204,7 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
 
         if (rc == 0) {
             bn->last = ngx_current_msec;
+            (void) ngx_atomic_fetch_add(&bn->pins, 1);
 
             if (!bn->pinned) {
                 ngx_queue_remove(&bn->queue);
@@ -255,6 +258,7 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     bn->last = ngx_current_msec;
     bn->changed = ngx_current_msec;
     bn->generation = 1;
+    bn->pins = 1;
 
     ngx_memcpy(bn->data, name->data, name->len);
     ngx_memcpy(bn->data + name->len, k.data, k.len);
@@ -276,8 +280,8 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
 
 /*
  * Evicts up to n idle keyed breakers, least recently used first.  A key
- * with requests in flight or not closed is kept: evicting it would forget
- * that its upstream is failing.
+ * with requests in flight or being admitted, or not closed, is kept:
+ * evicting it would forget that its upstream is failing.
  */
 
 static void
@@ -297,7 +301,10 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
         prev = ngx_queue_prev(q);
         bn = ngx_queue_data(q, ngx_http_breaker_node_t, queue);
 
-        if (bn->inflight == 0 && bn->state == NGX_HTTP_BREAKER_CLOSED) {
+        if (bn->pins == 0
+            && bn->inflight == 0
+            && bn->state == NGX_HTTP_BREAKER_CLOSED)
+        {
             ngx_queue_remove(q);
 
             node = (ngx_rbtree_node_t *)

@@ -478,5 +478,9 @@ ngx_http_breaker_close(ngx_http_request_t *r, ngx_http_breaker_node_t *bn,
 const char *
 ngx_http_breaker_state_name(ngx_uint_t state)
 {
+    if (state > NGX_HTTP_BREAKER_HALF_OPEN) {
+        return "unknown";
+    }
+
     return ngx_http_breaker_state_names[state];
 }
