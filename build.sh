@@ -203,7 +203,8 @@ load_modules() {
 free_port() {
     local port
 
-    for port in $(shuf -i 20000-40000 -n 50); do
+    # below the ephemeral range, where client sockets can hold a port
+    for port in $(shuf -i 20000-32000 -n 50); do
         if ! (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0

@@ -638,3 +638,50 @@ opened
  qr/breaker_state\{breaker="orders",key=""\} 1\n(.|\n)*outcome="success"\} 1\n(.|\n)*outcome="failure"\} 2\n(.|\n)*outcome="rejected"\} 1\n(.|\n)*breaker_transitions_total\{breaker="orders",key=""\} 1\n(.|\n)*breaker_open_until_seconds\{breaker="orders",key=""\} \d{10}/]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 26: breaker_qps_policy: a quiet upstream is held to its band's rate
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker bands zone=breakers;
+        breaker_window 10s;
+        breaker_consecutive_failures off;
+        breaker_min_requests 4;
+        breaker_failure_rate 30%;
+        breaker_qps_policy 0-1:80% 1-:30%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+--- request eval
+["GET /api?s=502", "GET /api?s=200", "GET /api?s=502", "GET /api?s=200",
+ "GET /api?s=200"]
+--- error_code eval
+[502, 200, 502, 200, 200]
+--- no_error_log
+opened
+
+
+
+=== TEST 27: breaker_qps_policy: a busy one is held to the busy band's rate
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker bands zone=breakers;
+        breaker_window 2s;
+        breaker_consecutive_failures off;
+        breaker_min_requests 4;
+        breaker_qps_policy 0-1:80% 1-:30%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+--- request eval
+["GET /api?s=502", "GET /api?s=200", "GET /api?s=502", "GET /api?s=200",
+ "GET /api?s=200"]
+--- error_code eval
+[502, 200, 502, 200, 503]
+--- no_error_log
+[alert]

@@ -328,3 +328,30 @@ breaker "orders" uses zone "nowhere", which no "breaker_zone" declares
 --- must_die
 --- error_log
 "breaker_open" directive is duplicate
+
+
+
+=== TEST 30: breaker_qps_policy: a band without a rate
+--- config
+    location /x { breaker_qps_policy 0-100; }
+--- must_die
+--- error_log
+"breaker_qps_policy" directive: invalid band "0-100", expected <low>-<high>:<percent>
+
+
+
+=== TEST 31: breaker_qps_policy: a reversed band
+--- config
+    location /x { breaker_qps_policy 100-10:50%; }
+--- must_die
+--- error_log
+"breaker_qps_policy" directive: invalid band "100-10:50%"
+
+
+
+=== TEST 32: breaker_qps_policy: a bad rate
+--- config
+    location /x { breaker_qps_policy 0-100:lots; }
+--- must_die
+--- error_log
+"breaker_qps_policy" directive: invalid percentage "lots"

@@ -28,6 +28,7 @@
 #define NGX_HTTP_BREAKER_MAX_BUCKETS   60
 #define NGX_HTTP_BREAKER_MAX_PROBES    16
 #define NGX_HTTP_BREAKER_MAX_KEY       128
+#define NGX_HTTP_BREAKER_MAX_BANDS     8
 
 /* what a request's outcome was, for the breaker */
 #define NGX_HTTP_BREAKER_NEUTRAL       0
@@ -110,12 +111,20 @@ typedef struct {
 
 
 typedef struct {
+    ngx_uint_t                 low;          /* requests per second */
+    ngx_uint_t                 high;         /* 0: no upper bound */
+    ngx_uint_t                 rate;         /* basis points */
+} ngx_http_breaker_band_t;
+
+
+typedef struct {
     ngx_http_breaker_t        *breaker;      /* NULL: no breaker here */
 
     ngx_msec_t                 window;
     ngx_uint_t                 buckets;
     ngx_uint_t                 min_requests;
     ngx_uint_t                 failure_rate;      /* basis points, 0 off */
+    ngx_array_t               *bands;             /* qps policy */
     ngx_uint_t                 consecutive;       /* 0 off */
     ngx_msec_t                 slow_time;         /* 0 off */
     ngx_uint_t                 slow_rate;         /* basis points */

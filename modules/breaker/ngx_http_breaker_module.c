@@ -64,6 +64,8 @@ static char *ngx_http_breaker_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_breaker_mode(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_breaker_qps_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_conf_enum_t  ngx_http_breaker_modes[] = {
@@ -114,6 +116,13 @@ static ngx_command_t  ngx_http_breaker_commands[] = {
       ngx_http_breaker_rate_set,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_breaker_loc_conf_t, failure_rate),
+      NULL },
+
+    { ngx_string("breaker_qps_policy"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_1MORE,
+      ngx_http_breaker_qps_policy,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("breaker_consecutive_failures"),
@@ -788,6 +797,7 @@ ngx_http_breaker_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->breaker = NULL;
+     *     conf->bands = NULL;
      *     conf->failure_status = NULL;
      *     conf->fallback_location = { 0, NULL };
      */
@@ -835,6 +845,10 @@ ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->buckets, prev->buckets, 10);
     ngx_conf_merge_uint_value(conf->min_requests, prev->min_requests, 20);
     ngx_conf_merge_uint_value(conf->failure_rate, prev->failure_rate, 5000);
+
+    if (conf->bands == NULL) {
+        conf->bands = prev->bands;
+    }
     ngx_conf_merge_uint_value(conf->consecutive, prev->consecutive, 5);
 
     if (conf->slow_time == NGX_CONF_UNSET_MSEC) {
@@ -1601,5 +1615,92 @@ ngx_http_breaker_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                        "\"%V\" directive: invalid mode \"%V\", expected "
                        "enforce, dry_run, force_open, force_closed or off",
                        &cmd->name, &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * breaker_qps_policy 0-100:60% 100-1000:50% 1000-:40% | off;
+ * a failure rate per band of traffic (requests per second over the
+ * window); outside every band, breaker_failure_rate applies
+ */
+
+static char *
+ngx_http_breaker_qps_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_breaker_loc_conf_t *blcf = conf;
+
+    u_char                   *colon, *dash;
+    ngx_int_t                 low, high;
+    ngx_str_t                *value, pct;
+    ngx_uint_t                i;
+    ngx_http_breaker_band_t  *band;
+
+    if (blcf->bands != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    blcf->bands = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                   sizeof(ngx_http_breaker_band_t));
+    if (blcf->bands == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts - 1 > NGX_HTTP_BREAKER_MAX_BANDS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: at most %d bands",
+                           &cmd->name, NGX_HTTP_BREAKER_MAX_BANDS);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        colon = ngx_strlchr(value[i].data, value[i].data + value[i].len, ':');
+        dash = ngx_strlchr(value[i].data, value[i].data + value[i].len, '-');
+
+        if (colon == NULL || dash == NULL || dash > colon) {
+            goto invalid;
+        }
+
+        low = ngx_atoi(value[i].data, dash - value[i].data);
+        high = (colon == dash + 1) ? 0 : ngx_atoi(dash + 1, colon - dash - 1);
+
+        if (low == NGX_ERROR || high == NGX_ERROR
+            || (high != 0 && high <= low))
+        {
+            goto invalid;
+        }
+
+        pct.data = colon + 1;
+        pct.len = value[i].data + value[i].len - pct.data;
+
+        band = ngx_array_push(blcf->bands);
+        if (band == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        band->low = low;
+        band->high = high;
+
+        if (ngx_http_resilience_parse_percent(cf, &pct, &band->rate)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid band \"%V\", expected "
+                       "<low>-<high>:<percent> such as 0-100:60%% or "
+                       "1000-:40%%", &cmd->name, &value[i]);
     return NGX_CONF_ERROR;
 }

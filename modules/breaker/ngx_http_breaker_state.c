@@ -33,6 +33,8 @@ static void ngx_http_breaker_close(ngx_http_request_t *r,
 static void ngx_http_breaker_window(ngx_http_breaker_loc_conf_t *blcf,
     ngx_http_breaker_node_t *bn, ngx_msec_t now, ngx_uint_t outcome,
     ngx_uint_t slow, uint32_t *total, uint32_t *failures, uint32_t *nslow);
+static ngx_uint_t ngx_http_breaker_rate(ngx_http_breaker_loc_conf_t *blcf,
+    uint32_t total);
 static ngx_int_t ngx_http_breaker_take_lease(
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
     ngx_msec_t now, uint32_t *until);
@@ -68,6 +70,35 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
     bn->probes_ok = 0;
 
     ngx_memzero(bn->leases, sizeof(bn->leases));
+}
+
+
+/*
+ * The failure rate that applies: the band of breaker_qps_policy that the
+ * window's traffic falls in, else breaker_failure_rate.
+ */
+
+static ngx_uint_t
+ngx_http_breaker_rate(ngx_http_breaker_loc_conf_t *blcf, uint32_t total)
+{
+    uint64_t                  qps;
+    ngx_uint_t                i;
+    ngx_http_breaker_band_t  *band;
+
+    if (blcf->bands == NULL) {
+        return blcf->failure_rate;
+    }
+
+    qps = (uint64_t) total * 1000 / blcf->window;
+    band = blcf->bands->elts;
+
+    for (i = 0; i < blcf->bands->nelts; i++) {
+        if (qps >= band[i].low && (band[i].high == 0 || qps < band[i].high)) {
+            return band[i].rate;
+        }
+    }
+
+    return blcf->failure_rate;
 }
 
 
@@ -288,6 +319,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 {
     u_char                        reason[128], *p;
     uint32_t                      total, failures, nslow;
+    ngx_uint_t                    rate;
     ngx_msec_t                    now;
     ngx_http_breaker_node_t      *bn;
     ngx_http_breaker_loc_conf_t  *blcf;
@@ -367,16 +399,17 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 
     } else if (total >= blcf->min_requests && total > 0) {
 
-        if (blcf->failure_rate
-            && (uint64_t) failures * 10000
-               >= (uint64_t) blcf->failure_rate * total)
+        rate = ngx_http_breaker_rate(blcf, total);
+
+        if (rate
+            && (uint64_t) failures * 10000 >= (uint64_t) rate * total)
         {
             p = ngx_snprintf(reason, sizeof(reason),
                              "failure rate %uD%% (%uD/%uD) >= %ui.%02ui%% "
                              "in %Mms",
                              (uint32_t) ((uint64_t) failures * 100 / total),
-                             failures, total, blcf->failure_rate / 100,
-                             blcf->failure_rate % 100, blcf->window);
+                             failures, total, rate / 100, rate % 100,
+                             blcf->window);
 
         } else if (blcf->slow_time
                    && (uint64_t) nslow * 10000

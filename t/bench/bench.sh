@@ -166,7 +166,9 @@ PORT=""
 free_port() {
     local port
 
-    for port in $(shuf -i 20000-40000 -n 100); do
+    # below the ephemeral range (32768-60999 on Linux), where a client
+    # socket of another instance can hold a port that connect() finds free
+    for port in $(shuf -i 20000-32000 -n 100); do
         case "$USED_PORTS" in *" $port "*) continue ;; esac
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             USED_PORTS="$USED_PORTS$port "

@@ -21,7 +21,8 @@ my %dirs;
 
 sub free_port {
     for (1 .. 100) {
-        my $port = 30000 + int(rand(20000));
+        # below the ephemeral range (32768+), where client sockets live
+        my $port = 20000 + int(rand(12000));
         my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                          Proto => 'tcp', Timeout => 0.2);
         if (!$sock) {
