@@ -29,6 +29,13 @@
 #define NGX_HTTP_BREAKER_MAX_PROBES    16
 #define NGX_HTTP_BREAKER_MAX_KEY       128
 #define NGX_HTTP_BREAKER_MAX_BANDS     8
+#define NGX_HTTP_BREAKER_MAX_OVERRIDES 32
+
+/* what resilience_admin overrides, node by node */
+#define NGX_HTTP_BREAKER_O_RATE        0x01
+#define NGX_HTTP_BREAKER_O_CONSECUTIVE 0x02
+#define NGX_HTTP_BREAKER_O_MIN         0x04
+#define NGX_HTTP_BREAKER_O_OPEN        0x08
 
 /* what a request's outcome was, for the breaker */
 #define NGX_HTTP_BREAKER_NEUTRAL       0
@@ -50,12 +57,24 @@ typedef struct {
 
 
 typedef struct {
+    u_char                     mode;         /* 0: as configured */
+    u_char                     flags;        /* NGX_HTTP_BREAKER_O_* */
+    uint32_t                   rate;
+    uint32_t                   consecutive;
+    uint32_t                   min_requests;
+    uint32_t                   open_time;
+} ngx_http_breaker_override_t;
+
+
+typedef struct {
     u_char                     color;
     u_char                     state;
     u_char                     nbuckets;
     u_char                     pinned;       /* keyless: never evicted */
     u_short                    name_len;
     u_short                    key_len;
+
+    ngx_http_breaker_override_t  override;
 
     ngx_queue_t                queue;
     ngx_atomic_t               lock;
@@ -85,11 +104,23 @@ typedef struct {
 
 
 typedef struct {
+    u_char                     name[64];
+    size_t                     len;
+    ngx_http_breaker_override_t  override;
+} ngx_http_breaker_named_override_t;
+
+
+typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;
     ngx_atomic_t               evictions;
     ngx_atomic_t               full;         /* no room even after evicting */
+
+    /* for keyed breakers created after a PUT, under the zone mutex */
+    ngx_uint_t                 noverrides;
+    ngx_http_breaker_named_override_t
+                               overrides[NGX_HTTP_BREAKER_MAX_OVERRIDES];
 } ngx_http_breaker_shctx_t;
 
 
@@ -153,6 +184,7 @@ typedef struct {
     ngx_int_t                  lease;        /* probe slot, -1 none */
     uint32_t                   lease_until;
     ngx_uint_t                 state;        /* at admission */
+    ngx_uint_t                 mode;         /* in effect at admission */
     unsigned                   admitted:1;
     unsigned                   counted:1;    /* in flight */
     unsigned                   recorded:1;
@@ -165,6 +197,7 @@ ngx_http_breaker_node_t *ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z,
     ngx_str_t *name, ngx_str_t *key, ngx_uint_t nbuckets, ngx_log_t *log);
 ngx_http_breaker_bucket_t *ngx_http_breaker_buckets(
     ngx_http_breaker_node_t *node);
+ngx_int_t ngx_http_breaker_admin_init(ngx_conf_t *cf, ngx_array_t *breakers);
 
 ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx);

@@ -395,7 +395,7 @@ ngx_http_breaker_reject(ngx_http_request_t *r,
 
     if (rc == NGX_HTTP_BREAKER_REJECT_OPEN
         && ctx->state == NGX_HTTP_BREAKER_OPEN
-        && blcf->mode != NGX_HTTP_BREAKER_FORCE_OPEN)
+        && ctx->mode != NGX_HTTP_BREAKER_FORCE_OPEN)
     {
         left = ctx->node->open_until - ngx_current_msec;
 
@@ -958,6 +958,10 @@ ngx_http_breaker_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_breaker_log_handler;
+
+    if (ngx_http_breaker_admin_init(cf, &bmcf->breakers) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_resilience_metrics_add_collector(cf,
                                                      ngx_http_breaker_collect,

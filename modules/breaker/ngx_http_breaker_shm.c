@@ -161,6 +161,7 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     ngx_md5_t                 ctx;
     ngx_int_t                 rc;
     ngx_str_t                 k;
+    ngx_uint_t                i;
     ngx_rbtree_node_t        *node, *sentinel;
     ngx_http_breaker_node_t  *bn;
 
@@ -262,6 +263,16 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
 
     ngx_memcpy(bn->data, name->data, name->len);
     ngx_memcpy(bn->data + name->len, k.data, k.len);
+
+    for (i = 0; i < z->sh->noverrides; i++) {
+        if (z->sh->overrides[i].len == name->len
+            && ngx_memcmp(z->sh->overrides[i].name, name->data, name->len)
+               == 0)
+        {
+            bn->override = z->sh->overrides[i].override;
+            break;
+        }
+    }
 
     ngx_rbtree_insert(&z->sh->rbtree, node);
 

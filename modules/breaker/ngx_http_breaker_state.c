@@ -22,6 +22,11 @@
 #define ngx_http_breaker_lock(bn)    ngx_spinlock(&(bn)->lock, ngx_pid, 1024)
 #define ngx_http_breaker_unlock(bn)  ngx_unlock(&(bn)->lock)
 
+/* a value as configured, unless resilience_admin overrode it */
+#define ngx_http_breaker_o(bn, flag, field, conf)                            \
+    (((bn)->override.flags & NGX_HTTP_BREAKER_O_##flag)                     \
+     ? (ngx_uint_t) (bn)->override.field : (ngx_uint_t) (conf))
+
 
 static void ngx_http_breaker_transition(ngx_http_breaker_node_t *bn,
     ngx_uint_t state, ngx_msec_t now);
@@ -155,12 +160,13 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
     ngx_http_breaker_node_t  *bn;
 
     bn = ctx->node;
-    mode = blcf->mode;
     now = ngx_current_msec;
 
     ctx->lease = -1;
 
     ngx_http_breaker_lock(bn);
+
+    mode = bn->override.mode ? bn->override.mode : blcf->mode;
 
     if (bn->state == NGX_HTTP_BREAKER_OPEN
         && (ngx_msec_int_t) (now - bn->open_until) >= 0)
@@ -185,6 +191,7 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_BREAKER_FORCE_CLOSED:
+    case NGX_HTTP_BREAKER_OFF:
         break;
 
     default:
@@ -229,6 +236,7 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
 
     ctx->generation = bn->generation;
     ctx->state = bn->state;
+    ctx->mode = mode;
 
     ngx_http_breaker_unlock(bn);
 
@@ -319,7 +327,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 {
     u_char                        reason[128], *p;
     uint32_t                      total, failures, nslow;
-    ngx_uint_t                    rate;
+    ngx_uint_t                    rate, mode, consecutive, min;
     ngx_msec_t                    now;
     ngx_http_breaker_node_t      *bn;
     ngx_http_breaker_loc_conf_t  *blcf;
@@ -330,6 +338,15 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     p = NULL;
 
     ngx_http_breaker_lock(bn);
+
+    mode = bn->override.mode ? bn->override.mode : blcf->mode;
+    consecutive = ngx_http_breaker_o(bn, CONSECUTIVE, consecutive,
+                                     blcf->consecutive);
+    min = ngx_http_breaker_o(bn, MIN, min_requests, blcf->min_requests);
+
+    if (mode == NGX_HTTP_BREAKER_OFF) {
+        goto done;
+    }
 
     if (outcome == NGX_HTTP_BREAKER_SUCCESS) {
         bn->successes++;
@@ -360,7 +377,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
             p = ngx_snprintf(reason, sizeof(reason), "a probe %s",
                              slow ? "was slow" : "failed");
 
-            if (blcf->mode != NGX_HTTP_BREAKER_FORCE_CLOSED) {
+            if (mode != NGX_HTTP_BREAKER_FORCE_CLOSED) {
                 ngx_http_breaker_open(r, blcf, bn, now, reason, p - reason);
             }
 
@@ -388,18 +405,19 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     ngx_http_breaker_window(blcf, bn, now, outcome, slow, &total, &failures,
                             &nslow);
 
-    if (blcf->mode == NGX_HTTP_BREAKER_FORCE_CLOSED) {
+    if (mode == NGX_HTTP_BREAKER_FORCE_CLOSED) {
         goto done;
     }
 
-    if (blcf->consecutive && bn->consecutive >= blcf->consecutive) {
+    if (consecutive && bn->consecutive >= consecutive) {
         p = ngx_snprintf(reason, sizeof(reason),
                          "%uD failures in a row >= %ui",
-                         bn->consecutive, blcf->consecutive);
+                         bn->consecutive, consecutive);
 
-    } else if (total >= blcf->min_requests && total > 0) {
+    } else if (total >= min && total > 0) {
 
-        rate = ngx_http_breaker_rate(blcf, total);
+        rate = ngx_http_breaker_o(bn, RATE, rate,
+                                  ngx_http_breaker_rate(blcf, total));
 
         if (rate
             && (uint64_t) failures * 10000 >= (uint64_t) rate * total)
@@ -454,7 +472,7 @@ ngx_http_breaker_open(ngx_http_request_t *r,
 
     bn->trips++;
 
-    duration = blcf->open_time;
+    duration = ngx_http_breaker_o(bn, OPEN, open_time, blcf->open_time);
 
     if (bn->trips > 1) {
         duration <<= ngx_min(bn->trips - 1, 20);

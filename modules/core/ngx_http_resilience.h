@@ -83,6 +83,25 @@ ngx_int_t ngx_http_resilience_metrics_sample(ngx_http_resilience_metrics_t *m,
 ngx_pool_t *ngx_http_resilience_metrics_pool(ngx_http_resilience_metrics_t *m);
 
 
+/*
+ * the resilience_admin JSON API: a module registers a resource ("breakers")
+ * with a GET handler (id empty: the whole resource) and, optionally, a PUT
+ * handler for one item; each fills "out" and returns an HTTP status, with
+ * a message in "err" (for the client) when it is not 200
+ */
+
+#include <cjson/cJSON.h>
+
+typedef ngx_int_t (*ngx_http_resilience_admin_get_pt)(ngx_http_request_t *r,
+    ngx_str_t *id, cJSON *out, ngx_str_t *err, void *data);
+typedef ngx_int_t (*ngx_http_resilience_admin_put_pt)(ngx_http_request_t *r,
+    ngx_str_t *id, cJSON *body, cJSON *out, ngx_str_t *err, void *data);
+
+ngx_int_t ngx_http_resilience_admin_register(ngx_conf_t *cf,
+    const char *name, ngx_http_resilience_admin_get_pt get,
+    ngx_http_resilience_admin_put_pt put, void *data);
+
+
 /* Redis client: one connection per worker, driven by the event loop */
 
 #include <hiredis/hiredis.h>

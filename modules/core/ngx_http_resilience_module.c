@@ -36,6 +36,8 @@ static char *ngx_http_resilience_redis_address(ngx_conf_t *cf,
     ngx_http_resilience_redis_conf_t *rc, ngx_str_t *value);
 static char *ngx_http_resilience_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_resilience_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_resilience_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_resilience_init_process(ngx_cycle_t *cycle);
 static void ngx_http_resilience_exit_process(ngx_cycle_t *cycle);
@@ -60,6 +62,13 @@ static ngx_command_t  ngx_http_resilience_commands[] = {
     { ngx_string("resilience_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_resilience_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("resilience_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_resilience_admin,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -124,7 +133,10 @@ ngx_http_resilience_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&rmcf->collectors, cf->pool, 8,
                        sizeof(ngx_http_resilience_collector_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&rmcf->admin, cf->pool, 4,
+                          sizeof(ngx_http_resilience_admin_t))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -475,6 +487,23 @@ ngx_http_resilience_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_resilience_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_resilience_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_resilience_admin_handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_resilience_admin_handler;
 
     return NGX_CONF_OK;
 }

@@ -45,8 +45,17 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                          name;
+    ngx_http_resilience_admin_get_pt   get;
+    ngx_http_resilience_admin_put_pt   put;
+    void                              *data;
+} ngx_http_resilience_admin_t;
+
+
+typedef struct {
     ngx_http_resilience_redis_conf_t  *redis;
     ngx_array_t                        collectors;
+    ngx_array_t                        admin;
     ngx_shm_zone_t                    *shm_zone;
     ngx_http_resilience_shctx_t       *sh;
 } ngx_http_resilience_main_conf_t;
@@ -59,6 +68,7 @@ void ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle);
 
 ngx_int_t ngx_http_resilience_metrics_handler(ngx_http_request_t *r,
     ngx_uint_t format);
+ngx_int_t ngx_http_resilience_admin_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_resilience_metrics_redis(ngx_http_resilience_metrics_t *m,
     void *data);
 
