@@ -116,6 +116,9 @@ typedef struct {
     ngx_queue_t                queue;
     ngx_atomic_t               evictions;
     ngx_atomic_t               full;         /* no room even after evicting */
+    ngx_atomic_t               sync_published;
+    ngx_atomic_t               sync_received;
+    ngx_atomic_t               sync_errors;
 
     /* for keyed breakers created after a PUT, under the zone mutex */
     ngx_uint_t                 noverrides;
@@ -138,6 +141,8 @@ typedef struct {
     ngx_http_complex_value_t  *key;
     ngx_http_breaker_node_t   *node;         /* keyless, cached per worker */
     ngx_uint_t                 uses;         /* locations referring to it */
+    ngx_uint_t                 buckets;      /* for nodes made by a notice */
+    ngx_uint_t                 shared;       /* breaker_shared on somewhere */
 } ngx_http_breaker_t;
 
 
@@ -166,6 +171,7 @@ typedef struct {
     ngx_msec_t                 probe_timeout;
     ngx_uint_t                 max_concurrent;    /* 0 off */
     ngx_uint_t                 mode;
+    ngx_flag_t                 shared;
 
     ngx_http_resilience_status_set_t  *failure_status;
     ngx_uint_t                 failure_error;     /* error, invalid_header */
@@ -199,9 +205,16 @@ ngx_http_breaker_bucket_t *ngx_http_breaker_buckets(
     ngx_http_breaker_node_t *node);
 ngx_int_t ngx_http_breaker_admin_init(ngx_conf_t *cf, ngx_array_t *breakers);
 
+ngx_int_t ngx_http_breaker_sync_conf(ngx_conf_t *cf);
+void ngx_http_breaker_sync_publish(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx, ngx_msec_t duration);
+ngx_int_t ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle,
+    ngx_array_t *breakers);
+void ngx_http_breaker_sync_exit_worker(void);
+
 ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx);
-void ngx_http_breaker_record(ngx_http_request_t *r,
+ngx_msec_t ngx_http_breaker_record(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx, ngx_uint_t outcome, ngx_uint_t slow);
 void ngx_http_breaker_release(ngx_http_breaker_ctx_t *ctx);
 ngx_uint_t ngx_http_breaker_current_state(ngx_http_breaker_node_t *node,

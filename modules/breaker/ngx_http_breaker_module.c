@@ -19,6 +19,7 @@
 typedef struct {
     ngx_array_t                breakers;     /* ngx_http_breaker_t * */
     ngx_array_t                zones;        /* ngx_shm_zone_t * */
+    ngx_uint_t                 shared;       /* some breaker is shared */
 } ngx_http_breaker_main_conf_t;
 
 
@@ -42,6 +43,8 @@ static void *ngx_http_breaker_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_breaker_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_breaker_init_process(ngx_cycle_t *cycle);
+static void ngx_http_breaker_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_breaker(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -174,6 +177,13 @@ static ngx_command_t  ngx_http_breaker_commands[] = {
       0,
       NULL },
 
+    { ngx_string("breaker_shared"),
+      NGX_HTTP_BREAKER_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_breaker_loc_conf_t, shared),
+      NULL },
+
     { ngx_string("breaker_mode"),
       NGX_HTTP_BREAKER_CONF|NGX_CONF_TAKE1,
       ngx_http_breaker_mode,
@@ -207,10 +217,10 @@ ngx_module_t  ngx_http_breaker_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_breaker_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_breaker_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -427,6 +437,7 @@ ngx_http_breaker_reject(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_breaker_log_handler(ngx_http_request_t *r)
 {
+    ngx_msec_t               tripped;
     ngx_uint_t               outcome, slow;
     ngx_http_breaker_ctx_t  *ctx;
 
@@ -439,7 +450,11 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
     outcome = ngx_http_breaker_outcome(r, ctx->conf, &slow);
 
     if (outcome != NGX_HTTP_BREAKER_NEUTRAL) {
-        ngx_http_breaker_record(r, ctx, outcome, slow);
+        tripped = ngx_http_breaker_record(r, ctx, outcome, slow);
+
+        if (tripped && ctx->conf->shared) {
+            ngx_http_breaker_sync_publish(r, ctx, tripped);
+        }
     }
 
     ngx_http_breaker_release(ctx);
@@ -577,6 +592,28 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
         "success", "failure", "slow", "rejected", "dry_run_rejected"
     };
 
+    static struct {
+        const char  *name;
+        const char  *help;
+        size_t       offset;
+    } zone_counters[] = {
+        { "breaker_zone_evictions_total",
+          "Idle keyed breakers evicted to make room in the zone.",
+          offsetof(ngx_http_breaker_shctx_t, evictions) },
+        { "breaker_zone_full_total",
+          "Requests let through untracked because the zone was full.",
+          offsetof(ngx_http_breaker_shctx_t, full) },
+        { "breaker_sync_published_total",
+          "Trips published to the fleet through Redis (breaker_shared).",
+          offsetof(ngx_http_breaker_shctx_t, sync_published) },
+        { "breaker_sync_received_total",
+          "Trip notices received from the fleet through Redis.",
+          offsetof(ngx_http_breaker_shctx_t, sync_received) },
+        { "breaker_sync_errors_total",
+          "Trips not published: Redis down, slow or refusing.",
+          offsetof(ngx_http_breaker_shctx_t, sync_errors) },
+    };
+
     zones = bmcf->zones.elts;
 
     for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
@@ -680,56 +717,35 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
         }
     }
 
-    if (ngx_http_resilience_metrics_family(m, "breaker_zone_evictions_total",
-            NGX_HTTP_RESILIENCE_COUNTER,
-            "Idle keyed breakers evicted to make room in the zone.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+    for (f = 0; f < sizeof(zone_counters) / sizeof(zone_counters[0]); f++) {
 
-    for (i = 0; i < bmcf->zones.nelts; i++) {
-        z = zones[i]->data;
-
-        if (z->sh == NULL) {
-            continue;
-        }
-
-        labels[0].key.data = (u_char *) "zone";
-        labels[0].key.len = 4;
-        labels[0].value = z->name;
-
-        if (ngx_http_resilience_metrics_sample(m, labels, 1,
-                                               z->sh->evictions)
+        if (ngx_http_resilience_metrics_family(m, zone_counters[f].name,
+                                               NGX_HTTP_RESILIENCE_COUNTER,
+                                               zone_counters[f].help)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
-    }
 
-    if (ngx_http_resilience_metrics_family(m, "breaker_zone_full_total",
-            NGX_HTTP_RESILIENCE_COUNTER,
-            "Requests let through untracked because the zone was full.")
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
+        for (i = 0; i < bmcf->zones.nelts; i++) {
+            z = zones[i]->data;
 
-    for (i = 0; i < bmcf->zones.nelts; i++) {
-        z = zones[i]->data;
+            if (z->sh == NULL) {
+                continue;
+            }
 
-        if (z->sh == NULL) {
-            continue;
-        }
+            labels[0].key.data = (u_char *) "zone";
+            labels[0].key.len = 4;
+            labels[0].value = z->name;
 
-        labels[0].key.data = (u_char *) "zone";
-        labels[0].key.len = 4;
-        labels[0].value = z->name;
+            v = (double) *(ngx_atomic_t *) ((u_char *) z->sh
+                                            + zone_counters[f].offset);
 
-        if (ngx_http_resilience_metrics_sample(m, labels, 1, z->sh->full)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+            if (ngx_http_resilience_metrics_sample(m, labels, 1, v)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -816,6 +832,7 @@ ngx_http_breaker_create_loc_conf(ngx_conf_t *cf)
     conf->probe_timeout = NGX_CONF_UNSET_MSEC;
     conf->max_concurrent = NGX_CONF_UNSET_UINT;
     conf->mode = NGX_CONF_UNSET_UINT;
+    conf->shared = NGX_CONF_UNSET;
     conf->failure_error = NGX_CONF_UNSET_UINT;
     conf->failure_timeout = NGX_CONF_UNSET_UINT;
     conf->fallback_status = NGX_CONF_UNSET_UINT;
@@ -912,6 +929,18 @@ ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->fallback_status, prev->fallback_status,
                               NGX_HTTP_SERVICE_UNAVAILABLE);
 
+    ngx_conf_merge_value(conf->shared, prev->shared, 0);
+
+    if (conf->breaker && conf->breaker != &ngx_http_breaker_off) {
+        if (conf->breaker->buckets == 0) {
+            conf->breaker->buckets = conf->buckets;
+        }
+
+        if (conf->shared) {
+            conf->breaker->shared = 1;
+        }
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -935,6 +964,27 @@ ngx_http_breaker_init(ngx_conf_t *cf)
                           "breaker \"%V\" uses zone \"%V\", which no "
                           "\"breaker_zone\" declares",
                           &bp[i]->name, &bp[i]->zone->shm.name);
+            return NGX_ERROR;
+        }
+
+        if (bp[i]->buckets == 0) {
+            bp[i]->buckets = 10;
+        }
+
+        if (bp[i]->shared) {
+            bmcf->shared = 1;
+        }
+    }
+
+    if (bmcf->shared) {
+        if (!ngx_http_resilience_redis_configured(cf)) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"breaker_shared on\" needs \"resilience_redis\" "
+                          "at http level");
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_breaker_sync_conf(cf) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -966,6 +1016,35 @@ ngx_http_breaker_init(ngx_conf_t *cf)
     return ngx_http_resilience_metrics_add_collector(cf,
                                                      ngx_http_breaker_collect,
                                                      bmcf);
+}
+
+
+static ngx_int_t
+ngx_http_breaker_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_breaker_main_conf_t  *bmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    bmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_breaker_module);
+
+    if (bmcf == NULL || !bmcf->shared) {
+        return NGX_OK;
+    }
+
+    return ngx_http_breaker_sync_init_worker(cycle, &bmcf->breakers);
+}
+
+
+static void
+ngx_http_breaker_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_breaker_sync_exit_worker();
 }
 
 

@@ -30,7 +30,7 @@
 
 static void ngx_http_breaker_transition(ngx_http_breaker_node_t *bn,
     ngx_uint_t state, ngx_msec_t now);
-static void ngx_http_breaker_open(ngx_http_request_t *r,
+static ngx_msec_t ngx_http_breaker_open(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
     ngx_msec_t now, u_char *reason, size_t len);
 static void ngx_http_breaker_close(ngx_http_request_t *r,
@@ -321,14 +321,16 @@ ngx_http_breaker_window(ngx_http_breaker_loc_conf_t *blcf,
 }
 
 
-void
+/* returns the open time when this outcome tripped the breaker, else 0 */
+
+ngx_msec_t
 ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     ngx_uint_t outcome, ngx_uint_t slow)
 {
     u_char                        reason[128], *p;
     uint32_t                      total, failures, nslow;
     ngx_uint_t                    rate, mode, consecutive, min;
-    ngx_msec_t                    now;
+    ngx_msec_t                    now, tripped;
     ngx_http_breaker_node_t      *bn;
     ngx_http_breaker_loc_conf_t  *blcf;
 
@@ -336,6 +338,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     blcf = ctx->conf;
     now = ngx_current_msec;
     p = NULL;
+    tripped = 0;
 
     ngx_http_breaker_lock(bn);
 
@@ -378,7 +381,8 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
                              slow ? "was slow" : "failed");
 
             if (mode != NGX_HTTP_BREAKER_FORCE_CLOSED) {
-                ngx_http_breaker_open(r, blcf, bn, now, reason, p - reason);
+                tripped = ngx_http_breaker_open(r, blcf, bn, now, reason,
+                                                p - reason);
             }
 
             goto done;
@@ -444,7 +448,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     }
 
     if (p != NULL) {
-        ngx_http_breaker_open(r, blcf, bn, now, reason, p - reason);
+        tripped = ngx_http_breaker_open(r, blcf, bn, now, reason, p - reason);
     }
 
 done:
@@ -452,10 +456,12 @@ done:
     ctx->recorded = 1;
 
     ngx_http_breaker_unlock(bn);
+
+    return tripped;
 }
 
 
-static void
+static ngx_msec_t
 ngx_http_breaker_open(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
     ngx_msec_t now, u_char *reason, size_t len)
@@ -503,6 +509,8 @@ ngx_http_breaker_open(ngx_http_request_t *r,
                   (size_t) bn->key_len, bn->data + bn->name_len,
                   bn->key_len ? "\"" : "",
                   duration, bn->trips, len, reason);
+
+    return duration;
 }
 
 

@@ -176,6 +176,7 @@ ngx_int_t ngx_http_resilience_redis_subscribe(ngx_str_t *channel,
     ngx_http_resilience_redis_message_pt handler, void *data);
 
 ngx_http_resilience_redis_state_e ngx_http_resilience_redis_state(void);
+ngx_uint_t ngx_http_resilience_redis_configured(ngx_conf_t *cf);
 ngx_str_t *ngx_http_resilience_redis_prefix(void);
 ngx_http_resilience_redis_stats_t *ngx_http_resilience_redis_stats(void);
 const char *ngx_http_resilience_redis_state_name(ngx_uint_t state);

@@ -560,3 +560,16 @@ ngx_http_resilience_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_resilience_redis_exit_worker(cycle);
 }
+
+
+/* for a feature module, at configuration time: is there a Redis? */
+
+ngx_uint_t
+ngx_http_resilience_redis_configured(ngx_conf_t *cf)
+{
+    ngx_http_resilience_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_resilience_module);
+
+    return rmcf->redis != NULL;
+}

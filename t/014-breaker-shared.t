@@ -1,0 +1,226 @@
+# breaker_shared: two nginx instances and one Redis.  A trip on one
+# reaches the other within 200 ms; an instance that restarts while a
+# breaker is open comes back open; without Redis, breakers work locally.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port redis_cli);
+use NR::Net qw(http_get);
+use NR::Nginx qw(nginx_start nginx_stop);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+
+# the port this nginx listens on, for the upstreams it proxies to itself
+$ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
+$ENV{TEST_NGINX_PEER_PORT} = free_port();
+$ENV{TEST_NGINX_DOWN_PORT} = free_port();
+
+# a fresh key prefix for this run, so that no earlier run's state counts
+our $Prefix = "nr:t014:$$:";
+$ENV{TEST_NGINX_PREFIX} = $Prefix;
+
+# the second instance: the same breakers, over an upstream that fails
+our $PeerHttp = <<"_EOC_";
+    resilience_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} prefix=$Prefix
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+_EOC_
+
+our $PeerConfig = <<"_EOC_";
+    location ~ ^/backend/502\$ { return 502; }
+    location /api {
+        breaker orders zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 2;
+        breaker_open 30s jitter=0%;
+        proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/502;
+    }
+    location /tenant {
+        breaker tenants zone=breakers key=\$arg_t;
+        breaker_shared on;
+        breaker_consecutive_failures 2;
+        breaker_open 30s jitter=0%;
+        proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/502;
+    }
+_EOC_
+
+# waits until $n workers listen on the breaker channel
+sub wait_subscribers {
+    my ($n) = @_;
+
+    for (1 .. 200) {
+        my $out = redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PUBSUB", "NUMSUB",
+                            "${Prefix}breaker");
+        my ($count) = $out =~ /^(\d+)\s*\z/m;
+        return if defined $count && $count >= $n;
+        select(undef, undef, undef, 0.05);
+    }
+
+    die "fewer than $n subscribers on ${Prefix}breaker";
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a trip on the other instance rejects here within 200 ms
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /api {
+        breaker orders zone=breakers;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+        add_header X-Breaker $breaker_state always;
+    }
+    location /status { resilience_status; }
+--- init
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $::PeerHttp, config => $::PeerConfig);
+::wait_subscribers(3);
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/api") for 1 .. 2;
+select(undef, undef, undef, 0.2);
+--- request eval
+["GET /api", "GET /status"]
+--- error_code eval
+[503, 200]
+--- response_headers eval
+["X-Breaker: open", ""]
+--- response_body_like eval
+[qr/503/, qr/breaker_sync_received_total\{zone="breakers"\} [1-9]/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 2: the notice is logged, with where it came from
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location /tenant {
+        breaker tenants zone=breakers key=$arg_t;
+        breaker_shared on;
+        return 200 "ok\n";
+    }
+--- init
+::wait_subscribers(3);
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=acme") for 1 .. 2;
+select(undef, undef, undef, 0.2);
+--- request
+GET /tenant?t=acme
+--- response_body
+ok
+--- error_log eval
+qr/\[warn\] .*breaker "tenants" key "acme" opened for \d+ ms by another instance, through Redis/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 3: a keyed trip rejects that key only
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /tenant {
+        breaker tenants zone=breakers key=$arg_t;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+--- init
+::wait_subscribers(3);
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=globex") for 1 .. 2;
+select(undef, undef, undef, 0.2);
+--- request eval
+["GET /tenant?t=globex", "GET /tenant?t=initech"]
+--- error_code eval
+[503, 200]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 4: an instance started while a breaker is open comes back open
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /api {
+        breaker orders zone=breakers;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+--- init
+NR::Nginx::nginx_stop($ENV{TEST_NGINX_PEER_PORT});
+select(undef, undef, undef, 0.5);
+--- request
+GET /api
+--- error_code: 503
+--- error_log eval
+qr/\[warn\] .*breaker "orders" opened for \d+ ms as the fleet left it, read from Redis/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 5: Redis down: the breaker works locally, and counts what it could not share
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=100ms;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/502$ { return 502; }
+    location /api {
+        breaker alone zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 2;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/502;
+    }
+    location /status { resilience_status; }
+--- request eval
+["GET /api", "GET /api", "GET /api", "GET /status"]
+--- error_code eval
+[502, 502, 503, 200]
+--- response_body_like eval
+[qr//, qr//, qr//, qr/breaker_sync_errors_total\{zone="breakers"\} 1\n/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6: breaker_shared needs resilience_redis
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    location /api {
+        breaker orders zone=breakers;
+        breaker_shared on;
+        return 200;
+    }
+--- must_die
+--- error_log
+"breaker_shared on" needs "resilience_redis" at http level
+
+
+
+=== TEST 7: breaker_shared takes on or off
+--- config
+    location /api { breaker_shared maybe; }
+--- must_die
+--- error_log
+invalid value "maybe" in "breaker_shared" directive, it must be "on" or "off"
