@@ -47,6 +47,14 @@ our $PeerConfig = <<"_EOC_";
         breaker_open 30s jitter=0%;
         proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/502;
     }
+    location /rate {
+        breaker rate zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures off;
+        breaker_min_requests 4;
+        breaker_failure_rate 50%;
+        proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/502;
+    }
 _EOC_
 
 # waits until $n workers listen on the breaker channel
@@ -203,7 +211,64 @@ qr/\[warn\] .*breaker "orders" opened for \d+ ms as the fleet left it, read from
 
 
 
-=== TEST 6: breaker_shared needs resilience_redis
+=== TEST 6: the failure rate is the fleet's: failures elsewhere count here
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/502$ { return 502; }
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /rate {
+        breaker rate zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures off;
+        breaker_min_requests 4;
+        breaker_failure_rate 50%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+--- init
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $::PeerHttp, config => $::PeerConfig);
+::wait_subscribers(3);
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/rate") for 1 .. 2;
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/rate?s=502");
+select(undef, undef, undef, 0.6);
+--- request eval
+["GET /rate?s=200", "GET /rate?s=200"]
+--- error_code eval
+[200, 503]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 7: alone, the same traffic here would not trip (min_requests)
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/502$ { return 502; }
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /rate {
+        breaker rate zone=breakers;
+        breaker_consecutive_failures off;
+        breaker_min_requests 4;
+        breaker_failure_rate 50%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+--- init
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/rate?s=502");
+--- request eval
+["GET /rate?s=200", "GET /rate?s=200"]
+--- error_code eval
+[200, 200]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 8: breaker_shared needs resilience_redis
 --- http_config
     breaker_zone breakers 1m;
 --- config
@@ -218,7 +283,7 @@ qr/\[warn\] .*breaker "orders" opened for \d+ ms as the fleet left it, read from
 
 
 
-=== TEST 7: breaker_shared takes on or off
+=== TEST 9: breaker_shared takes on or off
 --- config
     location /api { breaker_shared maybe; }
 --- must_die

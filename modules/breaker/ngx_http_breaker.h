@@ -73,6 +73,7 @@ typedef struct {
     u_char                     pinned;       /* keyless: never evicted */
     u_short                    name_len;
     u_short                    key_len;
+    u_char                     shared;       /* breaker_shared on */
 
     ngx_http_breaker_override_t  override;
 
@@ -90,6 +91,16 @@ typedef struct {
     uint32_t                   inflight;
     uint32_t                   probes_ok;
     uint32_t                   leases[NGX_HTTP_BREAKER_MAX_PROBES];
+    uint32_t                   window;       /* ms, for the fleet window */
+
+    /* breaker_shared: outcomes not yet pushed, and the fleet's window */
+    uint32_t                   d_total;
+    uint32_t                   d_failures;
+    uint32_t                   d_slow;
+    uint32_t                   f_total;
+    uint32_t                   f_failures;
+    uint32_t                   f_slow;
+    ngx_msec_t                 f_at;
 
     uint64_t                   successes;
     uint64_t                   failures;
@@ -209,7 +220,7 @@ ngx_int_t ngx_http_breaker_sync_conf(ngx_conf_t *cf);
 void ngx_http_breaker_sync_publish(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx, ngx_msec_t duration);
 ngx_int_t ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle,
-    ngx_array_t *breakers);
+    ngx_array_t *breakers, ngx_array_t *zones);
 void ngx_http_breaker_sync_exit_worker(void);
 
 ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,

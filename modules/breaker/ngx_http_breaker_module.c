@@ -354,6 +354,12 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     ctx->zone = z;
     ctx->lease = -1;
 
+    if (blcf->shared && !node->shared) {
+        /* set once; read by the fleet window timer */
+        node->window = (uint32_t) blcf->window;
+        node->shared = 1;
+    }
+
     cln->handler = ngx_http_breaker_cleanup;
     cln->data = ctx;
 
@@ -1037,7 +1043,8 @@ ngx_http_breaker_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_breaker_sync_init_worker(cycle, &bmcf->breakers);
+    return ngx_http_breaker_sync_init_worker(cycle, &bmcf->breakers,
+                                             &bmcf->zones);
 }
 
 

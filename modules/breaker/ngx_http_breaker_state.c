@@ -75,6 +75,11 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
     bn->probes_ok = 0;
 
     ngx_memzero(bn->leases, sizeof(bn->leases));
+
+    bn->d_total = 0;
+    bn->d_failures = 0;
+    bn->d_slow = 0;
+    bn->f_at = 0;
 }
 
 
@@ -408,6 +413,25 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 
     ngx_http_breaker_window(blcf, bn, now, outcome, slow, &total, &failures,
                             &nslow);
+
+    if (bn->shared) {
+        bn->d_total++;
+        bn->d_failures += (outcome == NGX_HTTP_BREAKER_FAILURE);
+        bn->d_slow += (slow != 0);
+
+        /*
+         * the fleet's window, when fresh and wider than ours: its sums
+         * (with what we pushed) plus what we have not pushed yet
+         */
+
+        if (bn->f_at && now - bn->f_at <= blcf->window
+            && bn->f_total + bn->d_total > total)
+        {
+            total = bn->f_total + bn->d_total;
+            failures = bn->f_failures + bn->d_failures;
+            nslow = bn->f_slow + bn->d_slow;
+        }
+    }
 
     if (mode == NGX_HTTP_BREAKER_FORCE_CLOSED) {
         goto done;

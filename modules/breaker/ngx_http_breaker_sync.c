@@ -42,19 +42,77 @@ static void ngx_http_breaker_sync_restored(ngx_int_t rc, redisReply *reply,
     void *data);
 
 
+/*
+ * KEYS: the state key, the channel; ARGV: open ms, the notice, bucket ms,
+ * buckets.  The window's buckets go with the trip: the fleet starts the
+ * next closed period afresh.
+ */
+
 static ngx_str_t  ngx_http_breaker_trip_lua = ngx_string(
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local ms = tonumber(ARGV[1])\n"
+    "local blen, n = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local e = math.floor(now / blen)\n"
+    "for i = 0, n do redis.call('DEL', KEYS[1] .. ':w:' .. (e - i)) end\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if cur >= now + ms then return cur - now end\n"
     "redis.call('SET', KEYS[1], now + ms, 'PX', ms)\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
     "return ms\n");
 
+
+/*
+ * KEYS: the state key; ARGV: bucket ms, buckets, and the deltas (total,
+ * failures, slow).  Adds the deltas to the current bucket, returns the
+ * sums over the window, from Redis TIME.
+ */
+
+static ngx_str_t  ngx_http_breaker_window_lua = ngx_string(
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local blen, n = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local e = math.floor(now / blen)\n"
+    "local k = KEYS[1] .. ':w:' .. e\n"
+    "if tonumber(ARGV[3]) > 0 then\n"
+    "  redis.call('HINCRBY', k, 't', ARGV[3])\n"
+    "  redis.call('HINCRBY', k, 'f', ARGV[4])\n"
+    "  redis.call('HINCRBY', k, 's', ARGV[5])\n"
+    "  redis.call('PEXPIRE', k, blen * (n + 1))\n"
+    "end\n"
+    "local st, sf, ss = 0, 0, 0\n"
+    "for i = 0, n - 1 do\n"
+    "  local v = redis.call('HMGET', KEYS[1] .. ':w:' .. (e - i),"
+    " 't', 'f', 's')\n"
+    "  st = st + (tonumber(v[1]) or 0)\n"
+    "  sf = sf + (tonumber(v[2]) or 0)\n"
+    "  ss = ss + (tonumber(v[3]) or 0)\n"
+    "end\n"
+    "return {st, sf, ss}\n");
+
+#define NGX_HTTP_BREAKER_SYNC_INTERVAL  100       /* ms */
+#define NGX_HTTP_BREAKER_SYNC_BATCH     64        /* nodes a tick */
+#define NGX_HTTP_BREAKER_SYNC_STALE     200       /* ms: refresh after */
+
+
+typedef struct {
+    ngx_http_breaker_node_t   *node;
+    ngx_http_breaker_zone_t   *zone;
+} ngx_http_breaker_push_t;
+
+
+static void ngx_http_breaker_sync_tick(ngx_event_t *ev);
+static void ngx_http_breaker_sync_push(ngx_http_breaker_zone_t *z,
+    ngx_http_breaker_node_t *bn, uint32_t dt, uint32_t df, uint32_t ds);
+static void ngx_http_breaker_sync_pushed(ngx_int_t rc, redisReply *reply,
+    void *data);
+
+
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_trip_script;
+static ngx_http_resilience_redis_script_t  *ngx_http_breaker_window_script;
 static ngx_event_t                          ngx_http_breaker_restore_event;
 static ngx_uint_t                           ngx_http_breaker_restore_tries;
+static ngx_event_t                          ngx_http_breaker_tick_event;
 
 
 ngx_int_t
@@ -62,8 +120,16 @@ ngx_http_breaker_sync_conf(ngx_conf_t *cf)
 {
     ngx_http_breaker_trip_script = ngx_http_resilience_redis_script(cf,
                                                 &ngx_http_breaker_trip_lua);
+    ngx_http_breaker_window_script = ngx_http_resilience_redis_script(cf,
+                                                &ngx_http_breaker_window_lua);
 
-    return ngx_http_breaker_trip_script ? NGX_OK : NGX_ERROR;
+    if (ngx_http_breaker_trip_script == NULL
+        || ngx_http_breaker_window_script == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -107,10 +173,11 @@ ngx_http_breaker_sync_publish(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx, ngx_msec_t duration)
 {
     u_char                   *p;
-    size_t                    lens[4];
+    size_t                    lens[6];
     ngx_str_t                 name, key, rkey, channel, msg, *prefix;
-    const char               *args[4];
-    u_char                    ms[NGX_INT_T_LEN];
+    const char               *args[6];
+    u_char                    ms[NGX_INT_T_LEN], blen[NGX_INT_T_LEN];
+    u_char                    n[NGX_INT_T_LEN];
     ngx_http_breaker_node_t  *bn;
 
     if (ngx_http_resilience_redis_state()
@@ -156,8 +223,14 @@ ngx_http_breaker_sync_publish(ngx_http_request_t *r,
     lens[2] = ngx_sprintf(ms, "%M", duration) - ms;
     args[3] = (const char *) msg.data;
     lens[3] = msg.len;
+    args[4] = (const char *) blen;
+    lens[4] = ngx_sprintf(blen, "%M",
+                          ngx_max(ctx->conf->window / bn->nbuckets, 1))
+              - blen;
+    args[5] = (const char *) n;
+    lens[5] = ngx_sprintf(n, "%ui", (ngx_uint_t) bn->nbuckets) - n;
 
-    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_trip_script, 2, 4,
+    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_trip_script, 2, 6,
                                           args, lens,
                                           ngx_http_breaker_sync_published,
                                           ctx->zone)
@@ -324,7 +397,8 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
 /* in a worker: subscribe, and read back what is open */
 
 ngx_int_t
-ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle, ngx_array_t *breakers)
+ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle, ngx_array_t *breakers,
+    ngx_array_t *zones)
 {
     u_char     *p;
     ngx_str_t   channel, *prefix;
@@ -358,6 +432,14 @@ ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle, ngx_array_t *breakers)
 
     ngx_add_timer(&ngx_http_breaker_restore_event, 10);
 
+    ngx_http_breaker_tick_event.handler = ngx_http_breaker_sync_tick;
+    ngx_http_breaker_tick_event.data = zones;
+    ngx_http_breaker_tick_event.log = cycle->log;
+    ngx_http_breaker_tick_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_breaker_tick_event,
+                  NGX_HTTP_BREAKER_SYNC_INTERVAL);
+
     return NGX_OK;
 }
 
@@ -368,6 +450,208 @@ ngx_http_breaker_sync_exit_worker(void)
     if (ngx_http_breaker_restore_event.timer_set) {
         ngx_del_timer(&ngx_http_breaker_restore_event);
     }
+
+    if (ngx_http_breaker_tick_event.timer_set) {
+        ngx_del_timer(&ngx_http_breaker_tick_event);
+    }
+}
+
+
+/*
+ * Every 100 ms, in every worker: the closed shared breakers' outcomes go
+ * to Redis in one script each, and the fleet's window comes back.  The
+ * worker that comes first takes the deltas; the others find none, and
+ * only refresh the fleet's window when it is older than 200 ms.  A
+ * breaker that saw no traffic here since its last trip asks nothing.
+ */
+
+static void
+ngx_http_breaker_sync_tick(ngx_event_t *ev)
+{
+    ngx_array_t *zones = ev->data;
+
+    uint32_t                  dt, df, ds;
+    ngx_uint_t                i, n;
+    ngx_msec_t                now;
+    ngx_shm_zone_t          **zp;
+    ngx_rbtree_node_t        *node, *root, *sentinel;
+    ngx_http_breaker_zone_t  *z;
+    ngx_http_breaker_node_t  *bn;
+
+    if (ngx_exiting) {
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_BREAKER_SYNC_INTERVAL);
+
+    if (ngx_http_resilience_redis_state()
+        != NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        return;
+    }
+
+    zp = zones->elts;
+    now = ngx_current_msec;
+    n = 0;
+
+    for (i = 0; i < zones->nelts && n < NGX_HTTP_BREAKER_SYNC_BATCH; i++) {
+        z = zp[i]->data;
+
+        ngx_shmtx_lock(&z->shpool->mutex);
+
+        root = z->sh->rbtree.root;
+        sentinel = z->sh->rbtree.sentinel;
+
+        for (node = (root == sentinel) ? NULL
+                                       : ngx_rbtree_min(root, sentinel);
+             node && n < NGX_HTTP_BREAKER_SYNC_BATCH;
+             node = ngx_rbtree_next(&z->sh->rbtree, node))
+        {
+            bn = (ngx_http_breaker_node_t *) &node->color;
+
+            if (!bn->shared || bn->state != NGX_HTTP_BREAKER_CLOSED
+                || bn->window == 0)
+            {
+                continue;
+            }
+
+            ngx_spinlock(&bn->lock, ngx_pid, 1024);
+
+            dt = bn->d_total;
+            df = bn->d_failures;
+            ds = bn->d_slow;
+
+            if (dt == 0
+                && bn->f_at
+                && now - bn->f_at < NGX_HTTP_BREAKER_SYNC_STALE)
+            {
+                ngx_unlock(&bn->lock);
+                continue;
+            }
+
+            if (dt == 0 && bn->f_at == 0) {
+                /* nothing seen here, nothing asked for yet */
+                ngx_unlock(&bn->lock);
+                continue;
+            }
+
+            bn->d_total = 0;
+            bn->d_failures = 0;
+            bn->d_slow = 0;
+
+            ngx_unlock(&bn->lock);
+
+            /* pinned until the reply: not evicted under our feet */
+            (void) ngx_atomic_fetch_add(&bn->pins, 1);
+
+            ngx_http_breaker_sync_push(z, bn, dt, df, ds);
+            n++;
+        }
+
+        ngx_shmtx_unlock(&z->shpool->mutex);
+    }
+}
+
+
+static void
+ngx_http_breaker_sync_push(ngx_http_breaker_zone_t *z,
+    ngx_http_breaker_node_t *bn, uint32_t dt, uint32_t df, uint32_t ds)
+{
+    u_char                   *p;
+    size_t                    lens[6];
+    ngx_str_t                 name, key, rkey;
+    const char               *args[6];
+    u_char                    num[5][NGX_INT_T_LEN];
+    ngx_http_breaker_push_t  *push;
+
+    name.data = bn->data;
+    name.len = bn->name_len;
+    key.data = bn->data + bn->name_len;
+    key.len = bn->key_len;
+
+    push = ngx_alloc(sizeof(ngx_http_breaker_push_t) + name.len + key.len
+                     + ngx_http_resilience_redis_prefix()->len + 16,
+                     ngx_cycle->log);
+    if (push == NULL) {
+        (void) ngx_atomic_fetch_add(&bn->pins, -1);
+        return;
+    }
+
+    push->node = bn;
+    push->zone = z;
+
+    /* the key is built in the same block, after the struct */
+
+    p = (u_char *) (push + 1);
+    rkey.data = p;
+    p = ngx_cpymem(p, ngx_http_resilience_redis_prefix()->data,
+                   ngx_http_resilience_redis_prefix()->len);
+    p = ngx_cpymem(p, "breaker:", 8);
+    p = ngx_cpymem(p, name.data, name.len);
+    *p++ = ':';
+    p = ngx_cpymem(p, key.data, key.len);
+    rkey.len = p - rkey.data;
+
+    args[0] = (const char *) rkey.data;
+    lens[0] = rkey.len;
+    args[1] = (const char *) num[0];
+    lens[1] = ngx_sprintf(num[0], "%uD",
+                          ngx_max(bn->window / bn->nbuckets, 1)) - num[0];
+    args[2] = (const char *) num[1];
+    lens[2] = ngx_sprintf(num[1], "%ui", (ngx_uint_t) bn->nbuckets) - num[1];
+    args[3] = (const char *) num[2];
+    lens[3] = ngx_sprintf(num[2], "%uD", dt) - num[2];
+    args[4] = (const char *) num[3];
+    lens[4] = ngx_sprintf(num[3], "%uD", df) - num[3];
+    args[5] = (const char *) num[4];
+    lens[5] = ngx_sprintf(num[4], "%uD", ds) - num[4];
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_window_script, 1,
+                                          6, args, lens,
+                                          ngx_http_breaker_sync_pushed, push)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&bn->pins, -1);
+        ngx_free(push);
+    }
+}
+
+
+static void
+ngx_http_breaker_sync_pushed(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_breaker_push_t *push = data;
+
+    ngx_http_breaker_node_t  *bn;
+
+    bn = push->node;
+
+    if (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
+        && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->type == REDIS_REPLY_INTEGER
+        && reply->element[2]->type == REDIS_REPLY_INTEGER)
+    {
+        ngx_spinlock(&bn->lock, ngx_pid, 1024);
+
+        if (bn->state == NGX_HTTP_BREAKER_CLOSED) {
+            bn->f_total = (uint32_t) reply->element[0]->integer;
+            bn->f_failures = (uint32_t) reply->element[1]->integer;
+            bn->f_slow = (uint32_t) reply->element[2]->integer;
+            bn->f_at = ngx_current_msec;
+        }
+
+        ngx_unlock(&bn->lock);
+
+    } else {
+        /* the deltas are lost to the fleet, not to this instance */
+        (void) ngx_atomic_fetch_add(&push->zone->sh->sync_errors, 1);
+    }
+
+    (void) ngx_atomic_fetch_add(&bn->pins, -1);
+
+    ngx_free(push);
 }
 
 
