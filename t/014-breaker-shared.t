@@ -5,7 +5,7 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port redis_cli);
-use NR::Net qw(http_get);
+use NR::Net qw(http_get slow_server hold_request);
 use NR::Nginx qw(nginx_start nginx_stop);
 
 repeat_each(1);
@@ -19,6 +19,7 @@ $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
 $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_PEER_PORT} = free_port();
 $ENV{TEST_NGINX_DOWN_PORT} = free_port();
+$ENV{TEST_NGINX_SLOW_PORT} = free_port();
 
 # a fresh key prefix for this run, so that no earlier run's state counts
 our $Prefix = "nr:t014:$$:";
@@ -33,6 +34,15 @@ _EOC_
 
 our $PeerConfig = <<"_EOC_";
     location ~ ^/backend/502\$ { return 502; }
+    location ~ ^/backend/200\$ { return 200 "ok\\n"; }
+    location /fp {
+        breaker fleetprobe zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 1s jitter=0%;
+        breaker_half_open 1 timeout=5s;
+        proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/\$arg_s;
+    }
     location /api {
         breaker orders zone=breakers;
         breaker_shared on;
@@ -268,7 +278,62 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/rate?s=502");
 
 
 
-=== TEST 8: breaker_shared needs resilience_redis
+=== TEST 8: half-open, the probe budget is the fleet's, and a close reaches every instance
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /fp {
+        breaker fleetprobe zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 1s jitter=0%;
+        breaker_half_open 1 timeout=5s;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+    location /fpslow {
+        breaker fleetprobe zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 1s jitter=0%;
+        breaker_half_open 1 timeout=5s;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SLOW_PORT/;
+    }
+    location /peer {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_PEER_PORT/fp?s=200;
+    }
+    location /sleep {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SLOW_PORT/;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 1.5, 12);
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $::PeerHttp, config => $::PeerConfig);
+::wait_subscribers(3);
+# the peer trips, and so this instance opens; both are half-open after 1 s
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/fp?s=502");
+select(undef, undef, undef, 1.2);
+# here: the first request asks the fleet for a token and is turned away;
+# the next one, a slow probe, takes the only token
+my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/fp");
+die "expected 503 while the token is asked for, got $st" if $st != 503;
+select(undef, undef, undef, 0.2);
+NR::Net::hold_request($ENV{TEST_NGINX_SERVER_PORT}, "/fpslow", 4);
+select(undef, undef, undef, 0.3);
+--- request eval
+["GET /peer", "GET /peer", "GET /sleep", "GET /peer"]
+--- error_code eval
+[503, 503, 200, 200]
+--- timeout: 6
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: breaker_shared needs resilience_redis
 --- http_config
     breaker_zone breakers 1m;
 --- config
@@ -283,7 +348,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/rate?s=502");
 
 
 
-=== TEST 9: breaker_shared takes on or off
+=== TEST 10: breaker_shared takes on or off
 --- config
     location /api { breaker_shared maybe; }
 --- must_die

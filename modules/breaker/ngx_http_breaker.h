@@ -102,6 +102,11 @@ typedef struct {
     uint32_t                   f_slow;
     ngx_msec_t                 f_at;
 
+    /* breaker_shared: probe tokens from the fleet's budget */
+    uint32_t                   tokens;
+    uint32_t                   token_pending;
+    ngx_msec_t                 token_asked;
+
     uint64_t                   successes;
     uint64_t                   failures;
     uint64_t                   slow;
@@ -206,6 +211,8 @@ typedef struct {
     unsigned                   counted:1;    /* in flight */
     unsigned                   recorded:1;
     unsigned                   rejected:1;
+    unsigned                   ask_token:1;  /* for the fleet's budget */
+    unsigned                   closed_it:1;  /* its outcome closed it */
 } ngx_http_breaker_ctx_t;
 
 
@@ -222,6 +229,10 @@ void ngx_http_breaker_sync_publish(ngx_http_request_t *r,
 ngx_int_t ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle,
     ngx_array_t *breakers, ngx_array_t *zones);
 void ngx_http_breaker_sync_exit_worker(void);
+void ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx);
+void ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx);
 
 ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx);

@@ -367,6 +367,11 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
 
     rc = ngx_http_breaker_admit(r, blcf, ctx);
 
+    if (ctx->ask_token) {
+        /* before unpinning: the reply finds the node with its own pin */
+        ngx_http_breaker_sync_ask_token(r, ctx);
+    }
+
     if (bp->key) {
         /* admitted, it is in flight; turned away, it is done with */
         (void) ngx_atomic_fetch_add(&node->pins, -1);
@@ -460,6 +465,10 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
 
         if (tripped && ctx->conf->shared) {
             ngx_http_breaker_sync_publish(r, ctx, tripped);
+        }
+
+        if (ctx->closed_it && ctx->conf->shared) {
+            ngx_http_breaker_sync_publish_close(r, ctx);
         }
     }
 

@@ -80,6 +80,9 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
     bn->d_failures = 0;
     bn->d_slow = 0;
     bn->f_at = 0;
+
+    bn->tokens = 0;
+    bn->token_pending = 0;
 }
 
 
@@ -204,10 +207,34 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
             rc = NGX_HTTP_BREAKER_REJECT_OPEN;
 
         } else if (bn->state == NGX_HTTP_BREAKER_HALF_OPEN) {
+
+            if (bn->shared
+                && ngx_http_resilience_redis_state()
+                   == NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+                && bn->tokens == 0)
+            {
+                /*
+                 * the probe budget is the fleet's: ask Redis for a token
+                 * (at most every 100 ms), and turn this request away
+                 */
+
+                if (!bn->token_pending && now - bn->token_asked >= 100) {
+                    bn->token_pending = 1;
+                    bn->token_asked = now;
+                    ctx->ask_token = 1;
+                }
+
+                rc = NGX_HTTP_BREAKER_REJECT_OPEN;
+                break;
+            }
+
             ctx->lease = ngx_http_breaker_take_lease(blcf, bn, now,
                                                      &ctx->lease_until);
             if (ctx->lease == -1) {
                 rc = NGX_HTTP_BREAKER_REJECT_OPEN;
+
+            } else if (bn->tokens) {
+                bn->tokens--;
             }
         }
     }
@@ -395,6 +422,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 
         if (++bn->probes_ok >= blcf->probes) {
             ngx_http_breaker_close(r, bn, now);
+            ctx->closed_it = 1;
         }
 
         goto done;

@@ -101,15 +101,48 @@ typedef struct {
 } ngx_http_breaker_push_t;
 
 
+/*
+ * KEYS: the state key; ARGV: the probes, the budget's life in ms.  One
+ * token out of the fleet's budget: 1, or 0 when it is spent.
+ */
+
+static ngx_str_t  ngx_http_breaker_token_lua = ngx_string(
+    "local k = KEYS[1] .. ':probes'\n"
+    "local v = redis.call('GET', k)\n"
+    "if not v then\n"
+    "  redis.call('SET', k, tonumber(ARGV[1]) - 1, 'PX', ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "if tonumber(v) > 0 then redis.call('DECR', k) return 1 end\n"
+    "return 0\n");
+
+
+/* KEYS: the state key, the channel; ARGV: the notice */
+
+static ngx_str_t  ngx_http_breaker_close_lua = ngx_string(
+    "redis.call('DEL', KEYS[1], KEYS[1] .. ':probes')\n"
+    "redis.call('PUBLISH', KEYS[2], ARGV[1])\n"
+    "return 1\n");
+
+
 static void ngx_http_breaker_sync_tick(ngx_event_t *ev);
 static void ngx_http_breaker_sync_push(ngx_http_breaker_zone_t *z,
     ngx_http_breaker_node_t *bn, uint32_t dt, uint32_t df, uint32_t ds);
 static void ngx_http_breaker_sync_pushed(ngx_int_t rc, redisReply *reply,
     void *data);
+static void ngx_http_breaker_sync_token(ngx_int_t rc, redisReply *reply,
+    void *data);
+static void ngx_http_breaker_sync_close(ngx_http_breaker_t *b,
+    ngx_str_t *key, ngx_log_t *log);
+static ngx_int_t ngx_http_breaker_sync_notice(ngx_pool_t *pool,
+    ngx_http_breaker_node_t *bn, ngx_msec_t ms, ngx_str_t *rkey,
+    ngx_str_t *channel, ngx_str_t *msg);
 
 
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_trip_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_window_script;
+static ngx_http_resilience_redis_script_t  *ngx_http_breaker_token_script;
+static ngx_http_resilience_redis_script_t  *ngx_http_breaker_close_script;
 static ngx_event_t                          ngx_http_breaker_restore_event;
 static ngx_uint_t                           ngx_http_breaker_restore_tries;
 static ngx_event_t                          ngx_http_breaker_tick_event;
@@ -122,9 +155,15 @@ ngx_http_breaker_sync_conf(ngx_conf_t *cf)
                                                 &ngx_http_breaker_trip_lua);
     ngx_http_breaker_window_script = ngx_http_resilience_redis_script(cf,
                                                 &ngx_http_breaker_window_lua);
+    ngx_http_breaker_token_script = ngx_http_resilience_redis_script(cf,
+                                                &ngx_http_breaker_token_lua);
+    ngx_http_breaker_close_script = ngx_http_resilience_redis_script(cf,
+                                                &ngx_http_breaker_close_lua);
 
     if (ngx_http_breaker_trip_script == NULL
-        || ngx_http_breaker_window_script == NULL)
+        || ngx_http_breaker_window_script == NULL
+        || ngx_http_breaker_token_script == NULL
+        || ngx_http_breaker_close_script == NULL)
     {
         return NGX_ERROR;
     }
@@ -168,13 +207,56 @@ ngx_http_breaker_sync_key(ngx_pool_t *pool, ngx_str_t *name, ngx_str_t *key,
  * names cannot hold a line feed, keys come last and may hold anything.
  */
 
+/*
+ * The key, the channel and the notice "<name>\n<open ms>\n<key>" (0 ms:
+ * closed): names cannot hold a line feed, keys come last and may hold
+ * anything.
+ */
+
+static ngx_int_t
+ngx_http_breaker_sync_notice(ngx_pool_t *pool, ngx_http_breaker_node_t *bn,
+    ngx_msec_t ms, ngx_str_t *rkey, ngx_str_t *channel, ngx_str_t *msg)
+{
+    u_char     *p;
+    ngx_str_t   name, key, *prefix;
+
+    name.data = bn->data;
+    name.len = bn->name_len;
+    key.data = bn->data + bn->name_len;
+    key.len = bn->key_len;
+
+    prefix = ngx_http_resilience_redis_prefix();
+
+    channel->len = prefix->len + 7;
+    channel->data = ngx_pnalloc(pool, channel->len);
+    msg->data = ngx_pnalloc(pool, name.len + NGX_INT_T_LEN + 2 + key.len);
+
+    if (channel->data == NULL || msg->data == NULL
+        || ngx_http_breaker_sync_key(pool, &name, &key, rkey) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(channel->data, prefix->data, prefix->len),
+               "breaker", 7);
+
+    p = ngx_cpymem(msg->data, name.data, name.len);
+    p = ngx_sprintf(p, "\n%M\n", ms);
+    p = ngx_cpymem(p, key.data, key.len);
+    msg->len = p - msg->data;
+
+    return NGX_OK;
+}
+
+
+/* called after a local trip */
+
 void
 ngx_http_breaker_sync_publish(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx, ngx_msec_t duration)
 {
-    u_char                   *p;
     size_t                    lens[6];
-    ngx_str_t                 name, key, rkey, channel, msg, *prefix;
+    ngx_str_t                 rkey, channel, msg;
     const char               *args[6];
     u_char                    ms[NGX_INT_T_LEN], blen[NGX_INT_T_LEN];
     u_char                    n[NGX_INT_T_LEN];
@@ -189,31 +271,12 @@ ngx_http_breaker_sync_publish(ngx_http_request_t *r,
 
     bn = ctx->node;
 
-    name.data = bn->data;
-    name.len = bn->name_len;
-    key.data = bn->data + bn->name_len;
-    key.len = bn->key_len;
-
-    prefix = ngx_http_resilience_redis_prefix();
-
-    channel.len = prefix->len + 7;
-    channel.data = ngx_pnalloc(r->pool, channel.len);
-    msg.len = name.len + NGX_INT_T_LEN + 2 + key.len;
-    msg.data = ngx_pnalloc(r->pool, msg.len);
-
-    if (channel.data == NULL || msg.data == NULL
-        || ngx_http_breaker_sync_key(r->pool, &name, &key, &rkey) != NGX_OK)
+    if (ngx_http_breaker_sync_notice(r->pool, bn, duration, &rkey, &channel,
+                                     &msg)
+        != NGX_OK)
     {
         return;
     }
-
-    ngx_memcpy(ngx_cpymem(channel.data, prefix->data, prefix->len),
-               "breaker", 7);
-
-    p = ngx_cpymem(msg.data, name.data, name.len);
-    p = ngx_sprintf(p, "\n%M\n", duration);
-    p = ngx_cpymem(p, key.data, key.len);
-    msg.len = p - msg.data;
 
     args[0] = (const char *) rkey.data;
     lens[0] = rkey.len;
@@ -238,6 +301,134 @@ ngx_http_breaker_sync_publish(ngx_http_request_t *r,
     {
         (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
     }
+}
+
+
+/* called after the probes closed the breaker here: the fleet closes too */
+
+void
+ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx)
+{
+    size_t       lens[3];
+    ngx_str_t    rkey, channel, msg;
+    const char  *args[3];
+
+    if (ngx_http_resilience_redis_state()
+        != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+        || ngx_http_breaker_sync_notice(r->pool, ctx->node, 0, &rkey,
+                                        &channel, &msg)
+           != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
+        return;
+    }
+
+    args[0] = (const char *) rkey.data;
+    lens[0] = rkey.len;
+    args[1] = (const char *) channel.data;
+    lens[1] = channel.len;
+    args[2] = (const char *) msg.data;
+    lens[2] = msg.len;
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_close_script, 2, 3,
+                                          args, lens,
+                                          ngx_http_breaker_sync_published,
+                                          ctx->zone)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
+    }
+}
+
+
+/* half-open, shared, no token: one from the fleet's budget */
+
+void
+ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx)
+{
+    size_t                    lens[3];
+    ngx_str_t                 name, key, rkey;
+    const char               *args[3];
+    u_char                    n[NGX_INT_T_LEN], ttl[NGX_INT_T_LEN];
+    ngx_http_breaker_push_t  *push;
+    ngx_http_breaker_node_t  *bn;
+
+    bn = ctx->node;
+
+    name.data = bn->data;
+    name.len = bn->name_len;
+    key.data = bn->data + bn->name_len;
+    key.len = bn->key_len;
+
+    push = ngx_alloc(sizeof(ngx_http_breaker_push_t), r->connection->log);
+
+    if (push == NULL
+        || ngx_http_breaker_sync_key(r->pool, &name, &key, &rkey) != NGX_OK)
+    {
+        if (push) {
+            ngx_free(push);
+        }
+
+        bn->token_pending = 0;
+        return;
+    }
+
+    push->node = bn;
+    push->zone = ctx->zone;
+
+    args[0] = (const char *) rkey.data;
+    lens[0] = rkey.len;
+    args[1] = (const char *) n;
+    lens[1] = ngx_sprintf(n, "%ui", ctx->conf->probes) - n;
+    args[2] = (const char *) ttl;
+    lens[2] = ngx_sprintf(ttl, "%M", 2 * ctx->conf->probe_timeout) - ttl;
+
+    (void) ngx_atomic_fetch_add(&bn->pins, 1);
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_token_script, 1, 3,
+                                          args, lens,
+                                          ngx_http_breaker_sync_token, push)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&bn->pins, -1);
+        ngx_free(push);
+        bn->token_pending = 0;
+    }
+}
+
+
+static void
+ngx_http_breaker_sync_token(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_breaker_push_t *push = data;
+
+    ngx_http_breaker_node_t  *bn;
+
+    bn = push->node;
+
+    ngx_spinlock(&bn->lock, ngx_pid, 1024);
+
+    if (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
+        && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer == 1
+        && bn->state == NGX_HTTP_BREAKER_HALF_OPEN)
+    {
+        bn->tokens++;
+    }
+
+    bn->token_pending = 0;
+
+    ngx_unlock(&bn->lock);
+
+    if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY) {
+        (void) ngx_atomic_fetch_add(&push->zone->sh->sync_errors, 1);
+    }
+
+    (void) ngx_atomic_fetch_add(&bn->pins, -1);
+
+    ngx_free(push);
 }
 
 
@@ -319,7 +510,7 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
     }
 
     ms = ngx_atoi(p, nl - p);
-    if (ms == NGX_ERROR || ms == 0) {
+    if (ms == NGX_ERROR) {
         goto invalid;
     }
 
@@ -332,6 +523,11 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
 
     (void) ngx_atomic_fetch_add(&((ngx_http_breaker_zone_t *)
                                   b->zone->data)->sh->sync_received, 1);
+
+    if (ms == 0) {
+        ngx_http_breaker_sync_close(b, &key, ngx_cycle->log);
+        return;
+    }
 
     ngx_http_breaker_sync_open(b, &key, (ngx_msec_t) ms, ngx_cycle->log,
                                "by another instance, through Redis");
@@ -384,6 +580,53 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
         }
 
         bn->open_until = now + left;
+    }
+
+    ngx_unlock(&bn->lock);
+
+    if (key->len) {
+        (void) ngx_atomic_fetch_add(&bn->pins, -1);
+    }
+}
+
+
+/* another instance's probes succeeded: close ours, if it is not closed */
+
+static void
+ngx_http_breaker_sync_close(ngx_http_breaker_t *b, ngx_str_t *key,
+    ngx_log_t *log)
+{
+    ngx_msec_t                now;
+    ngx_http_breaker_zone_t  *z;
+    ngx_http_breaker_node_t  *bn;
+
+    z = b->zone->data;
+    now = ngx_current_msec;
+
+    bn = ngx_http_breaker_lookup(z, &b->name, key, b->buckets, log);
+    if (bn == NULL) {
+        return;
+    }
+
+    ngx_spinlock(&bn->lock, ngx_pid, 1024);
+
+    if (bn->state != NGX_HTTP_BREAKER_CLOSED) {
+        bn->state = NGX_HTTP_BREAKER_CLOSED;
+        bn->generation++;
+        bn->transitions++;
+        bn->changed = now;
+        bn->probes_ok = 0;
+        bn->consecutive = 0;
+        bn->tokens = 0;
+        bn->token_pending = 0;
+        ngx_memzero(bn->leases, sizeof(bn->leases));
+        ngx_memzero(ngx_http_breaker_buckets(bn),
+                    bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "breaker \"%V\"%s%V%s closed by another instance, "
+                      "through Redis", &b->name, key->len ? " key \"" : "",
+                      key, key->len ? "\"" : "");
     }
 
     ngx_unlock(&bn->lock);

@@ -99,12 +99,14 @@ sub nginx_stop {
     }
 
     kill 'KILL', $pid if kill 0, $pid;
-    delete $started{$port};
 }
 
 
 END {
-    nginx_stop($_) for keys %started;
+    for my $port (keys %started) {
+        nginx_stop($port);
+        remove_tree(prefix($port)) unless $ENV{TEST_NGINX_NO_CLEAN};
+    }
 }
 
 1;
