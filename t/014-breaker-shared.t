@@ -35,6 +35,11 @@ _EOC_
 our $PeerConfig = <<"_EOC_";
     location ~ ^/backend/502\$ { return 502; }
     location ~ ^/backend/200\$ { return 200 "ok\\n"; }
+    location /adm {
+        breaker adminbrk zone=breakers;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/200;
+    }
     location /fp {
         breaker fleetprobe zone=breakers;
         breaker_shared on;
@@ -333,7 +338,46 @@ select(undef, undef, undef, 0.3);
 
 
 
-=== TEST 9: breaker_shared needs resilience_redis
+=== TEST 9: a resilience_admin change of a shared breaker reaches the fleet
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /adm {
+        breaker adminbrk zone=breakers;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+    location /peeradm {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_PEER_PORT/adm;
+    }
+    location /admin/ {
+        resilience_admin;
+    }
+--- init
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $::PeerHttp, config => $::PeerConfig);
+::wait_subscribers(3);
+my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/peeradm");
+die "expected 200 before the change, got $st" if $st != 200;
+($st) = NR::Net::http_put($ENV{TEST_NGINX_SERVER_PORT},
+                          "/admin/breakers/adminbrk",
+                          '{"mode": "force_open"}');
+die "the PUT answered $st" if $st != 200;
+select(undef, undef, undef, 0.2);
+--- request eval
+["GET /peeradm", "GET /adm"]
+--- error_code eval
+[503, 503]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 10: breaker_shared needs resilience_redis
 --- http_config
     breaker_zone breakers 1m;
 --- config
@@ -348,7 +392,7 @@ select(undef, undef, undef, 0.3);
 
 
 
-=== TEST 10: breaker_shared takes on or off
+=== TEST 11: breaker_shared takes on or off
 --- config
     location /api { breaker_shared maybe; }
 --- must_die

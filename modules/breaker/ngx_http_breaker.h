@@ -37,6 +37,9 @@
 #define NGX_HTTP_BREAKER_O_MIN         0x04
 #define NGX_HTTP_BREAKER_O_OPEN        0x08
 
+/* with those bits, what "clear" gives back to nginx.conf */
+#define NGX_HTTP_BREAKER_CLEAR_MODE    0x100
+
 /* what a request's outcome was, for the breaker */
 #define NGX_HTTP_BREAKER_NEUTRAL       0
 #define NGX_HTTP_BREAKER_SUCCESS       1
@@ -222,6 +225,9 @@ ngx_http_breaker_node_t *ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z,
 ngx_http_breaker_bucket_t *ngx_http_breaker_buckets(
     ngx_http_breaker_node_t *node);
 ngx_int_t ngx_http_breaker_admin_init(ngx_conf_t *cf, ngx_array_t *breakers);
+ngx_int_t ngx_http_breaker_override(ngx_http_breaker_zone_t *z,
+    ngx_str_t *name, ngx_http_breaker_override_t *o, ngx_uint_t clear,
+    ngx_uint_t *n, ngx_http_breaker_override_t *applied);
 
 ngx_int_t ngx_http_breaker_sync_conf(ngx_conf_t *cf);
 void ngx_http_breaker_sync_publish(ngx_http_request_t *r,
@@ -233,6 +239,9 @@ void ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx);
 void ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx);
+void ngx_http_breaker_sync_publish_override(ngx_http_request_t *r,
+    ngx_http_breaker_zone_t *z, ngx_str_t *name,
+    ngx_http_breaker_override_t *o, ngx_uint_t clear);
 
 ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx);

@@ -45,8 +45,6 @@ static const char  *ngx_http_breaker_mode_names[] = {
     "default", "enforce", "dry_run", "force_open", "force_closed", "off"
 };
 
-/* the bits of "clear": settings given back to nginx.conf */
-#define NGX_HTTP_BREAKER_CLEAR_MODE  0x100
 
 
 ngx_int_t
@@ -448,6 +446,82 @@ ngx_http_breaker_admin_apply(ngx_http_breaker_override_t *to,
 }
 
 
+/*
+ * Applies a change to the breaker "name" in zone z: to its entry for keys
+ * created from now on, and to every key that exists.  "applied" is what
+ * the entry holds afterwards, "n" how many keys it reached.  NGX_DECLINED
+ * when the zone has no room for another breaker's entry.
+ */
+
+ngx_int_t
+ngx_http_breaker_override(ngx_http_breaker_zone_t *z, ngx_str_t *name,
+    ngx_http_breaker_override_t *o, ngx_uint_t clear, ngx_uint_t *n,
+    ngx_http_breaker_override_t *applied)
+{
+    ngx_uint_t                          i;
+    ngx_rbtree_node_t                  *node, *root, *sentinel;
+    ngx_http_breaker_node_t            *bn;
+    ngx_http_breaker_named_override_t  *no;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    no = NULL;
+
+    for (i = 0; i < z->sh->noverrides; i++) {
+        if (z->sh->overrides[i].len == name->len
+            && ngx_memcmp(z->sh->overrides[i].name, name->data, name->len)
+               == 0)
+        {
+            no = &z->sh->overrides[i];
+            break;
+        }
+    }
+
+    if (no == NULL) {
+        if (z->sh->noverrides == NGX_HTTP_BREAKER_MAX_OVERRIDES) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+        no = &z->sh->overrides[z->sh->noverrides++];
+        ngx_memzero(no, sizeof(ngx_http_breaker_named_override_t));
+        ngx_memcpy(no->name, name->data, name->len);
+        no->len = name->len;
+    }
+
+    ngx_http_breaker_admin_apply(&no->override, o, clear);
+
+    *applied = no->override;
+
+    root = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+    *n = 0;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&z->sh->rbtree, node))
+    {
+        bn = (ngx_http_breaker_node_t *) &node->color;
+
+        if (bn->name_len != name->len
+            || ngx_memcmp(bn->data, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        ngx_spinlock(&bn->lock, ngx_pid, 1024);
+        ngx_http_breaker_admin_apply(&bn->override, applied, clear);
+        ngx_unlock(&bn->lock);
+
+        (*n)++;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_breaker_admin_put(ngx_http_request_t *r, ngx_str_t *id,
     cJSON *body, cJSON *out, ngx_str_t *err, void *data)
@@ -456,14 +530,11 @@ ngx_http_breaker_admin_put(ngx_http_request_t *r, ngx_str_t *id,
 
     u_char                             *name;
     ngx_int_t                           rc;
-    ngx_uint_t                          i, clear, n;
+    ngx_uint_t                          clear, n;
     cJSON                              *list, *ov;
-    ngx_rbtree_node_t                  *node, *root, *sentinel;
     ngx_http_breaker_t                 *b;
     ngx_http_breaker_zone_t            *z;
-    ngx_http_breaker_node_t            *bn;
-    ngx_http_breaker_override_t         o;
-    ngx_http_breaker_named_override_t  *no;
+    ngx_http_breaker_override_t         o, applied;
 
     name = ngx_pnalloc(r->pool, id->len + 1);
     if (name == NULL) {
@@ -486,66 +557,19 @@ ngx_http_breaker_admin_put(ngx_http_request_t *r, ngx_str_t *id,
 
     z = b->zone->data;
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    /* the breaker's entry, for keys created from now on */
-
-    no = NULL;
-
-    for (i = 0; i < z->sh->noverrides; i++) {
-        if (z->sh->overrides[i].len == id->len
-            && ngx_memcmp(z->sh->overrides[i].name, id->data, id->len) == 0)
-        {
-            no = &z->sh->overrides[i];
-            break;
-        }
-    }
-
-    if (no == NULL) {
-        if (z->sh->noverrides == NGX_HTTP_BREAKER_MAX_OVERRIDES) {
-            ngx_shmtx_unlock(&z->shpool->mutex);
-            return ngx_http_breaker_admin_err(r, err,
-                           NGX_HTTP_INSUFFICIENT_STORAGE,
-                           "too many breakers with overrides in the zone of "
-                           "\"%s\"", (char *) name);
-        }
-
-        no = &z->sh->overrides[z->sh->noverrides++];
-        ngx_memzero(no, sizeof(ngx_http_breaker_named_override_t));
-        ngx_memcpy(no->name, id->data, id->len);
-        no->len = id->len;
-    }
-
-    ngx_http_breaker_admin_apply(&no->override, &o, clear);
-
-    o = no->override;
-
-    /* and every key that exists */
-
-    root = z->sh->rbtree.root;
-    sentinel = z->sh->rbtree.sentinel;
-    n = 0;
-
-    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
-         node;
-         node = ngx_rbtree_next(&z->sh->rbtree, node))
+    if (ngx_http_breaker_override(z, id, &o, clear, &n, &applied)
+        != NGX_OK)
     {
-        bn = (ngx_http_breaker_node_t *) &node->color;
-
-        if (bn->name_len != id->len
-            || ngx_memcmp(bn->data, id->data, id->len) != 0)
-        {
-            continue;
-        }
-
-        ngx_spinlock(&bn->lock, ngx_pid, 1024);
-        ngx_http_breaker_admin_apply(&bn->override, &o, clear);
-        ngx_unlock(&bn->lock);
-
-        n++;
+        return ngx_http_breaker_admin_err(r, err,
+                       NGX_HTTP_INSUFFICIENT_STORAGE,
+                       "too many breakers with overrides in the zone of "
+                       "\"%s\"", (char *) name);
     }
 
-    ngx_shmtx_unlock(&z->shpool->mutex);
+    if (b->shared) {
+        /* the fleet applies the same change */
+        ngx_http_breaker_sync_publish_override(r, z, id, &o, clear);
+    }
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "breaker \"%s\" changed through resilience_admin "
@@ -559,6 +583,8 @@ ngx_http_breaker_admin_put(ngx_http_request_t *r, ngx_str_t *id,
     if (ov == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    o = applied;
 
     cJSON_AddStringToObject(ov, "mode", ngx_http_breaker_mode_names[o.mode]);
 

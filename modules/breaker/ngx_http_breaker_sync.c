@@ -134,6 +134,8 @@ static void ngx_http_breaker_sync_token(ngx_int_t rc, redisReply *reply,
     void *data);
 static void ngx_http_breaker_sync_close(ngx_http_breaker_t *b,
     ngx_str_t *key, ngx_log_t *log);
+static ngx_int_t ngx_http_breaker_sync_override(ngx_http_breaker_t *b,
+    u_char *p, u_char *last);
 static ngx_int_t ngx_http_breaker_sync_notice(ngx_pool_t *pool,
     ngx_http_breaker_node_t *bn, ngx_msec_t ms, ngx_str_t *rkey,
     ngx_str_t *channel, ngx_str_t *msg);
@@ -342,6 +344,58 @@ ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
 }
 
 
+/*
+ * A resilience_admin change of a shared breaker, for the fleet:
+ * "<name>\nA\n<mode> <flags> <rate> <consecutive> <min> <open> <clear>".
+ */
+
+void
+ngx_http_breaker_sync_publish_override(ngx_http_request_t *r,
+    ngx_http_breaker_zone_t *z, ngx_str_t *name,
+    ngx_http_breaker_override_t *o, ngx_uint_t clear)
+{
+    u_char       *p, *msg;
+    size_t        lens[3];
+    ngx_str_t    *prefix;
+    const char   *args[3];
+    u_char        channel[128];
+
+    prefix = ngx_http_resilience_redis_prefix();
+
+    msg = ngx_pnalloc(r->pool, name->len + 3 + 7 * NGX_INT_T_LEN);
+
+    if (msg == NULL
+        || prefix->len + 7 > sizeof(channel)
+        || ngx_http_resilience_redis_state()
+           != NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        (void) ngx_atomic_fetch_add(&z->sh->sync_errors, 1);
+        return;
+    }
+
+    p = ngx_cpymem(msg, name->data, name->len);
+    p = ngx_sprintf(p, "\nA\n%ui %ui %uD %uD %uD %uD %ui",
+                    (ngx_uint_t) o->mode, (ngx_uint_t) o->flags, o->rate,
+                    o->consecutive, o->min_requests, o->open_time, clear);
+
+    args[0] = "PUBLISH";
+    lens[0] = 7;
+    args[1] = (const char *) channel;
+    lens[1] = ngx_cpymem(ngx_cpymem(channel, prefix->data, prefix->len),
+                         "breaker", 7)
+              - channel;
+    args[2] = (const char *) msg;
+    lens[2] = p - msg;
+
+    if (ngx_http_resilience_redis_command(3, args, lens,
+                                          ngx_http_breaker_sync_published, z)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&z->sh->sync_errors, 1);
+    }
+}
+
+
 /* half-open, shared, no token: one from the fleet's budget */
 
 void
@@ -509,6 +563,14 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
         goto invalid;
     }
 
+    if (nl - p == 1 && *p == 'A') {
+        if (ngx_http_breaker_sync_override(b, nl + 1, last) != NGX_OK) {
+            goto invalid;
+        }
+
+        return;
+    }
+
     ms = ngx_atoi(p, nl - p);
     if (ms == NGX_ERROR) {
         goto invalid;
@@ -587,6 +649,59 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
     if (key->len) {
         (void) ngx_atomic_fetch_add(&bn->pins, -1);
     }
+}
+
+
+/* another instance's resilience_admin change: the same here */
+
+static ngx_int_t
+ngx_http_breaker_sync_override(ngx_http_breaker_t *b, u_char *p,
+    u_char *last)
+{
+    u_char                       *sp;
+    ngx_int_t                     v[7];
+    ngx_uint_t                    i, n;
+    ngx_http_breaker_override_t   o, applied;
+
+    for (i = 0; i < 7; i++) {
+        sp = ngx_strlchr(p, last, ' ');
+
+        if (sp == NULL) {
+            sp = last;
+        }
+
+        v[i] = ngx_atoi(p, sp - p);
+
+        if (v[i] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        p = (sp < last) ? sp + 1 : last;
+    }
+
+    if (v[0] > NGX_HTTP_BREAKER_OFF || v[1] > 0xff) {
+        return NGX_ERROR;
+    }
+
+    o.mode = (u_char) v[0];
+    o.flags = (u_char) v[1];
+    o.rate = (uint32_t) v[2];
+    o.consecutive = (uint32_t) v[3];
+    o.min_requests = (uint32_t) v[4];
+    o.open_time = (uint32_t) v[5];
+
+    if (ngx_http_breaker_override(b->zone->data, &b->name, &o,
+                                  (ngx_uint_t) v[6], &n, &applied)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "breaker \"%V\" changed through resilience_admin and "
+                  "Redis (%ui key(s) here)", &b->name, n);
+
+    return NGX_OK;
 }
 
 

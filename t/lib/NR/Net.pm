@@ -11,26 +11,42 @@ use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes qw(sleep);
 
-our @EXPORT_OK = qw(http_get slow_server hold_request);
+our @EXPORT_OK = qw(http_get http_put slow_server hold_request);
 
 
 # GET $path from 127.0.0.1:$port, returns (status, body)
 sub http_get {
     my ($port, $path) = @_;
+    return http_request($port, "GET", $path, undef);
+}
+
+
+# PUT $body to $path, returns (status, body)
+sub http_put {
+    my ($port, $path, $body) = @_;
+    return http_request($port, "PUT", $path, $body);
+}
+
+
+sub http_request {
+    my ($port, $method, $path, $body) = @_;
     my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                      Proto => 'tcp', Timeout => 5)
         or die "connect to $port: $!";
 
-    print $sock "GET $path HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    print $sock "$method $path HTTP/1.0\r\nHost: localhost\r\n";
+    print $sock "Content-Length: ", length($body), "\r\n" if defined $body;
+    print $sock "\r\n";
+    print $sock $body if defined $body;
 
     local $/;
     my $resp = <$sock> // '';
     close $sock;
 
     my ($status) = $resp =~ m{^HTTP/1\.\d (\d+)};
-    my ($body) = $resp =~ m{\r\n\r\n(.*)\z}s;
+    my ($rbody) = $resp =~ m{\r\n\r\n(.*)\z}s;
 
-    return ($status // 0, $body // '');
+    return ($status // 0, $rbody // "");
 }
 
 
