@@ -685,3 +685,74 @@ opened
 [502, 200, 502, 200, 503]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 28: an outcome from before a transition is ignored (generations)
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /fast {
+        breaker gen zone=breakers;
+        breaker_consecutive_failures 1;
+        breaker_open 200ms jitter=0%;
+        breaker_half_open 1;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+    location /slowfail {
+        breaker gen zone=breakers;
+        breaker_consecutive_failures 1;
+        breaker_open 200ms jitter=0%;
+        breaker_half_open 1;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SLOW8_PORT/;
+        proxy_read_timeout 600ms;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW8_PORT}, 2, 5);
+# admitted while closed, it times out (a failure) after the breaker has
+# opened, turned half-open and closed again: three generations later
+NR::Net::hold_request($ENV{TEST_NGINX_SERVER_PORT}, "/slowfail", 2);
+select(undef, undef, undef, 0.1);
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/fast?s=502");
+select(undef, undef, undef, 0.25);
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/fast?s=200");
+select(undef, undef, undef, 0.6);
+--- request
+GET /fast?s=200
+--- response_body
+ok
+--- grep_error_log eval
+qr/breaker "gen" (opened|closed)/
+--- grep_error_log_out
+breaker "gen" opened
+breaker "gen" closed
+--- no_error_log
+[alert]
+
+
+
+=== TEST 29: a request rejected by limit_req is not a failure
+--- http_config
+    breaker_zone breakers 1m;
+    limit_req_zone $server_name zone=one:1m rate=1r/m;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        limit_req zone=one;
+        limit_req_status 429;
+        breaker limited zone=breakers;
+        breaker_consecutive_failures 1;
+        breaker_failure 429 500-599;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+    location /status { resilience_status; }
+--- request eval
+["GET /api", "GET /api", "GET /api", "GET /status"]
+--- error_code eval
+[200, 429, 429, 200]
+--- response_body_like eval
+[qr//, qr//, qr//,
+ qr/breaker_state\{breaker="limited",key=""\} 0\n(.|\n)*outcome="failure"\} 0\n/]
+--- no_error_log
+[alert]

@@ -4,7 +4,7 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
-use NR::Redis qw(free_port redis_cli);
+use NR::Redis qw(free_port redis_cli redis_start redis_kill);
 use NR::Net qw(http_get slow_server hold_request);
 use NR::Nginx qw(nginx_start nginx_stop);
 
@@ -20,6 +20,7 @@ $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_PEER_PORT} = free_port();
 $ENV{TEST_NGINX_DOWN_PORT} = free_port();
 $ENV{TEST_NGINX_SLOW_PORT} = free_port();
+$ENV{TEST_NGINX_FLAKY_REDIS_PORT} = free_port();
 
 # a fresh key prefix for this run, so that no earlier run's state counts
 our $Prefix = "nr:t014:$$:";
@@ -74,11 +75,12 @@ _EOC_
 
 # waits until $n workers listen on the breaker channel
 sub wait_subscribers {
-    my ($n) = @_;
+    my ($n, $port) = @_;
+
+    $port ||= $ENV{TEST_NGINX_REDIS_PORT};
 
     for (1 .. 200) {
-        my $out = redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PUBSUB", "NUMSUB",
-                            "${Prefix}breaker");
+        my $out = redis_cli($port, "PUBSUB", "NUMSUB", "${Prefix}breaker");
         my ($count) = $out =~ /^(\d+)\s*\z/m;
         return if defined $count && $count >= $n;
         select(undef, undef, undef, 0.05);
@@ -377,7 +379,53 @@ select(undef, undef, undef, 0.2);
 
 
 
-=== TEST 10: breaker_shared needs resilience_redis
+=== TEST 10: Redis killed mid-run: trips stay local; when it is back, sharing resumes
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_FLAKY_REDIS_PORT
+                     prefix=$TEST_NGINX_PREFIX connect_timeout=200ms;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /api {
+        breaker orders zone=breakers;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+    location /tenant {
+        breaker tenants zone=breakers key=$arg_t;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_FLAKY_REDIS_PORT};
+NR::Redis::redis_start($port);
+(my $http = $::PeerHttp) =~ s/127\.0\.0\.1:\d+ prefix/127.0.0.1:$port prefix/;
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $http, config => $::PeerConfig);
+::wait_subscribers(3, $port);
+NR::Redis::redis_kill($port);
+select(undef, undef, undef, 0.3);
+# Redis is down: the peer opens its own breaker, nobody else hears of it
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=down") for 1 .. 2;
+my ($st) = NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=down");
+die "the peer should reject locally, got $st" if $st != 503;
+# Redis is back: every worker reconnects and subscribes again
+NR::Redis::redis_start($port);
+::wait_subscribers(3, $port);
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=up") for 1 .. 2;
+select(undef, undef, undef, 0.2);
+--- request eval
+["GET /tenant?t=down", "GET /tenant?t=up"]
+--- error_code eval
+[200, 503]
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 11: breaker_shared needs resilience_redis
 --- http_config
     breaker_zone breakers 1m;
 --- config
@@ -392,7 +440,7 @@ select(undef, undef, undef, 0.2);
 
 
 
-=== TEST 11: breaker_shared takes on or off
+=== TEST 12: breaker_shared takes on or off
 --- config
     location /api { breaker_shared maybe; }
 --- must_die
