@@ -264,7 +264,7 @@ breaker "orders" uses zone "nowhere", which no "breaker_zone" declares
     location /x { breaker_half_open 100; }
 --- must_die
 --- error_log
-"breaker_half_open" directive: invalid number "100", expected 1 to 16
+"breaker_half_open" directive: invalid number "100", expected 1 to 8
 
 
 

@@ -26,7 +26,7 @@
 #define NGX_HTTP_BREAKER_OFF           5
 
 #define NGX_HTTP_BREAKER_MAX_BUCKETS   60
-#define NGX_HTTP_BREAKER_MAX_PROBES    16
+#define NGX_HTTP_BREAKER_MAX_PROBES    8
 #define NGX_HTTP_BREAKER_MAX_KEY       128
 #define NGX_HTTP_BREAKER_MAX_BANDS     8
 #define NGX_HTTP_BREAKER_MAX_OVERRIDES 32
@@ -69,14 +69,20 @@ typedef struct {
 } ngx_http_breaker_override_t;
 
 
+/*
+ * 256 bytes with the rbtree node header, before the name, the key and the
+ * window buckets.  Times kept in 32 bits are compared by difference.
+ */
+
 typedef struct {
     u_char                     color;
     u_char                     state;
     u_char                     nbuckets;
     u_char                     pinned;       /* keyless: never evicted */
+    u_char                     shared;       /* breaker_shared on */
+    u_char                     token_pending;
     u_short                    name_len;
     u_short                    key_len;
-    u_char                     shared;       /* breaker_shared on */
 
     ngx_http_breaker_override_t  override;
 
@@ -86,29 +92,27 @@ typedef struct {
 
     ngx_msec_t                 last;         /* last use, for the LRU */
     ngx_msec_t                 open_until;
-    ngx_msec_t                 changed;      /* last transition */
 
+    uint32_t                   changed;      /* last transition, 32 bits */
     uint32_t                   generation;
     uint32_t                   trips;        /* in a row, for backoff */
     uint32_t                   consecutive;  /* failures in a row */
     uint32_t                   inflight;
     uint32_t                   probes_ok;
-    uint32_t                   leases[NGX_HTTP_BREAKER_MAX_PROBES];
     uint32_t                   window;       /* ms, for the fleet window */
 
-    /* breaker_shared: outcomes not yet pushed, and the fleet's window */
+    /* breaker_shared: outcomes not yet pushed, the fleet's window, tokens */
     uint32_t                   d_total;
     uint32_t                   d_failures;
     uint32_t                   d_slow;
     uint32_t                   f_total;
     uint32_t                   f_failures;
     uint32_t                   f_slow;
-    ngx_msec_t                 f_at;
-
-    /* breaker_shared: probe tokens from the fleet's budget */
+    uint32_t                   f_at;         /* 32 bits, 0: never */
     uint32_t                   tokens;
-    uint32_t                   token_pending;
-    ngx_msec_t                 token_asked;
+    uint32_t                   token_asked;  /* 32 bits */
+
+    uint32_t                   leases[NGX_HTTP_BREAKER_MAX_PROBES];
 
     uint64_t                   successes;
     uint64_t                   failures;

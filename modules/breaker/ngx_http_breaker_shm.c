@@ -257,7 +257,7 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     bn->pinned = (key->len == 0);
     bn->state = NGX_HTTP_BREAKER_CLOSED;
     bn->last = ngx_current_msec;
-    bn->changed = ngx_current_msec;
+    bn->changed = (uint32_t) ngx_current_msec;
     bn->generation = 1;
     bn->pins = 1;
 

@@ -70,7 +70,7 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
 {
     bn->state = (u_char) state;
     bn->generation++;
-    bn->changed = now;
+    bn->changed = (uint32_t) now;
     bn->transitions++;
     bn->probes_ok = 0;
 
@@ -218,9 +218,11 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
                  * (at most every 100 ms), and turn this request away
                  */
 
-                if (!bn->token_pending && now - bn->token_asked >= 100) {
+                if (!bn->token_pending
+                    && (uint32_t) now - bn->token_asked >= 100)
+                {
                     bn->token_pending = 1;
-                    bn->token_asked = now;
+                    bn->token_asked = (uint32_t) now;
                     ctx->ask_token = 1;
                 }
 
@@ -452,7 +454,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
          * (with what we pushed) plus what we have not pushed yet
          */
 
-        if (bn->f_at && now - bn->f_at <= blcf->window
+        if (bn->f_at && (uint32_t) now - bn->f_at <= blcf->window
             && bn->f_total + bn->d_total > total)
         {
             total = bn->f_total + bn->d_total;
@@ -523,7 +525,7 @@ ngx_http_breaker_open(ngx_http_request_t *r,
     /* a breaker healthy for longer than the cap starts its backoff anew */
 
     if (bn->state == NGX_HTTP_BREAKER_CLOSED
-        && now - bn->changed > blcf->open_max)
+        && (uint32_t) now - bn->changed > blcf->open_max)
     {
         bn->trips = 0;
     }

@@ -629,7 +629,7 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
         if (bn->state != NGX_HTTP_BREAKER_OPEN) {
             bn->generation++;
             bn->transitions++;
-            bn->changed = now;
+            bn->changed = (uint32_t) now;
             bn->probes_ok = 0;
             bn->consecutive = 0;
             ngx_memzero(bn->leases, sizeof(bn->leases));
@@ -729,7 +729,7 @@ ngx_http_breaker_sync_close(ngx_http_breaker_t *b, ngx_str_t *key,
         bn->state = NGX_HTTP_BREAKER_CLOSED;
         bn->generation++;
         bn->transitions++;
-        bn->changed = now;
+        bn->changed = (uint32_t) now;
         bn->probes_ok = 0;
         bn->consecutive = 0;
         bn->tokens = 0;
@@ -881,7 +881,7 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
 
             if (dt == 0
                 && bn->f_at
-                && now - bn->f_at < NGX_HTTP_BREAKER_SYNC_STALE)
+                && (uint32_t) now - bn->f_at < NGX_HTTP_BREAKER_SYNC_STALE)
             {
                 ngx_unlock(&bn->lock);
                 continue;
@@ -997,7 +997,8 @@ ngx_http_breaker_sync_pushed(ngx_int_t rc, redisReply *reply, void *data)
             bn->f_total = (uint32_t) reply->element[0]->integer;
             bn->f_failures = (uint32_t) reply->element[1]->integer;
             bn->f_slow = (uint32_t) reply->element[2]->integer;
-            bn->f_at = ngx_current_msec;
+            /* 0 is "never": a time that truncates to it moves by 1 */
+            bn->f_at = (uint32_t) ngx_current_msec | 1;
         }
 
         ngx_unlock(&bn->lock);
