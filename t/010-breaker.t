@@ -756,3 +756,31 @@ breaker "gen" closed
  qr/breaker_state\{breaker="limited",key=""\} 0\n(.|\n)*outcome="failure"\} 0\n/]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 30: a zone full of open breakers lets new keys through untracked, and says so once
+--- http_config
+    breaker_zone tiny 32k;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker crowd zone=tiny key=$arg_k;
+        breaker_consecutive_failures 1;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/502;
+    }
+    location /status { resilience_status; }
+--- init
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/api?k=key$_") for 1 .. 200;
+--- request eval
+["GET /api?k=key1", "GET /api?k=brand-new", "GET /status"]
+--- error_code eval
+[503, 502, 200]
+--- response_body_like eval
+[qr//, qr//, qr/nginx_resilience_breaker_zone_full_total\{zone="tiny"\} [1-9]\d*\n/]
+--- grep_error_log eval
+qr/breaker_zone "tiny" is full/
+--- grep_error_log_out eval
+[qr/\A(breaker_zone "tiny" is full\n)?\z/, qr/\A\z/, qr/\A\z/]
+--- no_error_log
+[alert]

@@ -425,7 +425,53 @@ select(undef, undef, undef, 0.2);
 
 
 
-=== TEST 11: breaker_shared needs resilience_redis
+=== TEST 11: (the peer opens a key while this instance is not running)
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    location /x { return 200 "ok\n"; }
+--- init
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $::PeerHttp, config => $::PeerConfig);
+NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=restoreme")
+    for 1 .. 2;
+--- request
+GET /x
+--- response_body
+ok
+
+
+
+=== TEST 12: a key new to a starting instance, open in the fleet, is opened from Redis
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /tenant {
+        breaker tenants zone=breakers key=$arg_t;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+--- init
+::wait_subscribers(3);
+# the first request of the key asks Redis, without waiting for the answer
+my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT},
+                             "/tenant?t=restoreme");
+die "the first request should pass, got $st" if $st != 200;
+select(undef, undef, undef, 0.3);
+--- request
+GET /tenant?t=restoreme
+--- error_code: 503
+--- error_log eval
+qr/\[warn\] .*breaker "tenants" key "restoreme" opened for \d+ ms as the fleet left it, read from Redis/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 13: breaker_shared needs resilience_redis
 --- http_config
     breaker_zone breakers 1m;
 --- config
@@ -440,7 +486,7 @@ select(undef, undef, undef, 0.2);
 
 
 
-=== TEST 12: breaker_shared takes on or off
+=== TEST 14: breaker_shared takes on or off
 --- config
     location /api { breaker_shared maybe; }
 --- must_die

@@ -81,6 +81,7 @@ typedef struct {
     u_char                     pinned;       /* keyless: never evicted */
     u_char                     shared;       /* breaker_shared on */
     u_char                     token_pending;
+    u_char                     restore_asked;
     u_short                    name_len;
     u_short                    key_len;
 
@@ -241,6 +242,8 @@ ngx_int_t ngx_http_breaker_sync_init_worker(ngx_cycle_t *cycle,
 void ngx_http_breaker_sync_exit_worker(void);
 void ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx);
+void ngx_http_breaker_sync_restore_key(ngx_http_request_t *r,
+    ngx_http_breaker_t *b, ngx_http_breaker_node_t *bn);
 void ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx);
 void ngx_http_breaker_sync_publish_override(ngx_http_request_t *r,

@@ -360,6 +360,15 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
         node->shared = 1;
     }
 
+    if (blcf->shared && bp->key && !node->restore_asked
+        && ngx_http_resilience_redis_state()
+           == NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        /* a key new here may be open in the fleet: ask, without waiting */
+        node->restore_asked = 1;
+        ngx_http_breaker_sync_restore_key(r, bp, node);
+    }
+
     cln->handler = ngx_http_breaker_cleanup;
     cln->data = ctx;
 

@@ -26,6 +26,7 @@
 typedef struct {
     ngx_http_breaker_t        *breaker;
     ngx_log_t                 *log;
+    ngx_str_t                  key;          /* keyed: a copy, freed after */
 } ngx_http_breaker_restore_t;
 
 
@@ -40,6 +41,8 @@ static void ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
 static void ngx_http_breaker_sync_restore_handler(ngx_event_t *ev);
 static void ngx_http_breaker_sync_restored(ngx_int_t rc, redisReply *reply,
     void *data);
+static void ngx_http_breaker_sync_key_restored(ngx_int_t rc,
+    redisReply *reply, void *data);
 
 
 /*
@@ -1059,6 +1062,7 @@ ngx_http_breaker_sync_restore_handler(ngx_event_t *ev)
 
         rs->breaker = bp[i];
         rs->log = ev->log;
+        ngx_str_null(&rs->key);
 
         len = 4;
         arg[0] = "PTTL";
@@ -1088,7 +1092,67 @@ ngx_http_breaker_sync_restored(ngx_int_t rc, redisReply *reply, void *data)
 
     ngx_str_null(&empty);
 
-    ngx_http_breaker_sync_open(rs->breaker, &empty,
+    ngx_http_breaker_sync_open(rs->breaker, rs->key.len ? &rs->key : &empty,
                                (ngx_msec_t) reply->integer, rs->log,
                                "as the fleet left it, read from Redis");
+}
+
+
+/*
+ * The first request for a key of a shared breaker in this instance asks
+ * Redis whether the fleet holds that key open; the answer opens the key
+ * for the requests that follow.
+ */
+
+void
+ngx_http_breaker_sync_restore_key(ngx_http_request_t *r,
+    ngx_http_breaker_t *b, ngx_http_breaker_node_t *bn)
+{
+    size_t                       lens[2];
+    ngx_str_t                    name, key, rkey;
+    const char                  *args[2];
+    ngx_http_breaker_restore_t  *rs;
+
+    name.data = bn->data;
+    name.len = bn->name_len;
+    key.data = bn->data + bn->name_len;
+    key.len = bn->key_len;
+
+    if (ngx_http_breaker_sync_key(r->pool, &name, &key, &rkey) != NGX_OK) {
+        return;
+    }
+
+    rs = ngx_alloc(sizeof(ngx_http_breaker_restore_t) + key.len,
+                   r->connection->log);
+    if (rs == NULL) {
+        return;
+    }
+
+    rs->breaker = b;
+    rs->log = ngx_cycle->log;
+    rs->key.data = (u_char *) (rs + 1);
+    rs->key.len = key.len;
+    ngx_memcpy(rs->key.data, key.data, key.len);
+
+    args[0] = "PTTL";
+    lens[0] = 4;
+    args[1] = (const char *) rkey.data;
+    lens[1] = rkey.len;
+
+    if (ngx_http_resilience_redis_command(2, args, lens,
+                                          ngx_http_breaker_sync_key_restored,
+                                          rs)
+        != NGX_OK)
+    {
+        ngx_free(rs);
+    }
+}
+
+
+static void
+ngx_http_breaker_sync_key_restored(ngx_int_t rc, redisReply *reply,
+    void *data)
+{
+    ngx_http_breaker_sync_restored(rc, reply, data);
+    ngx_free(data);
 }
