@@ -357,6 +357,8 @@ Try:
   for i in 1 2 3 4 5 6; do curl -si $url/flaky | head -1; done
                                      # a breaker opening: 502 x5, then 503
   curl -i $url/flaky                 # open: 503, Retry-After, X-Breaker: open
+  curl    $url/deadline              # the budget left, as the upstream saw it
+  curl -H 'grpc-timeout: 50m' $url/deadline   # a caller's smaller budget
   curl    $url/status                # Prometheus metrics (Redis, breakers)
   curl    $url/status.json           # the same as JSON
 

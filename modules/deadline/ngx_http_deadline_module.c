@@ -1,0 +1,1188 @@
+
+/*
+ * nginx-resilience: ngx_http_deadline_module, one time budget per request.
+ *
+ * The budget comes from trusted request headers (grpc-timeout and the
+ * like; the strictest wins) or from "deadline", is anchored at the
+ * request's arrival, capped and reduced, and then enforced where the
+ * request meets its upstream: the location's content handler (proxy_pass,
+ * grpc_pass, fastcgi_pass, ...) is wrapped, so that just before the
+ * upstream is contacted the request fails fast when too little is left,
+ * the time left is propagated in a header, and the request's own copy of
+ * the upstream configuration gets its timeouts clamped to the time left.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_resilience.h"
+
+
+#define NGX_HTTP_DEADLINE_GRPC      1
+#define NGX_HTTP_DEADLINE_MS        2
+#define NGX_HTTP_DEADLINE_S         3
+#define NGX_HTTP_DEADLINE_EPOCH_MS  4
+
+/* larger budgets are nonsense; an epoch_ms further ahead is clock skew */
+#define NGX_HTTP_DEADLINE_LIMIT     (86400 * 1000)
+
+
+typedef struct {
+    ngx_str_t                  header;       /* lowercase */
+    ngx_uint_t                 format;
+    ngx_http_complex_value_t  *trusted;
+} ngx_http_deadline_source_t;
+
+
+typedef struct {
+    ngx_msec_t                 deadline;     /* 0: off */
+    ngx_array_t               *sources;
+    ngx_msec_t                 max;          /* 0: none */
+    ngx_msec_t                 offset;
+    ngx_msec_t                 min;
+    ngx_uint_t                 status;
+    ngx_str_t                  propagate;
+    ngx_uint_t                 propagate_format;
+    ngx_http_handler_pt        content;      /* the wrapped handler */
+} ngx_http_deadline_loc_conf_t;
+
+
+typedef struct {
+    uint64_t                   at;           /* Unix ms, 0: no deadline */
+    ngx_event_t                timer;        /* fires at the deadline */
+    ngx_http_request_t        *request;
+    unsigned                   computed:1;
+} ngx_http_deadline_ctx_t;
+
+
+static ngx_http_deadline_ctx_t *ngx_http_deadline_ctx(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format,
+    uint64_t now, uint64_t start, uint64_t *at);
+static uint64_t ngx_http_deadline_now(void);
+static ngx_int_t ngx_http_deadline_left(ngx_http_request_t *r,
+    ngx_msec_int_t *left);
+static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_fail(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf);
+static ngx_int_t ngx_http_deadline_propagate(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left);
+static u_char *ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left);
+static void ngx_http_deadline_clamp(ngx_http_request_t *r,
+    ngx_msec_int_t left);
+static void ngx_http_deadline_expire(ngx_event_t *ev);
+static void ngx_http_deadline_cleanup(void *data);
+static ngx_int_t ngx_http_deadline_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_deadline_add_variables(ngx_conf_t *cf);
+static void *ngx_http_deadline_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_deadline(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_deadline_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_deadline_propagate_set(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_deadline_format(ngx_str_t *v, ngx_uint_t s_ok);
+
+
+#define NGX_HTTP_DEADLINE_CONF                                                \
+    NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+
+static ngx_command_t  ngx_http_deadline_commands[] = {
+
+    { ngx_string("deadline"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
+      ngx_http_deadline,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("deadline_from"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE23,
+      ngx_http_deadline_from,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("deadline_max"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
+      ngx_http_deadline_msec,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_deadline_loc_conf_t, max),
+      NULL },
+
+    { ngx_string("deadline_offset"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
+      ngx_http_deadline_msec,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_deadline_loc_conf_t, offset),
+      NULL },
+
+    { ngx_string("deadline_min"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
+      ngx_http_deadline_msec,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_deadline_loc_conf_t, min),
+      NULL },
+
+    { ngx_string("deadline_status"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
+      ngx_http_deadline_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("deadline_propagate"),
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE2,
+      ngx_http_deadline_propagate_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_deadline_module_ctx = {
+    ngx_http_deadline_add_variables,       /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_deadline_create_loc_conf,     /* create location configuration */
+    ngx_http_deadline_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_deadline_module = {
+    NGX_MODULE_V1,
+    &ngx_http_deadline_module_ctx,         /* module context */
+    ngx_http_deadline_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_deadline_vars[] = {
+
+    { ngx_string("deadline_remaining_ms"), NULL, ngx_http_deadline_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("deadline_grpc_timeout"), NULL, ngx_http_deadline_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("deadline_expired"), NULL, ngx_http_deadline_variable,
+      2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_deadline_formats[] = {
+    ngx_null_string,
+    ngx_string("grpc"),
+    ngx_string("ms"),
+    ngx_string("s"),
+    ngx_string("epoch_ms")
+};
+
+
+/* the budget */
+
+
+static uint64_t
+ngx_http_deadline_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * One header value to an absolute Unix time in ms, anchored at the
+ * request's arrival (start).  NGX_DECLINED: malformed, the caller logs.
+ */
+
+static ngx_int_t
+ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format, uint64_t now,
+    uint64_t start, uint64_t *at)
+{
+    u_char     *p, *last, unit;
+    uint64_t    n, ms;
+    ngx_int_t   fp;
+    ngx_uint_t  digits;
+
+    p = v->data;
+    last = v->data + v->len;
+
+    if (format == NGX_HTTP_DEADLINE_S) {
+        /* a non-negative number, up to three decimals */
+        fp = ngx_atofp(p, v->len, 3);
+
+        if (fp == NGX_ERROR || fp > NGX_HTTP_DEADLINE_LIMIT) {
+            return NGX_DECLINED;
+        }
+
+        *at = start + (uint64_t) fp;
+        return NGX_OK;
+    }
+
+    n = 0;
+    digits = 0;
+
+    while (p < last && *p >= '0' && *p <= '9') {
+        n = n * 10 + (*p++ - '0');
+
+        if (++digits > 18) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (digits == 0) {
+        return NGX_DECLINED;
+    }
+
+    switch (format) {
+
+    case NGX_HTTP_DEADLINE_GRPC:
+
+        /* 1 to 8 digits and one unit, as gRPC's TimeoutValue/TimeoutUnit */
+
+        if (digits > 8 || last - p != 1) {
+            return NGX_DECLINED;
+        }
+
+        unit = *p;
+
+        switch (unit) {
+        case 'H':
+            ms = n * 3600000;
+            break;
+        case 'M':
+            ms = n * 60000;
+            break;
+        case 'S':
+            ms = n * 1000;
+            break;
+        case 'm':
+            ms = n;
+            break;
+        case 'u':
+            ms = n / 1000;
+            break;
+        case 'n':
+            ms = n / 1000000;
+            break;
+        default:
+            return NGX_DECLINED;
+        }
+
+        if (ms > NGX_HTTP_DEADLINE_LIMIT) {
+            ms = NGX_HTTP_DEADLINE_LIMIT;
+        }
+
+        *at = start + ms;
+        return NGX_OK;
+
+    case NGX_HTTP_DEADLINE_MS:
+
+        if (p != last || n > NGX_HTTP_DEADLINE_LIMIT) {
+            return NGX_DECLINED;
+        }
+
+        *at = start + n;
+        return NGX_OK;
+
+    default: /* NGX_HTTP_DEADLINE_EPOCH_MS */
+
+        if (p != last || n > now + NGX_HTTP_DEADLINE_LIMIT) {
+            /* garbage, or a clock too far ahead to trust */
+            return NGX_DECLINED;
+        }
+
+        *at = n;
+        return NGX_OK;
+    }
+}
+
+
+static ngx_http_deadline_ctx_t *
+ngx_http_deadline_ctx(ngx_http_request_t *r)
+{
+    uint64_t                       now, start, at, best, budget;
+    ngx_str_t                      trusted, value;
+    ngx_uint_t                     i, j, k, found;
+    ngx_list_part_t               *part;
+    ngx_table_elt_t               *h;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_source_t    *src;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    r = r->main;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
+
+    if (ctx != NULL && ctx->computed) {
+        return ctx;
+    }
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_deadline_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
+    }
+
+    ctx->computed = 1;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    now = ngx_http_deadline_now();
+    start = (uint64_t) r->start_sec * 1000 + r->start_msec;
+    best = 0;
+
+    src = dlcf->sources ? dlcf->sources->elts : NULL;
+
+    for (i = 0; src && i < dlcf->sources->nelts; i++) {
+
+        if (src[i].trusted) {
+            if (ngx_http_complex_value(r, src[i].trusted, &trusted)
+                != NGX_OK)
+            {
+                return NULL;
+            }
+
+            if (trusted.len == 0
+                || (trusted.len == 1 && trusted.data[0] == '0'))
+            {
+                continue;
+            }
+        }
+
+        /* every occurrence: repeated values must agree */
+
+        found = 0;
+        at = 0;
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (j = 0; /* void */; j++) {
+
+            if (j >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                j = 0;
+            }
+
+            if (h[j].hash == 0
+                || h[j].key.len != src[i].header.len
+                || ngx_strncasecmp(h[j].key.data, src[i].header.data,
+                                   src[i].header.len)
+                   != 0)
+            {
+                continue;
+            }
+
+            value = h[j].value;
+
+            if (ngx_http_deadline_parse(&value, src[i].format, now, start,
+                                        &budget)
+                != NGX_OK)
+            {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "deadline: ignored \"%V: %V\", not a valid "
+                              "%V value", &h[j].key, &value,
+                              &ngx_http_deadline_formats[src[i].format]);
+                found = 2;
+                break;
+            }
+
+            if (found && budget != at) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "deadline: ignored \"%V\", repeated with "
+                              "values that disagree", &h[j].key);
+                found = 2;
+                break;
+            }
+
+            found = 1;
+            at = budget;
+        }
+
+        if (found != 1) {
+            continue;
+        }
+
+        if (best == 0 || at < best) {
+            best = at;
+        }
+    }
+
+    if (best == 0 && dlcf->deadline) {
+        best = start + dlcf->deadline;
+    }
+
+    if (best == 0) {
+        return ctx;
+    }
+
+    if (dlcf->max && best > start + dlcf->max) {
+        best = start + dlcf->max;
+    }
+
+    k = dlcf->offset;
+    best = (best > start + k) ? best - k : start;
+
+    ctx->at = best ? best : 1;
+
+    return ctx;
+}
+
+
+/* NGX_DECLINED: no deadline for this request */
+
+static ngx_int_t
+ngx_http_deadline_left(ngx_http_request_t *r, ngx_msec_int_t *left)
+{
+    uint64_t                  now;
+    ngx_http_deadline_ctx_t  *ctx;
+
+    ctx = ngx_http_deadline_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->at == 0) {
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_deadline_now();
+
+    *left = (ctx->at > now) ? (ngx_msec_int_t) (ctx->at - now) : 0;
+
+    return NGX_OK;
+}
+
+
+/* the wrapped content handler: where the request meets its upstream */
+
+static ngx_int_t
+ngx_http_deadline_content(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_msec_int_t                 left;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    rc = ngx_http_deadline_left(r, &left);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return dlcf->content(r);
+    }
+
+    if (left < (ngx_msec_int_t) dlcf->min || left == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "deadline: %M ms left, less than %M: failing fast",
+                      (ngx_msec_t) left, dlcf->min);
+
+        return ngx_http_deadline_fail(r, dlcf);
+    }
+
+    if (dlcf->propagate.len
+        && ngx_http_deadline_propagate(r, dlcf, left) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = dlcf->content(r);
+
+    ngx_http_deadline_clamp(r, left);
+
+    return rc;
+}
+
+
+/*
+ * At the deadline, whatever try is under way: its pending nginx timer is
+ * made to fire now, so nginx's own timeout path runs (a 504, and no retry,
+ * next_upstream_timeout being spent too).
+ */
+
+static void
+ngx_http_deadline_expire(ngx_event_t *ev)
+{
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_upstream_t      *u;
+    ngx_http_deadline_ctx_t  *ctx;
+
+    ctx = ev->data;
+    r = ctx->request;
+    u = r->upstream;
+
+    if (u == NULL || u->peer.connection == NULL) {
+        return;
+    }
+
+    c = u->peer.connection;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "deadline: spent, cutting the upstream");
+
+    if (c->read->timer_set) {
+        ngx_add_timer(c->read, 1);
+    }
+
+    if (c->write->timer_set) {
+        ngx_add_timer(c->write, 1);
+    }
+}
+
+
+static void
+ngx_http_deadline_cleanup(void *data)
+{
+    ngx_http_deadline_ctx_t  *ctx = data;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+}
+
+
+/*
+ * The request's own copy of the upstream configuration gets its timeouts
+ * clamped; other requests to the location keep theirs.  A connection
+ * already under way gets its connect timer shortened.
+ */
+
+static void
+ngx_http_deadline_clamp(ngx_http_request_t *r, ngx_msec_int_t left)
+{
+    ngx_msec_t                 t;
+    ngx_connection_t          *c;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_upstream_t       *u;
+    ngx_http_deadline_ctx_t   *ctx;
+    ngx_http_upstream_conf_t  *conf;
+
+    u = r->upstream;
+
+    if (u == NULL || u->conf == NULL) {
+        return;
+    }
+
+    t = (ngx_msec_t) left;
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return;
+    }
+
+    ngx_memcpy(conf, u->conf, sizeof(ngx_http_upstream_conf_t));
+
+    conf->connect_timeout = ngx_min(conf->connect_timeout, t);
+    conf->send_timeout = ngx_min(conf->send_timeout, t);
+    conf->read_timeout = ngx_min(conf->read_timeout, t);
+
+    conf->next_upstream_timeout = conf->next_upstream_timeout
+                                  ? ngx_min(conf->next_upstream_timeout, t)
+                                  : t;
+
+    u->conf = conf;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_deadline_module);
+
+    if (ctx != NULL && !ctx->timer.timer_set) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+
+        if (cln != NULL) {
+            cln->handler = ngx_http_deadline_cleanup;
+            cln->data = ctx;
+
+            ctx->request = r;
+            ctx->timer.handler = ngx_http_deadline_expire;
+            ctx->timer.data = ctx;
+            ctx->timer.log = r->connection->log;
+
+            ngx_add_timer(&ctx->timer, t);
+        }
+    }
+
+    c = u->peer.connection;
+
+    if (c != NULL && c->write->timer_set && c->write->timer.key
+                                            > ngx_current_msec + t)
+    {
+        ngx_add_timer(c->write, t);
+    }
+
+    if (c != NULL && c->read->timer_set && c->read->timer.key
+                                           > ngx_current_msec + t)
+    {
+        ngx_add_timer(c->read, t);
+    }
+}
+
+
+/* 504 by default; for gRPC, the gRPC way: 200 and grpc-status 4 */
+
+static ngx_int_t
+ngx_http_deadline_fail(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf)
+{
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    if (r->headers_in.content_type == NULL
+        || r->headers_in.content_type->value.len < 16
+        || ngx_strncasecmp(r->headers_in.content_type->value.data,
+                           (u_char *) "application/grpc", 16)
+           != 0)
+    {
+        return dlcf->status;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = 0;
+    ngx_str_set(&r->headers_out.content_type, "application/grpc");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "grpc-status");
+    ngx_str_set(&h->value, "4");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "grpc-message");
+    ngx_str_set(&h->value, "deadline exceeded before the upstream");
+
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
+}
+
+
+/* the time left, in gRPC's TimeoutValue (8 digits at most) and unit */
+
+static u_char *
+ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left)
+{
+    if (left <= 99999999) {
+        return ngx_sprintf(p, "%Mm", (ngx_msec_t) left);
+    }
+
+    return ngx_sprintf(p, "%MS", (ngx_msec_t) left / 1000);
+}
+
+
+/* sets the header (replacing any the client sent) the upstream gets */
+
+static ngx_int_t
+ngx_http_deadline_propagate(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left)
+{
+    u_char           *p, *value;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *found;
+
+    value = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
+    if (value == NULL) {
+        return NGX_ERROR;
+    }
+
+    switch (dlcf->propagate_format) {
+    case NGX_HTTP_DEADLINE_GRPC:
+        p = ngx_http_deadline_grpc(value, left);
+        break;
+    case NGX_HTTP_DEADLINE_EPOCH_MS:
+        p = ngx_sprintf(value, "%uL", ngx_http_deadline_now() + left);
+        break;
+    default:
+        p = ngx_sprintf(value, "%M", (ngx_msec_t) left);
+        break;
+    }
+
+    found = NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0
+            || h[i].key.len != dlcf->propagate.len
+            || ngx_strncasecmp(h[i].key.data, dlcf->propagate.data,
+                               dlcf->propagate.len)
+               != 0)
+        {
+            continue;
+        }
+
+        if (found == NULL) {
+            found = &h[i];
+
+        } else {
+            /* one value only: the others are not sent */
+            h[i].hash = 0;
+        }
+    }
+
+    if (found == NULL) {
+        found = ngx_list_push(&r->headers_in.headers);
+        if (found == NULL) {
+            return NGX_ERROR;
+        }
+
+        found->hash = 1;
+        found->key = dlcf->propagate;
+        found->lowcase_key = dlcf->propagate.data;
+    }
+
+    found->value.data = value;
+    found->value.len = p - value;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_deadline_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char          *p;
+    ngx_int_t        rc;
+    ngx_msec_int_t   left;
+
+    rc = ngx_http_deadline_left(r, &left);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    switch (data) {
+    case 0:
+        p = ngx_sprintf(p, "%M", (ngx_msec_t) left);
+        break;
+    case 1:
+        p = ngx_http_deadline_grpc(p, left);
+        break;
+    default:
+        *p++ = (left == 0) ? '1' : '0';
+        break;
+    }
+
+    v->len = p - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+
+static ngx_int_t
+ngx_http_deadline_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_deadline_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_deadline_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_deadline_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_deadline_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->sources = NULL;
+     *     conf->propagate = { 0, NULL };
+     *     conf->content = NULL;
+     */
+
+    conf->deadline = NGX_CONF_UNSET_MSEC;
+    conf->max = NGX_CONF_UNSET_MSEC;
+    conf->offset = NGX_CONF_UNSET_MSEC;
+    conf->min = NGX_CONF_UNSET_MSEC;
+    conf->status = NGX_CONF_UNSET_UINT;
+    conf->propagate_format = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_deadline_loc_conf_t *prev = parent;
+    ngx_http_deadline_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_msec_value(conf->deadline, prev->deadline, 0);
+    ngx_conf_merge_msec_value(conf->max, prev->max, 0);
+    ngx_conf_merge_msec_value(conf->offset, prev->offset, 0);
+    ngx_conf_merge_msec_value(conf->min, prev->min, 0);
+    ngx_conf_merge_uint_value(conf->status, prev->status,
+                              NGX_HTTP_GATEWAY_TIME_OUT);
+
+    if (conf->sources == NULL) {
+        conf->sources = prev->sources;
+    }
+
+    if (conf->propagate_format == NGX_CONF_UNSET_UINT) {
+        conf->propagate = prev->propagate;
+        conf->propagate_format = prev->propagate_format;
+    }
+
+    if (conf->deadline == 0 && conf->sources == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /*
+     * Wrap the location's content handler (proxy_pass and the like, set
+     * while the location was parsed), once.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != NULL
+        && clcf->handler != ngx_http_deadline_content)
+    {
+        conf->content = clcf->handler;
+        clcf->handler = ngx_http_deadline_content;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* deadline <time> | off */
+
+static char *
+ngx_http_deadline(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_deadline_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (dlcf->deadline != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        dlcf->deadline = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_resilience_parse_msec(cf, &value[1], &dlcf->deadline)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (dlcf->deadline == 0 || dlcf->deadline > NGX_HTTP_DEADLINE_LIMIT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: \"%V\" must be more than 0 "
+                           "and at most 1d (or \"off\")",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_deadline_format(ngx_str_t *v, ngx_uint_t s_ok)
+{
+    ngx_uint_t  i;
+
+    for (i = 1; i <= NGX_HTTP_DEADLINE_EPOCH_MS; i++) {
+        if (i == NGX_HTTP_DEADLINE_S && !s_ok) {
+            /* deadline_propagate has no "s" */
+            continue;
+        }
+
+        if (ngx_http_deadline_formats[i].len == v->len
+            && ngx_strncmp(ngx_http_deadline_formats[i].data, v->data,
+                           v->len)
+               == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* deadline_from <header> grpc|ms|s|epoch_ms [trusted=<complex value>] */
+
+static char *
+ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_deadline_loc_conf_t *dlcf = conf;
+
+    ngx_int_t                           format;
+    ngx_str_t                          *value, name, v;
+    ngx_http_deadline_source_t         *src;
+    ngx_http_compile_complex_value_t    ccv;
+
+    value = cf->args->elts;
+
+    format = ngx_http_deadline_format(&value[2], 1);
+
+    if (format == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: invalid format \"%V\", "
+                           "expected grpc, ms, s or epoch_ms",
+                           &cmd->name, &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (dlcf->sources == NULL) {
+        dlcf->sources = ngx_array_create(cf->pool, 2,
+                                         sizeof(ngx_http_deadline_source_t));
+        if (dlcf->sources == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    src = ngx_array_push(dlcf->sources);
+    if (src == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    src->header.len = value[1].len;
+    src->header.data = ngx_pnalloc(cf->pool, value[1].len);
+    if (src->header.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(src->header.data, value[1].data, value[1].len);
+    src->format = format;
+    src->trusted = NULL;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_http_resilience_split_option(&value[3], &name, &v) != NGX_OK
+            || name.len != 7
+            || ngx_strncmp(name.data, "trusted", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter \"%V\"",
+                               &cmd->name, &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        src->trusted = ngx_palloc(cf->pool,
+                                  sizeof(ngx_http_complex_value_t));
+        if (src->trusted == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &v;
+        ccv.complex_value = src->trusted;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* deadline_max, deadline_offset, deadline_min */
+
+static char *
+ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_msec_t  *mp;
+    ngx_str_t   *value;
+
+    mp = (ngx_msec_t *) ((char *) conf + cmd->offset);
+
+    if (*mp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_resilience_parse_msec(cf, &value[1], mp) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (*mp > NGX_HTTP_DEADLINE_LIMIT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: \"%V\" is more than 1d",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_deadline_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_deadline_loc_conf_t *dlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (dlcf->status != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 400 || n > 599) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: invalid status \"%V\", "
+                           "expected 400 to 599", &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->status = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* deadline_propagate <header> grpc|ms|epoch_ms */
+
+static char *
+ngx_http_deadline_propagate_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_deadline_loc_conf_t *dlcf = conf;
+
+    ngx_int_t   format;
+    ngx_str_t  *value;
+
+    if (dlcf->propagate_format != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    format = ngx_http_deadline_format(&value[2], 0);
+
+    if (format == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: invalid format \"%V\", "
+                           "expected grpc, ms or epoch_ms",
+                           &cmd->name, &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    dlcf->propagate.len = value[1].len;
+    dlcf->propagate.data = ngx_pnalloc(cf->pool, value[1].len);
+    if (dlcf->propagate.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_strlow(dlcf->propagate.data, value[1].data, value[1].len);
+    dlcf->propagate_format = format;
+
+    return NGX_CONF_OK;
+}
