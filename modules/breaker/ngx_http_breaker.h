@@ -200,6 +200,7 @@ typedef struct {
     ngx_http_resilience_status_set_t  *failure_status;
     ngx_uint_t                 failure_error;     /* error, invalid_header */
     ngx_uint_t                 failure_timeout;
+    ngx_uint_t                 failure_deadline;
 
     ngx_uint_t                 fallback_status;
     ngx_str_t                  fallback_location;

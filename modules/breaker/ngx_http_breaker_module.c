@@ -517,7 +517,18 @@ ngx_http_breaker_outcome(ngx_http_request_t *r,
         return NGX_HTTP_BREAKER_NEUTRAL;
     }
 
-    if (st->header_time == (ngx_msec_t) -1) {
+    if (st->header_time == (ngx_msec_t) -1
+        && st->status == NGX_HTTP_GATEWAY_TIME_OUT
+        && ngx_http_resilience_deadline_spent(r))
+    {
+        /* the request's deadline cut it: not the upstream's failure */
+        if (!blcf->failure_deadline) {
+            return NGX_HTTP_BREAKER_NEUTRAL;
+        }
+
+        failure = 1;
+
+    } else if (st->header_time == (ngx_msec_t) -1) {
         /* no response: nginx's own 502 (error) or 504 (timeout) */
         failure = (st->status == NGX_HTTP_GATEWAY_TIME_OUT)
                   ? blcf->failure_timeout : blcf->failure_error;
@@ -859,6 +870,7 @@ ngx_http_breaker_create_loc_conf(ngx_conf_t *cf)
     conf->shared = NGX_CONF_UNSET;
     conf->failure_error = NGX_CONF_UNSET_UINT;
     conf->failure_timeout = NGX_CONF_UNSET_UINT;
+    conf->failure_deadline = NGX_CONF_UNSET_UINT;
     conf->fallback_status = NGX_CONF_UNSET_UINT;
 
     return conf;
@@ -927,6 +939,7 @@ ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->failure_status = prev->failure_status;
         conf->failure_error = prev->failure_error;
         conf->failure_timeout = prev->failure_timeout;
+        conf->failure_deadline = prev->failure_deadline;
     }
 
     if (conf->failure_status == NULL) {
@@ -943,6 +956,7 @@ ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->failure_status = set;
         conf->failure_error = 1;
         conf->failure_timeout = 1;
+        conf->failure_deadline = 0;
     }
 
     if (conf->fallback_status == NGX_CONF_UNSET_UINT) {
@@ -1619,6 +1633,7 @@ ngx_http_breaker_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     blcf->failure_error = 0;
     blcf->failure_timeout = 0;
+    blcf->failure_deadline = 0;
 
     value = cf->args->elts;
 
@@ -1633,6 +1648,11 @@ ngx_http_breaker_failure(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (ngx_strcmp(value[i].data, "timeout") == 0) {
             blcf->failure_timeout = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "deadline") == 0) {
+            blcf->failure_deadline = 1;
             continue;
         }
 

@@ -102,6 +102,16 @@ ngx_int_t ngx_http_resilience_admin_register(ngx_conf_t *cf,
     ngx_http_resilience_admin_put_pt put, void *data);
 
 
+/*
+ * Where features meet on a request: the deadline module records the
+ * request's deadline, the breaker asks whether a timeout was the
+ * deadline's doing (its own outcome, "deadline", not an upstream failure).
+ */
+
+void ngx_http_resilience_set_deadline(ngx_http_request_t *r, uint64_t at);
+ngx_uint_t ngx_http_resilience_deadline_spent(ngx_http_request_t *r);
+
+
 /* Redis client: one connection per worker, driven by the event loop */
 
 #include <hiredis/hiredis.h>

@@ -23,6 +23,11 @@ typedef struct {
 } ngx_http_resilience_loc_conf_t;
 
 
+typedef struct {
+    uint64_t                   deadline;     /* Unix ms, 0: none */
+} ngx_http_resilience_ctx_t;
+
+
 static void *ngx_http_resilience_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_resilience_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_resilience_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -572,4 +577,44 @@ ngx_http_resilience_redis_configured(ngx_conf_t *cf)
     rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_resilience_module);
 
     return rmcf->redis != NULL;
+}
+
+
+/* the request's deadline, in Unix milliseconds, set by the deadline module */
+
+void
+ngx_http_resilience_set_deadline(ngx_http_request_t *r, uint64_t at)
+{
+    ngx_http_resilience_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_resilience_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->main->pool, sizeof(ngx_http_resilience_ctx_t));
+        if (ctx == NULL) {
+            return;
+        }
+
+        ngx_http_set_ctx(r->main, ctx, ngx_http_resilience_module);
+    }
+
+    ctx->deadline = at;
+}
+
+
+ngx_uint_t
+ngx_http_resilience_deadline_spent(ngx_http_request_t *r)
+{
+    ngx_time_t                 *tp;
+    ngx_http_resilience_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_resilience_module);
+
+    if (ctx == NULL || ctx->deadline == 0) {
+        return 0;
+    }
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec >= ctx->deadline;
 }

@@ -527,6 +527,9 @@ ngx_http_deadline_content(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* for the breaker: a timeout past this is the deadline's doing */
+    ngx_http_resilience_set_deadline(r, ngx_http_deadline_now() + left);
+
     rc = dlcf->content(r);
 
     ngx_http_deadline_clamp(r, left);
