@@ -89,6 +89,20 @@ sub wait_subscribers {
     die "fewer than $n subscribers on ${Prefix}breaker";
 }
 
+# waits until $n clients (and this redis-cli) are connected to Redis
+sub wait_clients {
+    my ($n, $port) = @_;
+
+    for (1 .. 200) {
+        my @lines = grep { /^id=/ } split /\n/,
+                    redis_cli($port, "CLIENT", "LIST");
+        return if @lines >= $n + 1;
+        select(undef, undef, undef, 0.05);
+    }
+
+    die "fewer than $n clients on port $port";
+}
+
 run_tests();
 
 __DATA__
@@ -409,9 +423,11 @@ select(undef, undef, undef, 0.3);
 NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=down") for 1 .. 2;
 my ($st) = NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=down");
 die "the peer should reject locally, got $st" if $st != 503;
-# Redis is back: every worker reconnects and subscribes again
+# Redis is back: every worker reconnects (both connections of the three
+# workers) and subscribes again
 NR::Redis::redis_start($port);
 ::wait_subscribers(3, $port);
+::wait_clients(6, $port);
 NR::Net::http_get($ENV{TEST_NGINX_PEER_PORT}, "/tenant?t=up") for 1 .. 2;
 select(undef, undef, undef, 0.2);
 --- request eval
