@@ -259,6 +259,8 @@ void ngx_http_breaker_release(ngx_http_breaker_ctx_t *ctx);
 ngx_uint_t ngx_http_breaker_current_state(ngx_http_breaker_node_t *node,
     ngx_msec_t now);
 const char *ngx_http_breaker_state_name(ngx_uint_t state);
+void ngx_http_breaker_transition(ngx_http_breaker_node_t *bn,
+    ngx_uint_t state, ngx_msec_t now);
 
 extern ngx_module_t  ngx_http_breaker_module;
 

@@ -28,8 +28,6 @@
      ? (ngx_uint_t) (bn)->override.field : (ngx_uint_t) (conf))
 
 
-static void ngx_http_breaker_transition(ngx_http_breaker_node_t *bn,
-    ngx_uint_t state, ngx_msec_t now);
 static ngx_msec_t ngx_http_breaker_open(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_node_t *bn,
     ngx_msec_t now, u_char *reason, size_t len);
@@ -64,7 +62,14 @@ ngx_http_breaker_current_state(ngx_http_breaker_node_t *bn, ngx_msec_t now)
 }
 
 
-static void
+/*
+ * Every transition, local or from the fleet, under the node's lock: a new
+ * generation, and nothing of the previous state carried over (probes,
+ * leases, tokens, outcomes not pushed; the window too, on opening and
+ * closing).
+ */
+
+void
 ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
     ngx_msec_t now)
 {
@@ -83,6 +88,12 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
 
     bn->tokens = 0;
     bn->token_pending = 0;
+
+    if (state != NGX_HTTP_BREAKER_HALF_OPEN) {
+        bn->consecutive = 0;
+        ngx_memzero(ngx_http_breaker_buckets(bn),
+                    bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
+    }
 }
 
 
@@ -551,10 +562,6 @@ ngx_http_breaker_open(ngx_http_request_t *r,
     ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_OPEN, now);
 
     bn->open_until = now + duration;
-    bn->consecutive = 0;
-
-    ngx_memzero(ngx_http_breaker_buckets(bn),
-                bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "breaker \"%*s\"%s%*s%s opened for %M ms (trip %uD): %*s",
@@ -573,11 +580,6 @@ ngx_http_breaker_close(ngx_http_request_t *r, ngx_http_breaker_node_t *bn,
     ngx_msec_t now)
 {
     ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_CLOSED, now);
-
-    bn->consecutive = 0;
-
-    ngx_memzero(ngx_http_breaker_buckets(bn),
-                bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                   "breaker \"%*s\"%s%*s%s closed: the probes succeeded",

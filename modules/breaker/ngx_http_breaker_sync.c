@@ -30,8 +30,8 @@ typedef struct {
 } ngx_http_breaker_restore_t;
 
 
-static ngx_int_t ngx_http_breaker_sync_key(ngx_pool_t *pool,
-    ngx_str_t *name, ngx_str_t *key, ngx_str_t *out);
+static void ngx_http_breaker_sync_key(u_char *buf, ngx_str_t *name,
+    ngx_str_t *key, ngx_str_t *out);
 static void ngx_http_breaker_sync_published(ngx_int_t rc, redisReply *reply,
     void *data);
 static void ngx_http_breaker_sync_message(ngx_str_t *channel,
@@ -140,8 +140,8 @@ static void ngx_http_breaker_sync_close(ngx_http_breaker_t *b,
 static ngx_int_t ngx_http_breaker_sync_override(ngx_http_breaker_t *b,
     u_char *p, u_char *last);
 static ngx_int_t ngx_http_breaker_sync_notice(ngx_pool_t *pool,
-    ngx_http_breaker_node_t *bn, ngx_msec_t ms, ngx_str_t *rkey,
-    ngx_str_t *channel, ngx_str_t *msg);
+    ngx_http_breaker_node_t *bn, ngx_msec_t ms, u_char *kbuf,
+    ngx_str_t *rkey, ngx_str_t *channel, ngx_str_t *msg);
 
 
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_trip_script;
@@ -177,10 +177,17 @@ ngx_http_breaker_sync_conf(ngx_conf_t *cf)
 }
 
 
-/* "<prefix>breaker:<name>:<key>" */
+/*
+ * "<prefix>breaker:<name>:<key>" into buf: the prefix (64 bytes at most),
+ * the name (64) and the key (NGX_HTTP_BREAKER_MAX_KEY) are bounded, so a
+ * buffer on the stack does; hiredis copies the command before we return.
+ */
 
-static ngx_int_t
-ngx_http_breaker_sync_key(ngx_pool_t *pool, ngx_str_t *name, ngx_str_t *key,
+#define NGX_HTTP_BREAKER_SYNC_KEY_LEN                                         \
+    (64 + sizeof("breaker::") - 1 + 64 + NGX_HTTP_BREAKER_MAX_KEY)
+
+static void
+ngx_http_breaker_sync_key(u_char *buf, ngx_str_t *name, ngx_str_t *key,
     ngx_str_t *out)
 {
     u_char     *p;
@@ -188,22 +195,14 @@ ngx_http_breaker_sync_key(ngx_pool_t *pool, ngx_str_t *name, ngx_str_t *key,
 
     prefix = ngx_http_resilience_redis_prefix();
 
-    out->len = prefix->len + sizeof("breaker::") - 1 + name->len + key->len;
-
-    p = ngx_pnalloc(pool, out->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    out->data = p;
-
-    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(buf, prefix->data, prefix->len);
     p = ngx_cpymem(p, "breaker:", 8);
     p = ngx_cpymem(p, name->data, name->len);
     *p++ = ':';
-    ngx_memcpy(p, key->data, key->len);
+    p = ngx_cpymem(p, key->data, key->len);
 
-    return NGX_OK;
+    out->data = buf;
+    out->len = p - buf;
 }
 
 
@@ -220,7 +219,8 @@ ngx_http_breaker_sync_key(ngx_pool_t *pool, ngx_str_t *name, ngx_str_t *key,
 
 static ngx_int_t
 ngx_http_breaker_sync_notice(ngx_pool_t *pool, ngx_http_breaker_node_t *bn,
-    ngx_msec_t ms, ngx_str_t *rkey, ngx_str_t *channel, ngx_str_t *msg)
+    ngx_msec_t ms, u_char *kbuf, ngx_str_t *rkey, ngx_str_t *channel,
+    ngx_str_t *msg)
 {
     u_char     *p;
     ngx_str_t   name, key, *prefix;
@@ -236,11 +236,11 @@ ngx_http_breaker_sync_notice(ngx_pool_t *pool, ngx_http_breaker_node_t *bn,
     channel->data = ngx_pnalloc(pool, channel->len);
     msg->data = ngx_pnalloc(pool, name.len + NGX_INT_T_LEN + 2 + key.len);
 
-    if (channel->data == NULL || msg->data == NULL
-        || ngx_http_breaker_sync_key(pool, &name, &key, rkey) != NGX_OK)
-    {
+    if (channel->data == NULL || msg->data == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_http_breaker_sync_key(kbuf, &name, &key, rkey);
 
     ngx_memcpy(ngx_cpymem(channel->data, prefix->data, prefix->len),
                "breaker", 7);
@@ -263,6 +263,7 @@ ngx_http_breaker_sync_publish(ngx_http_request_t *r,
     size_t                    lens[6];
     ngx_str_t                 rkey, channel, msg;
     const char               *args[6];
+    u_char                    kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
     u_char                    ms[NGX_INT_T_LEN], blen[NGX_INT_T_LEN];
     u_char                    n[NGX_INT_T_LEN];
     ngx_http_breaker_node_t  *bn;
@@ -276,8 +277,8 @@ ngx_http_breaker_sync_publish(ngx_http_request_t *r,
 
     bn = ctx->node;
 
-    if (ngx_http_breaker_sync_notice(r->pool, bn, duration, &rkey, &channel,
-                                     &msg)
+    if (ngx_http_breaker_sync_notice(r->pool, bn, duration, kbuf, &rkey,
+                                     &channel, &msg)
         != NGX_OK)
     {
         return;
@@ -316,12 +317,13 @@ ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx)
 {
     size_t       lens[3];
+    u_char       kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
     ngx_str_t    rkey, channel, msg;
     const char  *args[3];
 
     if (ngx_http_resilience_redis_state()
         != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
-        || ngx_http_breaker_sync_notice(r->pool, ctx->node, 0, &rkey,
+        || ngx_http_breaker_sync_notice(r->pool, ctx->node, 0, kbuf, &rkey,
                                         &channel, &msg)
            != NGX_OK)
     {
@@ -408,6 +410,7 @@ ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
     size_t                    lens[3];
     ngx_str_t                 name, key, rkey;
     const char               *args[3];
+    u_char                    kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
     u_char                    n[NGX_INT_T_LEN], ttl[NGX_INT_T_LEN];
     ngx_http_breaker_push_t  *push;
     ngx_http_breaker_node_t  *bn;
@@ -420,17 +423,12 @@ ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
     key.len = bn->key_len;
 
     push = ngx_alloc(sizeof(ngx_http_breaker_push_t), r->connection->log);
-
-    if (push == NULL
-        || ngx_http_breaker_sync_key(r->pool, &name, &key, &rkey) != NGX_OK)
-    {
-        if (push) {
-            ngx_free(push);
-        }
-
+    if (push == NULL) {
         bn->token_pending = 0;
         return;
     }
+
+    ngx_http_breaker_sync_key(kbuf, &name, &key, &rkey);
 
     push->node = bn;
     push->zone = ctx->zone;
@@ -630,13 +628,7 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
         || (ngx_msec_int_t) (bn->open_until - (now + left)) < 0)
     {
         if (bn->state != NGX_HTTP_BREAKER_OPEN) {
-            bn->generation++;
-            bn->transitions++;
-            bn->changed = (uint32_t) now;
-            bn->probes_ok = 0;
-            bn->consecutive = 0;
-            ngx_memzero(bn->leases, sizeof(bn->leases));
-            bn->state = NGX_HTTP_BREAKER_OPEN;
+            ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_OPEN, now);
 
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "breaker \"%V\"%s%V%s opened for %M ms %s",
@@ -729,17 +721,7 @@ ngx_http_breaker_sync_close(ngx_http_breaker_t *b, ngx_str_t *key,
     ngx_spinlock(&bn->lock, ngx_pid, 1024);
 
     if (bn->state != NGX_HTTP_BREAKER_CLOSED) {
-        bn->state = NGX_HTTP_BREAKER_CLOSED;
-        bn->generation++;
-        bn->transitions++;
-        bn->changed = (uint32_t) now;
-        bn->probes_ok = 0;
-        bn->consecutive = 0;
-        bn->tokens = 0;
-        bn->token_pending = 0;
-        ngx_memzero(bn->leases, sizeof(bn->leases));
-        ngx_memzero(ngx_http_breaker_buckets(bn),
-                    bn->nbuckets * sizeof(ngx_http_breaker_bucket_t));
+        ngx_http_breaker_transition(bn, NGX_HTTP_BREAKER_CLOSED, now);
 
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "breaker \"%V\"%s%V%s closed by another instance, "
@@ -918,10 +900,10 @@ static void
 ngx_http_breaker_sync_push(ngx_http_breaker_zone_t *z,
     ngx_http_breaker_node_t *bn, uint32_t dt, uint32_t df, uint32_t ds)
 {
-    u_char                   *p;
     size_t                    lens[6];
     ngx_str_t                 name, key, rkey;
     const char               *args[6];
+    u_char                    kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
     u_char                    num[5][NGX_INT_T_LEN];
     ngx_http_breaker_push_t  *push;
 
@@ -930,9 +912,7 @@ ngx_http_breaker_sync_push(ngx_http_breaker_zone_t *z,
     key.data = bn->data + bn->name_len;
     key.len = bn->key_len;
 
-    push = ngx_alloc(sizeof(ngx_http_breaker_push_t) + name.len + key.len
-                     + ngx_http_resilience_redis_prefix()->len + 16,
-                     ngx_cycle->log);
+    push = ngx_alloc(sizeof(ngx_http_breaker_push_t), ngx_cycle->log);
     if (push == NULL) {
         (void) ngx_atomic_fetch_add(&bn->pins, -1);
         return;
@@ -941,17 +921,7 @@ ngx_http_breaker_sync_push(ngx_http_breaker_zone_t *z,
     push->node = bn;
     push->zone = z;
 
-    /* the key is built in the same block, after the struct */
-
-    p = (u_char *) (push + 1);
-    rkey.data = p;
-    p = ngx_cpymem(p, ngx_http_resilience_redis_prefix()->data,
-                   ngx_http_resilience_redis_prefix()->len);
-    p = ngx_cpymem(p, "breaker:", 8);
-    p = ngx_cpymem(p, name.data, name.len);
-    *p++ = ':';
-    p = ngx_cpymem(p, key.data, key.len);
-    rkey.len = p - rkey.data;
+    ngx_http_breaker_sync_key(kbuf, &name, &key, &rkey);
 
     args[0] = (const char *) rkey.data;
     lens[0] = rkey.len;
@@ -1023,6 +993,7 @@ ngx_http_breaker_sync_restore_handler(ngx_event_t *ev)
     ngx_array_t *breakers = ev->data;
 
     size_t                       len;
+    u_char                       kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
     ngx_str_t                    rkey, empty;
     ngx_uint_t                   i;
     const char                  *arg[2];
@@ -1052,13 +1023,11 @@ ngx_http_breaker_sync_restore_handler(ngx_event_t *ev)
         }
 
         rs = ngx_palloc(ngx_cycle->pool, sizeof(ngx_http_breaker_restore_t));
-        if (rs == NULL
-            || ngx_http_breaker_sync_key(ngx_cycle->pool, &bp[i]->name,
-                                         &empty, &rkey)
-               != NGX_OK)
-        {
+        if (rs == NULL) {
             return;
         }
+
+        ngx_http_breaker_sync_key(kbuf, &bp[i]->name, &empty, &rkey);
 
         rs->breaker = bp[i];
         rs->log = ev->log;
@@ -1109,6 +1078,7 @@ ngx_http_breaker_sync_restore_key(ngx_http_request_t *r,
     ngx_http_breaker_t *b, ngx_http_breaker_node_t *bn)
 {
     size_t                       lens[2];
+    u_char                       kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
     ngx_str_t                    name, key, rkey;
     const char                  *args[2];
     ngx_http_breaker_restore_t  *rs;
@@ -1118,9 +1088,7 @@ ngx_http_breaker_sync_restore_key(ngx_http_request_t *r,
     key.data = bn->data + bn->name_len;
     key.len = bn->key_len;
 
-    if (ngx_http_breaker_sync_key(r->pool, &name, &key, &rkey) != NGX_OK) {
-        return;
-    }
+    ngx_http_breaker_sync_key(kbuf, &name, &key, &rkey);
 
     rs = ngx_alloc(sizeof(ngx_http_breaker_restore_t) + key.len,
                    r->connection->log);
