@@ -9,9 +9,10 @@ use warnings;
 use Exporter 'import';
 use IO::Socket::INET;
 use POSIX ();
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
+use IO::Select;
 
-our @EXPORT_OK = qw(http_get http_put slow_server hold_request);
+our @EXPORT_OK = qw(http_get http_put http_burst slow_server hold_request);
 
 
 # GET $path from 127.0.0.1:$port, returns (status, body)
@@ -25,6 +26,52 @@ sub http_get {
 sub http_put {
     my ($port, $path, $body) = @_;
     return http_request($port, "PUT", $path, $body);
+}
+
+
+# $n GET $path sent at once on $n connections (optional extra header
+# lines in $hdr); returns one [status, headers, seconds] per request,
+# in the order they were sent
+sub http_burst {
+    my ($port, $path, $n, $hdr) = @_;
+    my (@socks, @out, %buf, %done);
+    $hdr //= "";
+
+    for my $i (0 .. $n - 1) {
+        my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                         Proto => 'tcp', Timeout => 5)
+            or die "connect to $port: $!";
+        push @socks, $sock;
+    }
+
+    my $start = time;
+    print {$_} "GET $path HTTP/1.0\r\nHost: localhost\r\n$hdr\r\n" for @socks;
+
+    my $sel = IO::Select->new(@socks);
+    my %index = map { ("$socks[$_]" => $_) } 0 .. $#socks;
+
+    while ($sel->count && time - $start < 10) {
+        for my $s ($sel->can_read(1)) {
+            my $i = $index{"$s"};
+            my $r = sysread($s, my $chunk, 65536);
+            if ($r) {
+                $buf{$i} .= $chunk;
+                next;
+            }
+            $done{$i} = time - $start;
+            $sel->remove($s);
+            close $s;
+        }
+    }
+
+    for my $i (0 .. $n - 1) {
+        my $resp = $buf{$i} // '';
+        my ($status) = $resp =~ m{^HTTP/1\.\d (\d+)};
+        my ($head) = $resp =~ m{\A(.*?)\r\n\r\n}s;
+        push @out, [$status // 0, $head // '', $done{$i} // 99];
+    }
+
+    return @out;
 }
 
 

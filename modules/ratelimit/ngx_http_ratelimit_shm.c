@@ -1,0 +1,794 @@
+
+/*
+ * nginx-resilience: rate limit state in shared memory.
+ *
+ * One rbtree of keys per ratelimit_zone, keyed by the key's crc32, with
+ * an LRU queue, the way limit_req keeps its zone: the zone mutex is held
+ * for one lookup and update.  A full zone evicts its least recently used
+ * keys and never turns a request away because of it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_ratelimit.h"
+
+
+static void ngx_http_ratelimit_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_ratelimit_cmp(ngx_http_ratelimit_node_t *a,
+    u_char flags, u_char *key, size_t len);
+static ngx_http_ratelimit_node_t *ngx_http_ratelimit_create(
+    ngx_http_ratelimit_zone_t *z, ngx_http_ratelimit_try_t *t);
+static void ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z,
+    ngx_uint_t force);
+static void ngx_http_ratelimit_free(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn);
+static int64_t ngx_http_ratelimit_base(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, ngx_msec_t now);
+static void ngx_http_ratelimit_roll(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, uint64_t wall);
+static int64_t ngx_http_ratelimit_estimate(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, uint64_t wall);
+static ngx_msec_t ngx_http_ratelimit_sliding_wait(
+    ngx_http_ratelimit_zone_t *z, ngx_http_ratelimit_node_t *rn,
+    uint64_t wall, int64_t limit, int64_t cost);
+
+
+ngx_int_t
+ngx_http_ratelimit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_ratelimit_zone_t  *oz = data;
+
+    size_t                      len;
+    ngx_http_ratelimit_zone_t  *z;
+
+    z = shm_zone->data;
+
+    if (oz) {
+        /* reload: every key keeps its state */
+        z->sh = oz->sh;
+        z->shpool = oz->shpool;
+        return NGX_OK;
+    }
+
+    z->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        z->sh = z->shpool->data;
+        return NGX_OK;
+    }
+
+    z->sh = ngx_slab_calloc(z->shpool, sizeof(ngx_http_ratelimit_shctx_t));
+    if (z->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    z->shpool->data = z->sh;
+
+    ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
+                    ngx_http_ratelimit_rbtree_insert);
+    ngx_queue_init(&z->sh->queue);
+
+    z->sh->instances = 1;
+    z->sh->id = ((uint64_t) ngx_random() << 31) ^ ngx_random()
+                ^ ((uint64_t) ngx_pid << 48) ^ (uint64_t) ngx_time();
+
+    len = sizeof(" in ratelimit_zone \"\"") + shm_zone->shm.name.len;
+
+    z->shpool->log_ctx = ngx_slab_alloc(z->shpool, len);
+    if (z->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(z->shpool->log_ctx, " in ratelimit_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts: its "no memory" lines would only be noise */
+    z->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ratelimit_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_http_ratelimit_node_t   *rn, *rnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            rn = (ngx_http_ratelimit_node_t *) &node->color;
+            rnt = (ngx_http_ratelimit_node_t *) &temp->color;
+
+            p = (ngx_http_ratelimit_cmp(rnt, rn->flags, rn->data, rn->len)
+                 < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* orders a key against a node's: flags, length, bytes */
+
+static ngx_int_t
+ngx_http_ratelimit_cmp(ngx_http_ratelimit_node_t *a, u_char flags,
+    u_char *key, size_t len)
+{
+    if (flags != a->flags) {
+        return (ngx_int_t) flags - (ngx_int_t) a->flags;
+    }
+
+    if (len != a->len) {
+        return (ngx_int_t) len - (ngx_int_t) a->len;
+    }
+
+    return ngx_memcmp(key, a->data, len);
+}
+
+
+ngx_http_ratelimit_node_t *
+ngx_http_ratelimit_lookup(ngx_http_ratelimit_zone_t *z, uint32_t hash,
+    u_char flags, u_char *key, size_t len)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_http_ratelimit_node_t  *rn;
+
+    node = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        rn = (ngx_http_ratelimit_node_t *) &node->color;
+
+        rc = ngx_http_ratelimit_cmp(rn, flags, key, len);
+
+        if (rc == 0) {
+            return rn;
+        }
+
+        node = (rc > 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+uint64_t
+ngx_http_ratelimit_wall(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * Checks one limit for a request, with the zone locked once.  With
+ * "account" the request is charged when it passes (the only or the last
+ * limit of a request, as limit_req does); without, the key is pinned
+ * until ngx_http_ratelimit_account() or ngx_http_ratelimit_unpin().
+ * "factor" multiplies the cost (a fleet limit enforced locally while
+ * Redis is away).  Returns NGX_OK (passes), NGX_BUSY (rejected) or
+ * NGX_DECLINED (no memory for the key: not limited).
+ */
+
+ngx_int_t
+ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
+    ngx_uint_t factor)
+{
+    int64_t                     base, cand, cost, limit;
+    uint64_t                    wall;
+    ngx_msec_t                  now;
+    ngx_http_ratelimit_zone_t  *z;
+    ngx_http_ratelimit_node_t  *rn;
+
+    z = t->zone;
+    now = ngx_current_msec;
+    wall = 0;
+
+    cost = t->cost * (int64_t) factor;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    rn = ngx_http_ratelimit_lookup(z, t->hash, t->flags, t->key.data,
+                                   t->key.len);
+
+    if (rn == NULL) {
+        rn = ngx_http_ratelimit_create(z, t);
+
+        if (rn == NULL) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            t->node = NULL;
+            return NGX_DECLINED;
+        }
+
+    } else {
+        ngx_queue_remove(&rn->queue);
+        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+    }
+
+    rn->touched = now;
+
+    if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+
+        /* how far the theoretical arrival time is ahead of now */
+        base = ngx_http_ratelimit_base(z, rn, now);
+
+        /* a cost of 0 asks whether one request would pass */
+        cand = base + ngx_max(cost, 1000) - 1000;
+
+        if (cand > t->limit->burst) {
+            t->excess = cand;
+            t->wait = (ngx_msec_t) ((cand - t->limit->burst)
+                                    * (int64_t) z->rate.period
+                                    / (int64_t) z->rate.milli);
+            t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
+                                     / (int64_t) z->rate.milli);
+            t->remaining = 0;
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            t->node = NULL;
+            return NGX_BUSY;
+        }
+
+        if (account && cost > 0) {
+            if (now != rn->last) {
+                rn->last = now;
+            }
+
+            rn->excess = cand;
+
+            if (z->sync != NGX_HTTP_RATELIMIT_SYNC_LOCAL) {
+                rn->delta += t->cost;
+            }
+        }
+
+        t->excess = cand;
+        t->wait = 0;
+        t->remaining = (t->limit->burst - cand) / 1000;
+        t->reset = (ngx_msec_t) ((cand + 1000) * (int64_t) z->rate.period
+                                 / (int64_t) z->rate.milli);
+
+    } else {
+        wall = ngx_http_ratelimit_wall();
+
+        ngx_http_ratelimit_roll(z, rn, wall);
+
+        limit = (int64_t) z->rate.milli + t->limit->burst;
+        base = ngx_http_ratelimit_estimate(z, rn, wall);
+        cand = base + ngx_max(cost, 1000);
+
+        t->reset = z->rate.period - (ngx_msec_t) (wall - rn->last);
+
+        if (cand > limit) {
+            t->excess = cand;
+            t->wait = ngx_http_ratelimit_sliding_wait(z, rn, wall, limit,
+                                                      ngx_max(cost, 1000));
+            t->remaining = 0;
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            t->node = NULL;
+            return NGX_BUSY;
+        }
+
+        if (account && cost > 0) {
+            rn->excess += cost;
+
+            if (z->sync != NGX_HTTP_RATELIMIT_SYNC_LOCAL) {
+                rn->delta += t->cost;
+            }
+        }
+
+        t->excess = cand;
+        t->wait = 0;
+        t->remaining = (limit - cand) / 1000;
+    }
+
+    if (!account) {
+        rn->pins++;
+        t->node = rn;
+
+    } else {
+        t->node = NULL;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* charges a pinned key once every limit of the request has passed */
+
+void
+ngx_http_ratelimit_account(ngx_http_ratelimit_try_t *t, ngx_uint_t factor)
+{
+    int64_t                     base, cost;
+    uint64_t                    wall;
+    ngx_msec_t                  now;
+    ngx_http_ratelimit_zone_t  *z;
+    ngx_http_ratelimit_node_t  *rn;
+
+    rn = t->node;
+
+    if (rn == NULL) {
+        return;
+    }
+
+    z = t->zone;
+    now = ngx_current_msec;
+    cost = t->cost * (int64_t) factor;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    if (cost > 0) {
+        if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+            base = ngx_http_ratelimit_base(z, rn, now);
+
+            rn->excess = base + cost - 1000;
+            rn->last = now;
+
+            t->excess = rn->excess;
+            t->remaining = ngx_max(t->limit->burst - rn->excess, 0) / 1000;
+            t->reset = (ngx_msec_t) ((rn->excess + 1000)
+                                     * (int64_t) z->rate.period
+                                     / (int64_t) z->rate.milli);
+
+        } else {
+            wall = ngx_http_ratelimit_wall();
+            ngx_http_ratelimit_roll(z, rn, wall);
+            rn->excess += cost;
+        }
+
+        if (z->sync != NGX_HTTP_RATELIMIT_SYNC_LOCAL) {
+            rn->delta += t->cost;
+        }
+    }
+
+    rn->pins--;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    t->node = NULL;
+}
+
+
+void
+ngx_http_ratelimit_unpin(ngx_http_ratelimit_try_t *t)
+{
+    ngx_http_ratelimit_zone_t  *z;
+
+    if (t->node == NULL) {
+        return;
+    }
+
+    z = t->zone;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+    t->node->pins--;
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    t->node = NULL;
+}
+
+
+/*
+ * GCRA: (tat - now) in milli-requests, never negative; limit_req's
+ * "excess - rate * ms / 1000 + 1000" with the same clamps, so that the
+ * same requests get the same answers.
+ */
+
+static int64_t
+ngx_http_ratelimit_base(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, ngx_msec_t now)
+{
+    int64_t         base;
+    ngx_msec_int_t  ms;
+
+    ms = (ngx_msec_int_t) (now - rn->last);
+
+    if (ms < -60000) {
+        ms = 1;
+
+    } else if (ms < 0) {
+        ms = 0;
+    }
+
+    if (ms > 1000000000) {
+        return 0;
+    }
+
+    base = rn->excess + 1000
+           - (int64_t) z->rate.milli * ms / (int64_t) z->rate.period;
+
+    return base < 0 ? 0 : base;
+}
+
+
+/* sliding window: moves to the window "wall" falls in */
+
+static void
+ngx_http_ratelimit_roll(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, uint64_t wall)
+{
+    uint64_t  start;
+
+    start = wall - wall % z->rate.period;
+
+    if (rn->last == start) {
+        return;
+    }
+
+    if (rn->last + z->rate.period == start) {
+        rn->prev = rn->excess;
+
+    } else {
+        rn->prev = 0;
+    }
+
+    rn->excess = 0;
+    rn->last = start;
+}
+
+
+/* the previous window weighted by its share still inside the window */
+
+static int64_t
+ngx_http_ratelimit_estimate(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, uint64_t wall)
+{
+    int64_t  elapsed, period;
+
+    period = (int64_t) z->rate.period;
+    elapsed = (int64_t) (wall - rn->last);
+
+    return rn->prev * (period - elapsed) / period + rn->excess;
+}
+
+
+/* how long until a request of "cost" fits in the sliding window */
+
+static ngx_msec_t
+ngx_http_ratelimit_sliding_wait(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, uint64_t wall, int64_t limit,
+    int64_t cost)
+{
+    int64_t  elapsed, period, room, t;
+
+    period = (int64_t) z->rate.period;
+    elapsed = (int64_t) (wall - rn->last);
+
+    if (cost > limit) {
+        return (ngx_msec_t) period;
+    }
+
+    room = limit - cost - rn->excess;
+
+    if (room >= 0 && rn->prev > 0) {
+        /* prev * (period - elapsed - t) / period <= room */
+        t = period - elapsed - room * period / rn->prev;
+        return (ngx_msec_t) ngx_max(t, 1);
+    }
+
+    /* the next window, where this one weighs in as the previous */
+    room = limit - cost;
+
+    t = period - elapsed;
+
+    if (rn->excess > room) {
+        t += period - room * period / rn->excess;
+    }
+
+    return (ngx_msec_t) ngx_max(t, 1);
+}
+
+
+/*
+ * sync=strict: Redis's view of a key becomes the local one, so that the
+ * local fallback starts from it; GCRA gets (tat - now) in milli-requests
+ * in "cur", the sliding window its counts and the window's start
+ */
+
+void
+ngx_http_ratelimit_mirror(ngx_http_ratelimit_try_t *t, int64_t cur,
+    int64_t prev, uint64_t start)
+{
+    ngx_http_ratelimit_zone_t  *z;
+    ngx_http_ratelimit_node_t  *rn;
+
+    z = t->zone;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    rn = ngx_http_ratelimit_lookup(z, t->hash, t->flags, t->key.data,
+                                   t->key.len);
+
+    if (rn == NULL) {
+        rn = ngx_http_ratelimit_create(z, t);
+
+        if (rn == NULL) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return;
+        }
+
+    } else {
+        ngx_queue_remove(&rn->queue);
+        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+    }
+
+    rn->touched = ngx_current_msec;
+
+    if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+        rn->excess = cur - 1000;
+        rn->last = ngx_current_msec;
+
+    } else {
+        rn->excess = cur;
+        rn->prev = prev;
+        rn->last = start;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/*
+ * sync=redis, with the zone's figures from Redis ("fleet"): GCRA's
+ * (tat - now) in milli-requests in "a", the sliding window's current and
+ * previous counts in "a" and "c" for the window starting at "start";
+ * what was charged here since the sync was sent is added on top.  Without
+ * "fleet", a failed sync gives its charges back for the next one.
+ */
+
+void
+ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
+    u_char flags, u_char *key, size_t len, int64_t a, int64_t c,
+    uint64_t start, int64_t restore, ngx_uint_t fleet)
+{
+    int64_t                     base;
+    ngx_msec_t                  now;
+    ngx_http_ratelimit_node_t  *rn;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    rn = ngx_http_ratelimit_lookup(z, hash, flags, key, len);
+
+    if (rn == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return;
+    }
+
+    if (!fleet) {
+        rn->delta += restore;
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return;
+    }
+
+    if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+        now = ngx_current_msec;
+        base = ngx_http_ratelimit_base(z, rn, now);
+
+        if (a + rn->delta > base) {
+            rn->excess = a + rn->delta - 1000;
+            rn->last = now;
+        }
+
+    } else {
+        ngx_http_ratelimit_roll(z, rn, ngx_http_ratelimit_wall());
+
+        if (rn->last == start) {
+            rn->excess = ngx_max(rn->excess, a + rn->delta);
+            rn->prev = ngx_max(rn->prev, c);
+        }
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/* sync=strict: a sliding window's answer from Redis, into the try */
+
+void
+ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
+    int64_t prev, uint64_t wall, ngx_uint_t pass, ngx_uint_t ok)
+{
+    int64_t                     limit, est;
+    ngx_http_ratelimit_zone_t  *z;
+    ngx_http_ratelimit_node_t   tmp;
+
+    z = t->zone;
+
+    ngx_memzero(&tmp, sizeof(ngx_http_ratelimit_node_t));
+
+    tmp.excess = cur;
+    tmp.prev = prev;
+    tmp.last = wall - wall % z->rate.period;
+
+    limit = (int64_t) z->rate.milli + t->limit->burst;
+    est = ngx_http_ratelimit_estimate(z, &tmp, wall);
+
+    t->excess = est;
+    t->remaining = ngx_max(limit - est, 0) / 1000;
+    t->reset = z->rate.period - (ngx_msec_t) (wall - tmp.last);
+
+    if (!pass) {
+        t->busy = 1;
+        t->remaining = 0;
+        t->wait = ngx_http_ratelimit_sliding_wait(z, &tmp, wall, limit,
+                                                  ngx_max(t->cost, 1000));
+    }
+
+    (void) ok;
+}
+
+
+/* a new key, with the zone locked; evicts when the zone is full */
+
+static ngx_http_ratelimit_node_t *
+ngx_http_ratelimit_create(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_try_t *t)
+{
+    size_t                      size;
+    ngx_uint_t                  i;
+    ngx_rbtree_node_t          *node;
+    ngx_http_ratelimit_node_t  *rn;
+
+    ngx_http_ratelimit_expire(z, 0);
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_ratelimit_node_t, data)
+           + t->key.len;
+
+    node = ngx_slab_alloc_locked(z->shpool, size);
+
+    for (i = 0; node == NULL && i < 16; i++) {
+        ngx_http_ratelimit_expire(z, 1);
+        node = ngx_slab_alloc_locked(z->shpool, size);
+    }
+
+    if (node == NULL) {
+        (void) ngx_atomic_fetch_add(&z->sh->unlimited, 1);
+        return NULL;
+    }
+
+    node->key = t->hash;
+
+    rn = (ngx_http_ratelimit_node_t *) &node->color;
+
+    rn->flags = t->flags;
+    rn->len = (u_short) t->key.len;
+    rn->pins = 0;
+    rn->last = (z->algorithm == NGX_HTTP_RATELIMIT_GCRA)
+               ? ngx_current_msec : 0;
+    rn->excess = -1000;              /* idle: the tat is now */
+    rn->prev = 0;
+    rn->delta = 0;
+    rn->touched = ngx_current_msec;
+
+    if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
+        rn->excess = 0;
+    }
+
+    ngx_memcpy(rn->data, t->key.data, t->key.len);
+
+    ngx_rbtree_insert(&z->sh->rbtree, node);
+    ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+
+    (void) ngx_atomic_fetch_add(&z->sh->keys, 1);
+
+    return rn;
+}
+
+
+/*
+ * Without "force", frees up to two of the least recently used keys that
+ * have nothing left to remember (limit_req's housekeeping); with it, the
+ * least recently used key that no request holds, whatever its state.
+ */
+
+static void
+ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
+{
+    uint64_t                    wall;
+    ngx_uint_t                  n, seen;
+    ngx_msec_t                  now;
+    ngx_queue_t                *q, *prev;
+    ngx_http_ratelimit_node_t  *rn;
+
+    now = ngx_current_msec;
+    wall = 0;
+
+    if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
+        wall = ngx_http_ratelimit_wall();
+    }
+
+    q = ngx_queue_last(&z->sh->queue);
+
+    for (n = 0, seen = 0;
+         q != ngx_queue_sentinel(&z->sh->queue) && n < 2 && seen < 32;
+         q = prev, seen++)
+    {
+        prev = ngx_queue_prev(q);
+        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
+
+        if (rn->pins) {
+            continue;
+        }
+
+        if (force) {
+            ngx_http_ratelimit_free(z, rn);
+            (void) ngx_atomic_fetch_add(&z->sh->evicted, 1);
+            return;
+        }
+
+        if (rn->delta != 0) {
+            /* not in Redis yet */
+            return;
+        }
+
+        if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+            if (ngx_http_ratelimit_base(z, rn, now) > 0) {
+                return;
+            }
+
+        } else if (rn->last + 2 * z->rate.period > wall) {
+            return;
+        }
+
+        ngx_http_ratelimit_free(z, rn);
+        n++;
+    }
+}
+
+
+static void
+ngx_http_ratelimit_free(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn)
+{
+    ngx_rbtree_node_t  *node;
+
+    ngx_queue_remove(&rn->queue);
+
+    node = (ngx_rbtree_node_t *)
+               ((u_char *) rn - offsetof(ngx_rbtree_node_t, color));
+
+    ngx_rbtree_delete(&z->sh->rbtree, node);
+    ngx_slab_free_locked(z->shpool, node);
+
+    (void) ngx_atomic_fetch_add(&z->sh->keys, -1);
+}

@@ -1,0 +1,864 @@
+
+/*
+ * nginx-resilience: fleet-wide rate limits through Redis.
+ *
+ * sync=redis: requests are decided locally, at once; every sync_interval
+ * one worker per instance sends the zone's recently used keys with what
+ * this instance charged them since the last sync, in one script that adds
+ * the charges to the fleet's state and returns it, which becomes the
+ * local state (plus what was charged here meanwhile).  The same script
+ * keeps a census of the instances that sync, so that while Redis is away
+ * each instance can enforce its share of the rate (on_redis_error=local).
+ *
+ * sync=strict: one script per request checks and charges every strict
+ * limit of the request atomically (all or nothing), the request suspended
+ * without blocking the worker; the core client's command_timeout bounds
+ * the wait, after which on_redis_error decides.
+ *
+ * Both use Redis TIME.  GCRA state in Redis is the key's theoretical
+ * arrival time in microseconds; sliding windows are INCRBY counters per
+ * window, windows aligned on the epoch.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_ratelimit.h"
+
+
+#define NGX_HTTP_RATELIMIT_SYNC_BATCH   512
+#define NGX_HTTP_RATELIMIT_KEY_BUF      (64 + 256 + 8 + NGX_HTTP_RATELIMIT_KEY_MAX)
+
+
+typedef struct {
+    uint32_t                   hash;
+    u_char                     flags;
+    u_char                     len;
+    u_char                     key[NGX_HTTP_RATELIMIT_KEY_MAX];
+    int64_t                    delta;
+} ngx_http_ratelimit_entry_t;
+
+
+typedef struct {
+    ngx_http_ratelimit_zone_t  *zone;
+    ngx_uint_t                  n;
+    ngx_http_ratelimit_entry_t  entries[1];
+} ngx_http_ratelimit_batch_t;
+
+
+typedef struct {
+    ngx_http_ratelimit_ctx_t   *ctx;         /* NULL: the request is gone */
+} ngx_http_ratelimit_waiter_t;
+
+
+static void ngx_http_ratelimit_sync_tick(ngx_event_t *ev);
+static void ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z,
+    ngx_log_t *log);
+static void ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply,
+    void *data);
+static void ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply,
+    void *data);
+static size_t ngx_http_ratelimit_redis_key(u_char *buf,
+    ngx_http_ratelimit_zone_t *z, u_char *key, size_t len);
+static int64_t ngx_http_ratelimit_period_us(ngx_http_ratelimit_zone_t *z);
+static int64_t ngx_http_ratelimit_interval_us(ngx_http_ratelimit_zone_t *z);
+static ngx_int_t ngx_http_ratelimit_int(redisReply *r, int64_t *v);
+
+
+/*
+ * KEYS: the census, then the keys; ARGV: this instance, the algorithm,
+ * the emission interval (GCRA) or the window (us), then one charge per
+ * key (milli-requests).  Returns the census count, two figures per key
+ * (GCRA: tat - now in us; sliding: the current and previous counts), and
+ * Redis's time in us.
+ */
+
+static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local ms = math.floor(now / 1000)\n"
+    "redis.call('ZADD', KEYS[1], ms, ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - 10000)\n"
+    "redis.call('PEXPIRE', KEYS[1], 60000)\n"
+    "local out = {redis.call('ZCARD', KEYS[1])}\n"
+    "local alg, p = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local w = math.floor(now / p)\n"
+    "for i = 2, #KEYS do\n"
+    "  local d = tonumber(ARGV[i + 2])\n"
+    "  if alg == 0 then\n"
+    "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
+    "    if tat < now then tat = now end\n"
+    "    if d > 0 then\n"
+    "      tat = tat + math.floor(d * p / 1000)\n"
+    "      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX',\n"
+    "                 math.floor((tat - now) / 1000) + 1000)\n"
+    "    end\n"
+    "    out[#out + 1] = tat - now\n"
+    "    out[#out + 1] = 0\n"
+    "  else\n"
+    "    local ck = KEYS[i] .. ':' .. w\n"
+    "    local cur\n"
+    "    if d > 0 then\n"
+    "      cur = redis.call('INCRBY', ck, d)\n"
+    "      redis.call('PEXPIRE', ck, math.floor(2 * p / 1000) + 1000)\n"
+    "    else\n"
+    "      cur = tonumber(redis.call('GET', ck) or '0')\n"
+    "    end\n"
+    "    out[#out + 1] = cur\n"
+    "    out[#out + 1] = tonumber(redis.call('GET', KEYS[i] .. ':' .. (w - 1))"
+    " or '0')\n"
+    "  end\n"
+    "end\n"
+    "out[#out + 1] = now\n"
+    "return out\n");
+
+
+/*
+ * KEYS: the keys; ARGV: four per key: the algorithm, the emission
+ * interval or the window (us), the tolerance (GCRA: burst in us; sliding:
+ * the limit in milli-requests), the cost (milli-requests).  Every key
+ * passes, and all are charged, or none is.  Returns: 1 if charged, then
+ * three figures per key (passes, GCRA: tat - now in us after the charge;
+ * sliding: the current and the previous counts), then Redis's time.
+ */
+
+static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local ok, st = 1, {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local a = (i - 1) * 4\n"
+    "  local alg, p = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
+    "  local lim, cost = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])\n"
+    "  local c = cost\n"
+    "  if c < 1000 then c = 1000 end\n"
+    "  local s = {alg = alg, p = p, cost = cost, pass = 1}\n"
+    "  if alg == 0 then\n"
+    "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
+    "    if tat < now then tat = now end\n"
+    "    s.v = tat\n"
+    "    if tat - now + math.floor(c * p / 1000) - p > lim then\n"
+    "      s.pass = 0\n"
+    "    end\n"
+    "  else\n"
+    "    s.w = math.floor(now / p)\n"
+    "    s.v = tonumber(redis.call('GET', KEYS[i] .. ':' .. s.w) or '0')\n"
+    "    s.prev = tonumber(redis.call('GET', KEYS[i] .. ':' .. (s.w - 1))"
+    " or '0')\n"
+    "    local est = s.prev * (p - (now - s.w * p)) / p + s.v\n"
+    "    if est + c > lim then s.pass = 0 end\n"
+    "  end\n"
+    "  if s.pass == 0 then ok = 0 end\n"
+    "  st[i] = s\n"
+    "end\n"
+    "local out = {ok}\n"
+    "for i = 1, #KEYS do\n"
+    "  local s = st[i]\n"
+    "  out[#out + 1] = s.pass\n"
+    "  if s.alg == 0 then\n"
+    "    if ok == 1 and s.cost > 0 then\n"
+    "      s.v = s.v + math.floor(s.cost * s.p / 1000)\n"
+    "      redis.call('SET', KEYS[i], string.format('%.0f', s.v), 'PX',\n"
+    "                 math.floor((s.v - now) / 1000) + 1000)\n"
+    "    end\n"
+    "    out[#out + 1] = s.v - now\n"
+    "    out[#out + 1] = 0\n"
+    "  else\n"
+    "    if ok == 1 and s.cost > 0 then\n"
+    "      s.v = redis.call('INCRBY', KEYS[i] .. ':' .. s.w, s.cost)\n"
+    "      redis.call('PEXPIRE', KEYS[i] .. ':' .. s.w,\n"
+    "                 math.floor(2 * s.p / 1000) + 1000)\n"
+    "    end\n"
+    "    out[#out + 1] = s.v\n"
+    "    out[#out + 1] = s.prev\n"
+    "  end\n"
+    "end\n"
+    "out[#out + 1] = now\n"
+    "return out\n");
+
+
+static ngx_http_resilience_redis_script_t  *ngx_http_ratelimit_sync_script;
+static ngx_http_resilience_redis_script_t  *ngx_http_ratelimit_strict_script;
+static ngx_event_t                          ngx_http_ratelimit_tick_event;
+static ngx_msec_t                           ngx_http_ratelimit_tick;
+
+
+ngx_int_t
+ngx_http_ratelimit_sync_init_conf(ngx_conf_t *cf)
+{
+    ngx_http_ratelimit_sync_script = ngx_http_resilience_redis_script(cf,
+                                                &ngx_http_ratelimit_sync_lua);
+    ngx_http_ratelimit_strict_script = ngx_http_resilience_redis_script(cf,
+                                              &ngx_http_ratelimit_strict_lua);
+
+    if (ngx_http_ratelimit_sync_script == NULL
+        || ngx_http_ratelimit_strict_script == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ratelimit_sync_init_worker(ngx_cycle_t *cycle,
+    ngx_http_ratelimit_main_conf_t *rmcf)
+{
+    ngx_uint_t                   i;
+    ngx_http_ratelimit_zone_t  **zones;
+
+    zones = rmcf->zones.elts;
+    ngx_http_ratelimit_tick = 0;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        if (zones[i]->sync == NGX_HTTP_RATELIMIT_SYNC_LOCAL) {
+            continue;
+        }
+
+        if (ngx_http_ratelimit_tick == 0
+            || zones[i]->sync_interval < ngx_http_ratelimit_tick)
+        {
+            ngx_http_ratelimit_tick = zones[i]->sync_interval;
+        }
+    }
+
+    if (ngx_http_ratelimit_tick == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_ratelimit_tick_event.handler = ngx_http_ratelimit_sync_tick;
+    ngx_http_ratelimit_tick_event.data = rmcf;
+    ngx_http_ratelimit_tick_event.log = cycle->log;
+    ngx_http_ratelimit_tick_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_ratelimit_tick_event, ngx_http_ratelimit_tick);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_ratelimit_sync_exit_worker(void)
+{
+    if (ngx_http_ratelimit_tick_event.timer_set) {
+        ngx_del_timer(&ngx_http_ratelimit_tick_event);
+    }
+}
+
+
+/* Redis is away for this zone: on_redis_error decides */
+
+ngx_uint_t
+ngx_http_ratelimit_degraded(ngx_http_ratelimit_zone_t *z)
+{
+    return z->sh->degraded
+           || ngx_http_resilience_redis_state()
+              != NGX_HTTP_RESILIENCE_REDIS_CONNECTED;
+}
+
+
+static void
+ngx_http_ratelimit_sync_tick(ngx_event_t *ev)
+{
+    ngx_http_ratelimit_main_conf_t *rmcf = ev->data;
+
+    ngx_uint_t                   i;
+    ngx_msec_t                   now, stale;
+    ngx_atomic_uint_t            owner;
+    ngx_http_ratelimit_zone_t  **zones, *z;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, ngx_http_ratelimit_tick);
+
+    if (ngx_http_resilience_redis_state()
+        != NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        return;
+    }
+
+    zones = rmcf->zones.elts;
+    now = ngx_current_msec;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        z = zones[i];
+
+        if (z->sync == NGX_HTTP_RATELIMIT_SYNC_LOCAL
+            || (ngx_msec_int_t) (now - z->sh->sync_at)
+               < (ngx_msec_int_t) z->sync_interval)
+        {
+            continue;
+        }
+
+        /* one worker per instance syncs a zone; a dead one's turn lapses */
+
+        owner = z->sh->sync_lock;
+
+        if (owner != 0) {
+            stale = 10 * z->sync_interval + 1000;
+
+            if ((ngx_msec_int_t) (now - z->sh->sync_at)
+                < (ngx_msec_int_t) stale)
+            {
+                continue;
+            }
+        }
+
+        if (!ngx_atomic_cmp_set(&z->sh->sync_lock, owner, ngx_pid)) {
+            continue;
+        }
+
+        z->sh->sync_at = now;
+
+        ngx_http_ratelimit_sync_zone(z, ev->log);
+    }
+}
+
+
+/* the keys used since the last sync, most recent first, in one script */
+
+static void
+ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_log_t *log)
+{
+    u_char                      *p, *keys;
+    size_t                      *lens, size;
+    ngx_uint_t                   n, i, argc;
+    ngx_msec_t                   from;
+    const char                 **argv;
+    ngx_queue_t                 *q;
+    ngx_http_ratelimit_node_t   *rn;
+    ngx_http_ratelimit_batch_t  *b;
+    ngx_http_ratelimit_entry_t  *e;
+    u_char                       id[NGX_INT64_LEN], alg[4], per[NGX_INT64_LEN];
+    u_char                       deltas[NGX_HTTP_RATELIMIT_SYNC_BATCH]
+                                       [NGX_INT64_LEN + 1];
+
+    b = ngx_alloc(sizeof(ngx_http_ratelimit_batch_t)
+                  + NGX_HTTP_RATELIMIT_SYNC_BATCH
+                    * sizeof(ngx_http_ratelimit_entry_t), log);
+    if (b == NULL) {
+        z->sh->sync_lock = 0;
+        return;
+    }
+
+    b->zone = z;
+    b->n = 0;
+
+    from = z->sh->sync_from;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    z->sh->sync_from = ngx_current_msec;
+
+    for (q = ngx_queue_head(&z->sh->queue);
+         q != ngx_queue_sentinel(&z->sh->queue)
+         && b->n < NGX_HTTP_RATELIMIT_SYNC_BATCH;
+         q = ngx_queue_next(q))
+    {
+        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
+
+        if ((ngx_msec_int_t) (rn->touched - from) < 0) {
+            break;
+        }
+
+        e = &b->entries[b->n++];
+
+        e->hash = ((ngx_rbtree_node_t *)
+                     ((u_char *) rn - offsetof(ngx_rbtree_node_t, color)))
+                  ->key;
+        e->flags = rn->flags;
+        e->len = (u_char) rn->len;
+        ngx_memcpy(e->key, rn->data, rn->len);
+        e->delta = rn->delta;
+
+        rn->delta = 0;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    n = b->n;
+    argc = 4 + 2 * n;
+
+    size = argc * (sizeof(char *) + sizeof(size_t))
+           + (n + 1) * NGX_HTTP_RATELIMIT_KEY_BUF;
+
+    argv = ngx_alloc(size, log);
+    if (argv == NULL) {
+        goto failed;
+    }
+
+    lens = (size_t *) (argv + argc);
+    keys = (u_char *) (lens + argc);
+
+    /* the census, then the keys */
+
+    p = keys;
+    argv[0] = (char *) p;
+    lens[0] = ngx_http_ratelimit_redis_key(p, z, (u_char *) "\0census", 7);
+    p += lens[0];
+
+    for (i = 0; i < n; i++) {
+        e = &b->entries[i];
+        argv[1 + i] = (char *) p;
+        lens[1 + i] = ngx_http_ratelimit_redis_key(p, z, e->key, e->len);
+        p += lens[1 + i];
+    }
+
+    argv[1 + n] = (char *) id;
+    lens[1 + n] = ngx_sprintf(id, "%uL", z->sh->id) - id;
+
+    argv[2 + n] = (char *) alg;
+    lens[2 + n] = ngx_sprintf(alg, "%ui", z->algorithm) - alg;
+
+    argv[3 + n] = (char *) per;
+    lens[3 + n] = ngx_sprintf(per, "%L",
+                              z->algorithm == NGX_HTTP_RATELIMIT_GCRA
+                              ? ngx_http_ratelimit_interval_us(z)
+                              : ngx_http_ratelimit_period_us(z))
+                  - per;
+
+    for (i = 0; i < n; i++) {
+        argv[4 + n + i] = (char *) deltas[i];
+        lens[4 + n + i] = ngx_sprintf(deltas[i], "%L", b->entries[i].delta)
+                          - deltas[i];
+    }
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_ratelimit_sync_script,
+                                          1 + n, argc, argv, lens,
+                                          ngx_http_ratelimit_synced, b)
+        != NGX_OK)
+    {
+        ngx_free(argv);
+        goto failed;
+    }
+
+    ngx_free(argv);
+
+    return;
+
+failed:
+
+    ngx_http_ratelimit_synced(NGX_HTTP_RESILIENCE_REDIS_FAILED, NULL, b);
+}
+
+
+static void
+ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_ratelimit_batch_t *b = data;
+
+    int64_t                      census, a, c, now_us;
+    uint64_t                     start;
+    ngx_uint_t                   i, ok;
+    ngx_http_ratelimit_zone_t   *z;
+    ngx_http_ratelimit_entry_t  *e;
+
+    z = b->zone;
+
+    ok = (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
+          && reply->type == REDIS_REPLY_ARRAY
+          && reply->elements == 2 + 2 * b->n
+          && ngx_http_ratelimit_int(reply->element[0], &census) == NGX_OK
+          && ngx_http_ratelimit_int(reply->element[1 + 2 * b->n], &now_us)
+             == NGX_OK);
+
+    if (!ok) {
+        if (!z->sh->degraded) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "ratelimit: zone \"%V\" could not sync with "
+                          "Redis (%s), deciding as on_redis_error says",
+                          &z->name,
+                          rc == NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT
+                          ? "timed out"
+                          : (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
+                             && reply->type == REDIS_REPLY_ERROR)
+                            ? reply->str : "no connection");
+        }
+
+        z->sh->degraded = 1;
+        (void) ngx_atomic_fetch_add(&z->sh->redis_errors, 1);
+
+        /* what was charged here goes with the next sync */
+        for (i = 0; i < b->n; i++) {
+            e = &b->entries[i];
+            ngx_http_ratelimit_merge(z, e->hash, e->flags, e->key, e->len,
+                                     0, 0, 0, e->delta, 0);
+        }
+
+        goto done;
+    }
+
+    if (z->sh->degraded) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "ratelimit: zone \"%V\" syncs with Redis again, "
+                      "%L instance(s)", &z->name, census);
+        z->sh->degraded = 0;
+    }
+
+    z->sh->instances = (census > 0) ? (ngx_atomic_uint_t) census : 1;
+    (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
+
+    start = 0;
+
+    if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
+        start = (uint64_t) (now_us / 1000);
+        start -= start % z->rate.period;
+    }
+
+    for (i = 0; i < b->n; i++) {
+        e = &b->entries[i];
+
+        if (ngx_http_ratelimit_int(reply->element[1 + 2 * i], &a) != NGX_OK
+            || ngx_http_ratelimit_int(reply->element[2 + 2 * i], &c)
+               != NGX_OK)
+        {
+            continue;
+        }
+
+        if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+            /* tat - now, from us to milli-requests */
+            a = a * 1000 / ngx_http_ratelimit_interval_us(z);
+        }
+
+        ngx_http_ratelimit_merge(z, e->hash, e->flags, e->key, e->len,
+                                 a, c, start, 0, 1);
+    }
+
+done:
+
+    z->sh->sync_lock = 0;
+    ngx_free(b);
+}
+
+
+/* sync=strict: one script for every strict limit of the request */
+
+ngx_int_t
+ngx_http_ratelimit_strict(ngx_http_request_t *r,
+    ngx_http_ratelimit_ctx_t *ctx)
+{
+    u_char                       *p, *buf;
+    size_t                       *lens;
+    int64_t                       lim, per;
+    ngx_uint_t                    i, n, argc;
+    const char                  **argv;
+    ngx_http_ratelimit_try_t     *t;
+    ngx_http_ratelimit_zone_t    *z;
+    ngx_http_ratelimit_waiter_t  *w;
+
+    if (ngx_http_resilience_redis_state()
+        != NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        return NGX_DECLINED;
+    }
+
+    n = 0;
+
+    for (i = 0; i < ctx->ntries; i++) {
+        if (ctx->tries[i].strict) {
+            n++;
+        }
+    }
+
+    argc = 5 * n;
+
+    argv = ngx_palloc(r->pool, argc * (sizeof(char *) + sizeof(size_t))
+                               + n * (NGX_HTTP_RATELIMIT_KEY_BUF
+                                      + 4 * (NGX_INT64_LEN + 1)));
+    if (argv == NULL) {
+        return NGX_DECLINED;
+    }
+
+    lens = (size_t *) (argv + argc);
+    buf = (u_char *) (lens + argc);
+    p = buf;
+
+    n = 0;
+
+    for (i = 0; i < ctx->ntries; i++) {
+        t = &ctx->tries[i];
+
+        if (!t->strict) {
+            continue;
+        }
+
+        argv[n] = (char *) p;
+        lens[n] = ngx_http_ratelimit_redis_key(p, t->zone, t->key.data,
+                                               t->key.len);
+        p += lens[n];
+        n++;
+    }
+
+    argc = n;
+
+    for (i = 0; i < ctx->ntries; i++) {
+        t = &ctx->tries[i];
+
+        if (!t->strict) {
+            continue;
+        }
+
+        z = t->zone;
+
+        if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+            per = ngx_http_ratelimit_interval_us(z);
+            lim = t->limit->burst * per / 1000;
+
+        } else {
+            per = ngx_http_ratelimit_period_us(z);
+            lim = (int64_t) z->rate.milli + t->limit->burst;
+        }
+
+        argv[argc] = (char *) p;
+        p = ngx_sprintf(p, "%ui", z->algorithm);
+        lens[argc] = p - (u_char *) argv[argc];
+        argc++;
+
+        argv[argc] = (char *) p;
+        p = ngx_sprintf(p, "%L", per);
+        lens[argc] = p - (u_char *) argv[argc];
+        argc++;
+
+        argv[argc] = (char *) p;
+        p = ngx_sprintf(p, "%L", lim);
+        lens[argc] = p - (u_char *) argv[argc];
+        argc++;
+
+        argv[argc] = (char *) p;
+        p = ngx_sprintf(p, "%L", t->cost);
+        lens[argc] = p - (u_char *) argv[argc];
+        argc++;
+    }
+
+    w = ngx_alloc(sizeof(ngx_http_ratelimit_waiter_t), r->connection->log);
+    if (w == NULL) {
+        return NGX_DECLINED;
+    }
+
+    w->ctx = ctx;
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_ratelimit_strict_script,
+                                          n, argc, argv, lens,
+                                          ngx_http_ratelimit_strict_done, w)
+        != NGX_OK)
+    {
+        ngx_free(w);
+        return NGX_DECLINED;
+    }
+
+    ctx->waiter = w;
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_ratelimit_strict_cancel(ngx_http_ratelimit_ctx_t *ctx)
+{
+    ngx_http_ratelimit_waiter_t  *w;
+
+    w = ctx->waiter;
+
+    if (w) {
+        /* the reply handler frees it */
+        w->ctx = NULL;
+        ctx->waiter = NULL;
+    }
+}
+
+
+static void
+ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_ratelimit_waiter_t *w = data;
+
+    int64_t                     ok, pass, a, c, now_us, base, cand, per;
+    uint64_t                    start;
+    ngx_uint_t                  i, k, n;
+    ngx_http_request_t         *r;
+    ngx_http_ratelimit_ctx_t   *ctx;
+    ngx_http_ratelimit_try_t   *t;
+    ngx_http_ratelimit_zone_t  *z;
+
+    ctx = w->ctx;
+    ngx_free(w);
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    ctx->waiter = NULL;
+    r = ctx->request;
+
+    n = 0;
+
+    for (i = 0; i < ctx->ntries; i++) {
+        if (ctx->tries[i].strict) {
+            n++;
+        }
+    }
+
+    if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY
+        || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2 + 3 * n
+        || ngx_http_ratelimit_int(reply->element[0], &ok) != NGX_OK
+        || ngx_http_ratelimit_int(reply->element[1 + 3 * n], &now_us)
+           != NGX_OK)
+    {
+        for (i = 0; i < ctx->ntries; i++) {
+            t = &ctx->tries[i];
+
+            if (t->strict) {
+                z = t->zone;
+
+                if (!z->sh->degraded) {
+                    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                                  "ratelimit: zone \"%V\" got no answer "
+                                  "from Redis (%s), deciding as "
+                                  "on_redis_error says", &z->name,
+                                  rc == NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT
+                                  ? "timed out" : "error");
+                }
+
+                z->sh->degraded = 1;
+                (void) ngx_atomic_fetch_add(&z->sh->redis_errors, 1);
+            }
+        }
+
+        ctx->strict_failed = 1;
+        ngx_http_ratelimit_resume(r, ctx);
+        return;
+    }
+
+    for (i = 0, k = 0; i < ctx->ntries; i++) {
+        t = &ctx->tries[i];
+
+        if (!t->strict) {
+            continue;
+        }
+
+        z = t->zone;
+
+        if (ngx_http_ratelimit_int(reply->element[1 + 3 * k], &pass) != NGX_OK
+            || ngx_http_ratelimit_int(reply->element[2 + 3 * k], &a)
+               != NGX_OK
+            || ngx_http_ratelimit_int(reply->element[3 + 3 * k], &c)
+               != NGX_OK)
+        {
+            pass = 1;
+            a = 0;
+            c = 0;
+        }
+
+        k++;
+
+        (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
+
+        if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+            per = ngx_http_ratelimit_interval_us(z);
+
+            /* tat - now in milli-requests, after the charge when ok */
+            base = a * 1000 / per;
+
+            ngx_http_ratelimit_mirror(t, base, 0, 0);
+
+            if (pass && ok) {
+                t->excess = ngx_max(base - 1000, 0);
+                t->remaining = ngx_max(t->limit->burst - t->excess, 0)
+                               / 1000;
+                t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
+                                         / (int64_t) z->rate.milli);
+                continue;
+            }
+
+            cand = base + ngx_max(t->cost, 1000) - 1000;
+
+            t->excess = cand;
+            t->remaining = 0;
+            t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
+                                     / (int64_t) z->rate.milli);
+
+            if (!pass) {
+                t->busy = 1;
+                t->wait = (ngx_msec_t) ((cand - t->limit->burst)
+                                        * (int64_t) z->rate.period
+                                        / (int64_t) z->rate.milli);
+            }
+
+            continue;
+        }
+
+        start = (uint64_t) (now_us / 1000);
+        start -= start % z->rate.period;
+
+        ngx_http_ratelimit_mirror(t, a, c, start);
+
+        ngx_http_ratelimit_sliding(t, a, c, (uint64_t) (now_us / 1000),
+                                   pass, ok);
+    }
+
+    ngx_http_ratelimit_resume(r, ctx);
+}
+
+
+/* "<prefix>rl:<zone>:<key>", the key binary-safe */
+
+static size_t
+ngx_http_ratelimit_redis_key(u_char *buf, ngx_http_ratelimit_zone_t *z,
+    u_char *key, size_t len)
+{
+    u_char     *p;
+    ngx_str_t  *prefix;
+
+    prefix = ngx_http_resilience_redis_prefix();
+
+    p = ngx_cpymem(buf, prefix->data, ngx_min(prefix->len, 64));
+    p = ngx_cpymem(p, "rl:", 3);
+    p = ngx_cpymem(p, z->name.data, ngx_min(z->name.len, 256));
+    *p++ = ':';
+    p = ngx_cpymem(p, key, ngx_min(len, NGX_HTTP_RATELIMIT_KEY_MAX));
+
+    return p - buf;
+}
+
+
+/* GCRA's emission interval: the time one request takes, in us */
+
+static int64_t
+ngx_http_ratelimit_interval_us(ngx_http_ratelimit_zone_t *z)
+{
+    int64_t  us;
+
+    us = (int64_t) z->rate.period * 1000000 / (int64_t) z->rate.milli;
+
+    return us > 0 ? us : 1;
+}
+
+
+static int64_t
+ngx_http_ratelimit_period_us(ngx_http_ratelimit_zone_t *z)
+{
+    return (int64_t) z->rate.period * 1000;
+}
+
+
+static ngx_int_t
+ngx_http_ratelimit_int(redisReply *r, int64_t *v)
+{
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *v = r->integer;
+        return NGX_OK;
+    }
+
+    if (r->type == REDIS_REPLY_NIL) {
+        *v = 0;
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
