@@ -42,6 +42,9 @@
 /* at most this many limits take part in one request */
 #define NGX_HTTP_RATELIMIT_MAX_LIMITS    16
 
+/* sync=redis: keys used within this time are synced at every tick */
+#define NGX_HTTP_RATELIMIT_ACTIVE        10000
+
 /* the fleet's census: an instance not seen for this long is gone */
 #define NGX_HTTP_RATELIMIT_CENSUS        10000
 
@@ -90,7 +93,6 @@ typedef struct {
 
     ngx_atomic_t               sync_lock;    /* pid syncing now, or 0 */
     ngx_msec_t                 sync_at;      /* when it started */
-    ngx_msec_t                 sync_from;    /* keys touched since */
     ngx_atomic_t               instances;    /* fleet size, last seen */
     ngx_atomic_t               degraded;     /* Redis failing */
     uint64_t                   id;           /* this instance */

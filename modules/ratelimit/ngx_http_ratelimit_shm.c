@@ -580,8 +580,6 @@ ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
     u_char flags, u_char *key, size_t len, int64_t a, int64_t c,
     uint64_t start, int64_t restore, ngx_uint_t fleet)
 {
-    int64_t                     base;
-    ngx_msec_t                  now;
     ngx_http_ratelimit_node_t  *rn;
 
     ngx_shmtx_lock(&z->shpool->mutex);
@@ -600,13 +598,9 @@ ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
     }
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-        now = ngx_current_msec;
-        base = ngx_http_ratelimit_base(z, rn, now);
-
-        if (a + rn->delta > base) {
-            rn->excess = a + rn->delta - 1000;
-            rn->last = now;
-        }
+        /* the fleet's view, and what was charged here since */
+        rn->excess = ngx_max(a, 0) + rn->delta - 1000;
+        rn->last = ngx_current_msec;
 
     } else {
         ngx_http_ratelimit_roll(z, rn, ngx_http_ratelimit_wall());

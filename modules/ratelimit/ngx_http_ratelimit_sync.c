@@ -55,7 +55,7 @@ typedef struct {
 
 static void ngx_http_ratelimit_sync_tick(ngx_event_t *ev);
 static void ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z,
-    ngx_log_t *log);
+    ngx_msec_t span, ngx_log_t *log);
 static void ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply,
     void *data);
 static void ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply,
@@ -69,8 +69,10 @@ static ngx_int_t ngx_http_ratelimit_int(redisReply *r, int64_t *v);
 
 /*
  * KEYS: the census, then the keys; ARGV: this instance, the algorithm,
- * the emission interval (GCRA) or the window (us), then one charge per
- * key (milli-requests).  Returns the census count, two figures per key
+ * the emission interval (GCRA) or the window (us), the time since the
+ * last sync (us), then one charge per key (milli-requests).  The charges
+ * were made over that time, not now: GCRA's arrival time may start that
+ * far back, or a steady rate would look like a burst at every sync.  Returns the census count, two figures per key
  * (GCRA: tat - now in us; sliding: the current and previous counts), and
  * Redis's time in us.
  */
@@ -84,12 +86,13 @@ static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
     "redis.call('PEXPIRE', KEYS[1], 60000)\n"
     "local out = {redis.call('ZCARD', KEYS[1])}\n"
     "local alg, p = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local floor = now - tonumber(ARGV[4])\n"
     "local w = math.floor(now / p)\n"
     "for i = 2, #KEYS do\n"
-    "  local d = tonumber(ARGV[i + 2])\n"
+    "  local d = tonumber(ARGV[i + 3])\n"
     "  if alg == 0 then\n"
     "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
-    "    if tat < now then tat = now end\n"
+    "    if tat < floor then tat = floor end\n"
     "    if d > 0 then\n"
     "      tat = tat + math.floor(d * p / 1000)\n"
     "      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX',\n"
@@ -266,7 +269,7 @@ ngx_http_ratelimit_sync_tick(ngx_event_t *ev)
     ngx_http_ratelimit_main_conf_t *rmcf = ev->data;
 
     ngx_uint_t                   i;
-    ngx_msec_t                   now, stale;
+    ngx_msec_t                   now, stale, span;
     ngx_atomic_uint_t            owner;
     ngx_http_ratelimit_zone_t  **zones, *z;
 
@@ -313,17 +316,24 @@ ngx_http_ratelimit_sync_tick(ngx_event_t *ev)
             continue;
         }
 
+        span = now - z->sh->sync_at;
         z->sh->sync_at = now;
 
-        ngx_http_ratelimit_sync_zone(z, ev->log);
+        ngx_http_ratelimit_sync_zone(z, ngx_min(span, 10 * z->sync_interval),
+                                     ev->log);
     }
 }
 
 
-/* the keys used since the last sync, most recent first, in one script */
+/*
+ * The keys used lately, most recent first, in one script: a key in use
+ * here learns what the rest of the fleet charged it even while this
+ * instance charges it nothing.
+ */
 
 static void
-ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_log_t *log)
+ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
+    ngx_log_t *log)
 {
     u_char                      *p, *keys;
     size_t                      *lens, size;
@@ -335,6 +345,7 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_log_t *log)
     ngx_http_ratelimit_batch_t  *b;
     ngx_http_ratelimit_entry_t  *e;
     u_char                       id[NGX_INT64_LEN], alg[4], per[NGX_INT64_LEN];
+    u_char                       sp[NGX_INT64_LEN];
     u_char                       deltas[NGX_HTTP_RATELIMIT_SYNC_BATCH]
                                        [NGX_INT64_LEN + 1];
 
@@ -349,11 +360,9 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_log_t *log)
     b->zone = z;
     b->n = 0;
 
-    from = z->sh->sync_from;
+    from = ngx_current_msec - NGX_HTTP_RATELIMIT_ACTIVE;
 
     ngx_shmtx_lock(&z->shpool->mutex);
-
-    z->sh->sync_from = ngx_current_msec;
 
     for (q = ngx_queue_head(&z->sh->queue);
          q != ngx_queue_sentinel(&z->sh->queue)
@@ -382,7 +391,7 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_log_t *log)
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     n = b->n;
-    argc = 4 + 2 * n;
+    argc = 5 + 2 * n;
 
     size = argc * (sizeof(char *) + sizeof(size_t))
            + (n + 1) * NGX_HTTP_RATELIMIT_KEY_BUF;
@@ -422,9 +431,12 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_log_t *log)
                               : ngx_http_ratelimit_period_us(z))
                   - per;
 
+    argv[4 + n] = (char *) sp;
+    lens[4 + n] = ngx_sprintf(sp, "%M", span * 1000) - sp;
+
     for (i = 0; i < n; i++) {
-        argv[4 + n + i] = (char *) deltas[i];
-        lens[4 + n + i] = ngx_sprintf(deltas[i], "%L", b->entries[i].delta)
+        argv[5 + n + i] = (char *) deltas[i];
+        lens[5 + n + i] = ngx_sprintf(deltas[i], "%L", b->entries[i].delta)
                           - deltas[i];
     }
 

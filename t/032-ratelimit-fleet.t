@@ -1,0 +1,401 @@
+# Fleet-wide rate limits: two nginx instances and one Redis.  sync=redis
+# decides locally and reconciles from a timer (the fleet admits the
+# global rate; far fewer Redis commands than requests); sync=strict asks
+# Redis once per request, all or nothing; Redis absent, paused and
+# restarted under each on_redis_error.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port redis_cli redis_start redis_kill);
+use NR::Net qw(http_get http_burst);
+use NR::Nginx qw(nginx_start nginx_stop);
+use Time::HiRes qw(time sleep);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+$ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
+$ENV{TEST_NGINX_PEER_PORT} = free_port();
+$ENV{TEST_NGINX_DOWN_PORT} = free_port();
+$ENV{TEST_NGINX_FLAKY_REDIS_PORT} = free_port();
+
+our $Prefix = "nr:t032:$$:";
+$ENV{TEST_NGINX_PREFIX} = $Prefix;
+
+# both instances: the same zones, over a local backend
+our $Zones = <<"_EOC_";
+    resilience_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} prefix=$Prefix
+                     connect_timeout=2s command_timeout=500ms;
+    ratelimit_zone shared key=one size=1m rate=1r/m sync=redis
+                   sync_interval=50ms;
+    ratelimit_zone accurate key=one size=1m rate=25r/s sync=redis;
+    ratelimit_zone alone key=one size=1m rate=25r/s;
+    ratelimit_zone many key=\$arg_k size=1m rate=10000r/s sync=redis;
+    ratelimit_zone strict key=one size=1m rate=1r/m sync=strict;
+_EOC_
+
+our $Locations = <<"_EOC_";
+    location = /ok { return 200 "ok\\n"; }
+    location /shared {
+        ratelimit shared burst=2 nodelay;
+        proxy_pass http://127.0.0.1:\$server_port/ok;
+    }
+    location /accurate {
+        ratelimit accurate nodelay;
+        proxy_pass http://127.0.0.1:\$server_port/ok;
+    }
+    location /alone {
+        ratelimit alone nodelay;
+        proxy_pass http://127.0.0.1:\$server_port/ok;
+    }
+    location /many {
+        ratelimit many burst=100000 nodelay;
+        proxy_pass http://127.0.0.1:\$server_port/ok;
+    }
+    location /strict {
+        ratelimit strict burst=4 nodelay;
+        proxy_pass http://127.0.0.1:\$server_port/ok;
+    }
+    location = /status { resilience_status prometheus; }
+_EOC_
+
+$ENV{TEST_NGINX_ZONES} = $Zones;
+$ENV{TEST_NGINX_LOCATIONS} = $Locations;
+
+sub result {
+    my ($text) = @_;
+    my $f = "$Test::Nginx::Util::HtmlDir/result.txt";
+    open my $fh, '>', $f or die "$f: $!";
+    print $fh $text;
+    close $fh;
+}
+
+sub letters {
+    my ($port, $path, $n) = @_;
+    my $s = '';
+    for (1 .. $n) {
+        my ($st) = http_get($port, $path);
+        $s .= $st == 200 ? 'P' : $st == 429 ? 'R' : "?$st";
+    }
+    return $s;
+}
+
+sub peer {
+    nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                http_config => $Zones, config => $Locations);
+}
+
+# waits until $n connections from nginx workers are up on Redis
+sub wait_clients {
+    my ($n, $port) = @_;
+    $port ||= $ENV{TEST_NGINX_REDIS_PORT};
+    for (1 .. 200) {
+        my @lines = grep { /^id=/ && !/cmd=client/ } split /\n/,
+                    redis_cli($port, "CLIENT", "LIST");
+        return if @lines >= $n;
+        sleep 0.05;
+    }
+    die "fewer than $n clients on port $port";
+}
+
+sub evalsha_calls {
+    my ($port) = @_;
+    my $s = redis_cli($port || $ENV{TEST_NGINX_REDIS_PORT},
+                      "INFO", "commandstats");
+    my ($n) = $s =~ /^cmdstat_evalsha:calls=(\d+)/m;
+    return $n || 0;
+}
+
+sub metric {
+    my ($port, $re) = @_;
+    my (undef, $m) = http_get($port, "/status");
+    my ($v) = $m =~ $re;
+    return $v // 'none';
+}
+
+run_tests();
+
+END { nginx_stop($ENV{TEST_NGINX_PEER_PORT}) }
+
+__DATA__
+
+=== TEST 1: sync=redis: what one instance admitted, the other one knows after a sync
+--- http_config
+    $TEST_NGINX_ZONES
+--- config
+    $TEST_NGINX_LOCATIONS
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::peer();
+main::wait_clients(2);
+# 3 requests a minute for the fleet; each instance alone would allow 3
+my ($h, $p) = ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT});
+my $s = '';
+for my $port ($h, $p, $h, $p, $h) {
+    $s .= ($port == $h ? " here=" : " peer=") . main::letters($port, "/shared", 1);
+    sleep 0.3;
+}
+main::result("$s\n");
+--- request
+GET /result
+--- response_body
+ here=P peer=P here=P peer=R here=R
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 2: sync=redis: two instances offered twice the rate admit the rate (within 5%); without sync they admit twice
+--- http_config
+    $TEST_NGINX_ZONES
+--- config
+    $TEST_NGINX_LOCATIONS
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::peer();
+main::wait_clients(2);
+my @ports = ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT});
+my %out;
+for my $path ("/accurate", "/alone") {
+    # 25 r/s configured, each instance offered 25 r/s: 50 r/s in all
+    my ($ok, $n) = (0, 0);
+    my $start = time;
+    my $next = $start;
+    while (time - $start < 4) {
+        for my $p (@ports) {
+            my ($st) = NR::Net::http_get($p, $path);
+            $ok++ if $st == 200;
+            $n++;
+        }
+        $next += 0.04;
+        my $left = $next - time;
+        sleep $left if $left > 0;
+    }
+    my $expected = 25 * (time - $start) + 1;
+    $out{$path} = $ok / $expected;
+    $out{"n$path"} = $n;
+}
+my $acc = $out{"/accurate"};
+my $alone = $out{"/alone"};
+main::result("offered=" . ($out{"n/accurate"} >= 190 ? "2x" : $out{"n/accurate"})
+             . " redis=" . ($acc >= 0.95 && $acc <= 1.05 ? "within5%"
+                            : sprintf("%.3f", $acc))
+             . " local=" . ($alone > 1.6 ? "about2x" : sprintf("%.3f", $alone))
+             . "\n");
+--- request
+GET /result
+--- response_body
+offered=2x redis=within5% local=about2x
+--- timeout: 15
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 3: sync=redis: far fewer Redis commands than requests
+--- http_config
+    $TEST_NGINX_ZONES
+--- config
+    $TEST_NGINX_LOCATIONS
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::wait_clients(1);
+my $before = main::evalsha_calls();
+my $ok = 0;
+for (1 .. 20) {
+    for my $r (NR::Net::http_burst($ENV{TEST_NGINX_SERVER_PORT}, "/many?k=$_", 15)) {
+        $ok++ if $r->[0] == 200;
+    }
+}
+sleep 0.3;
+my $calls = main::evalsha_calls() - $before;
+my $syncs = main::metric($ENV{TEST_NGINX_SERVER_PORT},
+                         qr/^nginx_resilience_ratelimit_syncs_total\{zone="many"\} (\d+)/m);
+main::result("passed=$ok commands=" . ($calls >= 1 && $calls <= 50 ? "few" : $calls)
+             . " syncs=" . ($syncs >= 1 ? "some" : $syncs) . "\n");
+--- request
+GET /result
+--- response_body
+passed=300 commands=few syncs=some
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 4: sync=strict: one atomic check per request across the fleet
+--- http_config
+    $TEST_NGINX_ZONES
+--- config
+    $TEST_NGINX_LOCATIONS
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::peer();
+main::wait_clients(2);
+my $before = main::evalsha_calls();
+my $a = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/strict", 3);
+my $b = main::letters($ENV{TEST_NGINX_PEER_PORT}, "/strict", 3);
+my $calls = main::evalsha_calls() - $before;
+main::result("here=$a peer=$b commands=" . ($calls >= 6 && $calls <= 8 ? "one-per-request" : $calls) . "\n");
+--- request
+GET /result
+--- response_body
+here=PPP peer=PPR commands=one-per-request
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 5: Redis absent, on_redis_error=closed: strict and fleet limits reject at once
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=200ms
+                     command_timeout=100ms;
+    ratelimit_zone s key=one size=1m rate=100r/s sync=strict on_redis_error=closed;
+    ratelimit_zone r key=one size=1m rate=100r/s sync=redis on_redis_error=closed;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /s { ratelimit s; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location /r { ratelimit r; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location = /status { resilience_status prometheus; }
+--- request eval
+["GET /s", "GET /r", "GET /status"]
+--- error_code eval
+[429, 429, 200]
+--- response_body_like eval
+[".*", ".*", qr/nginx_resilience_ratelimit_fallbacks_total\{zone="s"\} 1\n/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6: Redis absent, on_redis_error=open: every request passes
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=200ms
+                     command_timeout=100ms;
+    ratelimit_zone s key=one size=1m rate=1r/m sync=strict on_redis_error=open;
+    ratelimit_zone r key=one size=1m rate=1r/m sync=redis on_redis_error=open;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /s { ratelimit s; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location /r { ratelimit r; proxy_pass http://127.0.0.1:$server_port/ok; }
+--- request eval
+["GET /s", "GET /s", "GET /s", "GET /r", "GET /r", "GET /r"]
+--- error_code eval
+[200, 200, 200, 200, 200, 200]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 7: Redis absent, on_redis_error=local (the default): the zone is enforced here
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=200ms
+                     command_timeout=100ms;
+    ratelimit_zone s key=one size=1m rate=1r/m sync=strict;
+    ratelimit_zone r key=one size=1m rate=1r/m sync=redis;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /s { ratelimit s burst=1 nodelay; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location /r { ratelimit r burst=1 nodelay; proxy_pass http://127.0.0.1:$server_port/ok; }
+--- request eval
+["GET /s", "GET /s", "GET /s", "GET /r", "GET /r", "GET /r"]
+--- error_code eval
+[200, 200, 429, 200, 200, 429]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: Redis paused: a strict request waits no longer than command_timeout, then falls back
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=200ms;
+    ratelimit_zone p key=one size=1m rate=100r/s sync=strict;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /p { ratelimit p; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::wait_clients(1);
+my ($st0) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/p");
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", "1500");
+my $t = time;
+my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/p");
+my $took = time - $t;
+sleep 1.6;
+main::result("before=$st0 paused=$st took=" . ($took >= 0.15 && $took < 0.9 ? "about-command_timeout" : $took) . "\n");
+--- request
+GET /result
+--- response_body
+before=200 paused=200 took=about-command_timeout
+--- timeout: 6
+--- error_log
+got no answer from Redis (timed out)
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: Redis killed and restarted mid-test: limits keep working, strict checks resume
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_FLAKY_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=500ms command_timeout=200ms;
+    ratelimit_zone f key=$arg_k size=1m rate=1r/m sync=strict;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /f { ratelimit f burst=1 nodelay; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_FLAKY_REDIS_PORT};
+NR::Redis::redis_start($port);
+main::wait_clients(1, $port);
+my $up = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/f?k=a", 3);
+NR::Redis::redis_kill($port);
+sleep 0.2;
+my $down = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/f?k=b", 3);
+NR::Redis::redis_start($port);
+main::wait_clients(1, $port);
+sleep 0.3;
+my $before = main::evalsha_calls($port) + 0;
+my $back = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/f?k=c", 3);
+my $calls = main::evalsha_calls($port) - $before;
+NR::Redis::redis_kill($port);
+main::result("up=$up down=$down back=$back strict=" . ($calls >= 3 ? "yes" : $calls) . "\n");
+--- request
+GET /result
+--- response_body
+up=PPR down=PPR back=PPR strict=yes
+--- timeout: 15
+--- no_error_log
+[alert]
+[crit]
