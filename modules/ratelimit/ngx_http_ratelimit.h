@@ -93,6 +93,7 @@ typedef struct {
 
     ngx_atomic_t               sync_lock;    /* pid syncing now, or 0 */
     ngx_msec_t                 sync_at;      /* when it started */
+    ngx_msec_t                 census_at;    /* the last census sent */
     ngx_atomic_t               instances;    /* fleet size, last seen */
     ngx_atomic_t               degraded;     /* Redis failing */
     uint64_t                   id;           /* this instance */

@@ -422,6 +422,9 @@ ngx_http_ratelimit_decide(ngx_http_request_t *r,
         }
 
         if (busy == NULL && strict) {
+            /* the request to bring back: a subrequest, maybe */
+            ctx->request = r;
+
             rc = ngx_http_ratelimit_strict(r, ctx);
 
             if (rc == NGX_AGAIN) {

@@ -375,6 +375,11 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
             break;
         }
 
+        if (z->sync == NGX_HTTP_RATELIMIT_SYNC_STRICT && rn->delta == 0) {
+            /* Redis has it: only what a fallback charged here goes */
+            continue;
+        }
+
         e = &b->entries[b->n++];
 
         e->hash = ((ngx_rbtree_node_t *)
@@ -391,6 +396,19 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     n = b->n;
+
+    /* nothing to sync: the census once a second is enough */
+
+    if (n == 0 && !z->sh->degraded
+        && (ngx_msec_int_t) (ngx_current_msec - z->sh->census_at) < 1000)
+    {
+        ngx_free(b);
+        z->sh->sync_lock = 0;
+        return;
+    }
+
+    z->sh->census_at = ngx_current_msec;
+
     argc = 5 + 2 * n;
 
     size = argc * (sizeof(char *) + sizeof(size_t))
@@ -513,7 +531,10 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
     }
 
     z->sh->instances = (census > 0) ? (ngx_atomic_uint_t) census : 1;
-    (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
+
+    if (b->n) {
+        (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
+    }
 
     start = 0;
 
