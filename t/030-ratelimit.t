@@ -634,3 +634,25 @@ nginx_resilience_ratelimit_keys\{zone="m2"\}[ ]1\n/xs
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 23: a sliding window below one request per period counts whole requests over a wider window
+--- http_config
+    ratelimit_zone half key=$arg_k size=1m rate=0.5r/s algorithm=sliding_window;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /t {
+        ratelimit half;
+        ratelimit_headers draft;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ok;
+    }
+--- request eval
+["GET /t?k=a", "GET /t?k=a"]
+--- error_code eval
+[200, 429]
+--- response_headers_like eval
+["RateLimit-Policy: \"half\";q=1;w=2", "Retry-After: [1-4]"]
+--- no_error_log
+[alert]
+[crit]

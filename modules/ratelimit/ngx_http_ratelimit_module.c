@@ -57,6 +57,10 @@ static char *ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ratelimit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_ratelimit_status_set(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ratelimit_enum_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_conf_enum_t  ngx_http_ratelimit_log_levels[] = {
@@ -73,11 +77,6 @@ static ngx_conf_enum_t  ngx_http_ratelimit_header_modes[] = {
     { ngx_string("draft"), NGX_HTTP_RATELIMIT_HEADERS_DRAFT },
     { ngx_string("legacy"), NGX_HTTP_RATELIMIT_HEADERS_LEGACY },
     { ngx_null_string, 0 }
-};
-
-
-static ngx_conf_num_bounds_t  ngx_http_ratelimit_status_bounds = {
-    ngx_conf_check_num_bounds, 400, 599
 };
 
 
@@ -102,10 +101,10 @@ static ngx_command_t  ngx_http_ratelimit_commands[] = {
 
     { ngx_string("ratelimit_status"),
       NGX_HTTP_RATELIMIT_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_http_ratelimit_status_set,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ratelimit_loc_conf_t, status),
-      &ngx_http_ratelimit_status_bounds },
+      NULL },
 
     { ngx_string("ratelimit_dry_run"),
       NGX_HTTP_RATELIMIT_CONF|NGX_CONF_FLAG,
@@ -116,14 +115,14 @@ static ngx_command_t  ngx_http_ratelimit_commands[] = {
 
     { ngx_string("ratelimit_headers"),
       NGX_HTTP_RATELIMIT_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_ratelimit_enum_set,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ratelimit_loc_conf_t, headers),
       &ngx_http_ratelimit_header_modes },
 
     { ngx_string("ratelimit_log_level"),
       NGX_HTTP_RATELIMIT_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_ratelimit_enum_set,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ratelimit_loc_conf_t, log_level),
       &ngx_http_ratelimit_log_levels },
@@ -1135,6 +1134,7 @@ ngx_http_ratelimit_init(ngx_conf_t *cf)
     ngx_uint_t                        i;
     ngx_http_handler_pt              *h;
     ngx_shm_zone_t                  **used;
+    ngx_http_ratelimit_zone_t       **zones;
     ngx_http_core_main_conf_t        *cmcf;
     ngx_http_ratelimit_main_conf_t   *rmcf;
 
@@ -1154,9 +1154,19 @@ ngx_http_ratelimit_init(ngx_conf_t *cf)
     }
 
     if (rmcf->redis && !ngx_http_resilience_redis_configured(cf)) {
+        zones = rmcf->zones.elts;
+
+        for (i = 0; i < rmcf->zones.nelts; i++) {
+            if (zones[i]->sync != NGX_HTTP_RATELIMIT_SYNC_LOCAL) {
+                break;
+            }
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ratelimit_zone \"sync=\" other than \"local\" "
-                           "needs \"resilience_redis\"");
+                           "\"ratelimit_zone\" \"%V\": \"sync=%s\" needs "
+                           "\"resilience_redis\"", &zones[i]->name,
+                           zones[i]->sync == NGX_HTTP_RATELIMIT_SYNC_REDIS
+                           ? "redis" : "strict");
         return NGX_ERROR;
     }
 
@@ -1246,9 +1256,12 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     size = 0;
 
     if (value[1].len == 0 || ngx_strchr(value[1].data, '=') != NULL) {
-        return "expects the zone's name first, "
-               "as in \"ratelimit_zone one key=$binary_remote_addr "
-               "size=10m rate=10r/s\"";
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ratelimit_zone\" directive: invalid zone name "
+                           "\"%V\", the name comes first, as in "
+                           "\"ratelimit_zone one key=$binary_remote_addr "
+                           "size=10m rate=10r/s\"", &value[1]);
+        return NGX_CONF_ERROR;
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -1433,6 +1446,12 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     z->quota = (int64_t) (z->rate.milli * k / 1000);
     z->window = (ngx_uint_t) (z->rate.period / 1000 * k);
 
+    if (z->algorithm == NGX_HTTP_RATELIMIT_SLIDING && k > 1) {
+        /* a window counts whole requests: 0.5r/s is 1 per 2 s */
+        z->rate.milli *= k;
+        z->rate.period *= k;
+    }
+
     shm_zone = ngx_shared_memory_add(cf, &z->name, size,
                                      &ngx_http_ratelimit_module);
     if (shm_zone == NULL) {
@@ -1615,4 +1634,78 @@ ngx_http_ratelimit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *zp = shm_zone;
 
     return NGX_CONF_OK;
+}
+
+
+/* ratelimit_status 429: 400 to 599, the error naming the value */
+
+static char *
+ngx_http_ratelimit_status_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t  *np;
+
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_resilience_parse_uint(cf, &value[1], 400, 599, np)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* ngx_conf_set_enum_slot, with the directive and the choices named */
+
+static char *
+ngx_http_ratelimit_enum_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    u_char           *q, *last;
+    ngx_str_t        *value;
+    ngx_uint_t       *np, i;
+    ngx_conf_enum_t  *e;
+    u_char            choices[128];
+
+    np = (ngx_uint_t *) (p + cmd->offset);
+
+    if (*np != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    e = cmd->post;
+
+    for (i = 0; e[i].name.len; i++) {
+        if (e[i].name.len == value[1].len
+            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
+        {
+            *np = e[i].value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    q = choices;
+    last = choices + sizeof(choices);
+
+    for (i = 0; e[i].name.len; i++) {
+        q = ngx_slprintf(q, last, "%s\"%V\"", i ? ", " : "", &e[i].name);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"%V\" directive: invalid value \"%V\", expected %*s",
+                       &cmd->name, &value[1], q - choices, choices);
+
+    return NGX_CONF_ERROR;
 }

@@ -48,7 +48,32 @@ ngx_http_ratelimit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     z = shm_zone->data;
 
     if (oz) {
-        /* reload: every key keeps its state */
+        /* reload: every key keeps its state, if it still means the same */
+
+        if (z->key.value.len != oz->key.value.len
+            || ngx_strncmp(z->key.value.data, oz->key.value.data,
+                           z->key.value.len)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "ratelimit_zone \"%V\" uses the \"%V\" key "
+                          "while previously it used the \"%V\" key",
+                          &shm_zone->shm.name, &z->key.value,
+                          &oz->key.value);
+            return NGX_ERROR;
+        }
+
+        if (z->algorithm != oz->algorithm
+            || (z->algorithm == NGX_HTTP_RATELIMIT_SLIDING
+                && z->rate.period != oz->rate.period))
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "ratelimit_zone \"%V\" changes its algorithm "
+                          "or window; give it another name (or a restart)",
+                          &shm_zone->shm.name);
+            return NGX_ERROR;
+        }
+
         z->sh = oz->sh;
         z->shpool = oz->shpool;
         return NGX_OK;
