@@ -36,6 +36,7 @@ our $Zones = <<"_EOC_";
     ratelimit_zone alone key=one size=1m rate=25r/s;
     ratelimit_zone many key=\$arg_k size=1m rate=10000r/s sync=redis;
     ratelimit_zone strict key=one size=1m rate=1r/m sync=strict;
+    ratelimit_zone race key=one size=1m rate=1r/m sync=strict;
 _EOC_
 
 our $Locations = <<"_EOC_";
@@ -58,6 +59,10 @@ our $Locations = <<"_EOC_";
     }
     location /strict {
         ratelimit strict burst=4 nodelay;
+        proxy_pass http://127.0.0.1:\$server_port/ok;
+    }
+    location /race {
+        ratelimit race burst=4 nodelay;
         proxy_pass http://127.0.0.1:\$server_port/ok;
     }
     location = /status { resilience_status prometheus; }
@@ -401,6 +406,88 @@ GET /result
 --- response_body
 up=PPR down=PPR back=PPR strict=yes
 --- timeout: 15
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 10: sync=strict under concurrency: 30 requests at once on two instances, exactly the budget passes
+--- http_config
+    $TEST_NGINX_ZONES
+--- config
+    $TEST_NGINX_LOCATIONS
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::peer();
+main::wait_clients(2);
+# /race allows 5 a minute (burst=4), for the whole fleet
+my @pids;
+my $dir = $Test::Nginx::Util::HtmlDir;
+for my $port ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT}) {
+    my $pid = fork();
+    if ($pid == 0) {
+        my $ok = grep { $_->[0] == 200 }
+                 NR::Net::http_burst($port, "/race", 15);
+        open my $fh, '>', "$dir/ok-$port" or POSIX::_exit(1);
+        print $fh $ok;
+        close $fh;
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+waitpid($_, 0) for @pids;
+my $total = 0;
+for my $port ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT}) {
+    open my $fh, '<', "$dir/ok-$port" or die;
+    $total += <$fh>;
+}
+main::result("passed=$total\n");
+--- request
+GET /result
+--- response_body
+passed=5
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 11: Redis paused, on_redis_error=closed and open: at command_timeout, rejected or let through
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=200ms;
+    ratelimit_zone pc key=one size=1m rate=100r/s sync=strict on_redis_error=closed;
+    ratelimit_zone po key=one size=1m rate=1r/m sync=strict on_redis_error=open;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /pc { ratelimit pc; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location /po { ratelimit po; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::wait_clients(1);
+my $before = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/pc", 1)
+             . main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/po", 1);
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", "1500");
+my $t = time;
+my $closed = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/pc", 1);
+my $open = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/po", 2);
+my $took = time - $t;
+sleep 1.6;
+main::result("before=$before closed=$closed open=$open took="
+             . ($took < 1.4 ? "bounded" : $took) . "\n");
+--- request
+GET /result
+--- response_body
+before=PP closed=R open=PP took=bounded
+--- timeout: 8
 --- no_error_log
 [alert]
 [crit]
