@@ -14,10 +14,11 @@ use Time::HiRes qw(sleep);
 our @EXPORT_OK = qw(http_get http_put slow_server hold_request);
 
 
-# GET $path from 127.0.0.1:$port, returns (status, body)
+# GET $path from 127.0.0.1:$port, with optional header lines
+# ("Name: value"), returns (status, body)
 sub http_get {
-    my ($port, $path) = @_;
-    return http_request($port, "GET", $path, undef);
+    my ($port, $path, @headers) = @_;
+    return http_request($port, "GET", $path, undef, @headers);
 }
 
 
@@ -29,12 +30,13 @@ sub http_put {
 
 
 sub http_request {
-    my ($port, $method, $path, $body) = @_;
+    my ($port, $method, $path, $body, @headers) = @_;
     my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                      Proto => 'tcp', Timeout => 5)
         or die "connect to $port: $!";
 
     print $sock "$method $path HTTP/1.0\r\nHost: localhost\r\n";
+    print $sock "$_\r\n" for @headers;
     print $sock "Content-Length: ", length($body), "\r\n" if defined $body;
     print $sock "\r\n";
     print $sock $body if defined $body;
