@@ -332,3 +332,53 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 --- must_die
 --- error_log
 "resilience_test_parse" directive: invalid status "5xx"
+
+
+
+=== TEST 29: a histogram: cumulative buckets up to le="+Inf", after the labels
+--- http_config
+    resilience_test_histogram test_hist 'quote" back\\slash';
+--- config
+    location /metrics { resilience_status prometheus; }
+--- request
+GET /metrics
+--- response_body_like eval
+qr/^# HELP nginx_resilience_test_hist A test histogram\.
+# TYPE nginx_resilience_test_hist histogram
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="0\.005"\} 1
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="0\.5"\} 1
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="1"\} 3
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="2\.5"\} 3
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="\+Inf"\} 6
+nginx_resilience_test_hist_sum\{label="quote\\" back\\\\slash"\} 12\.500000
+nginx_resilience_test_hist_count\{label="quote\\" back\\\\slash"\} 6
+/m
+--- no_error_log
+[error]
+
+
+
+=== TEST 30: the histogram as JSON
+--- http_config
+    resilience_test_histogram test_hist 'quote" back\\slash';
+--- config
+    location /metrics { resilience_status json; }
+--- request
+GET /metrics
+--- response_body_like eval
+qr/"nginx_resilience_test_hist":\{"type":"histogram","help":"A test histogram\.","samples":\[\{"labels":\{"label":"quote\\" back\\\\slash"\},"buckets":\{"0\.005":1,"0\.5":1,"1":3,"2\.5":3,"\+Inf":6\},"sum":12\.5,"count":6\}\]\}/
+--- no_error_log
+[error]
+
+
+
+=== TEST 31: bounds out of order are refused: the status request fails
+--- http_config
+    resilience_test_histogram test_hist x unordered;
+--- config
+    location /metrics { resilience_status prometheus; }
+--- request
+GET /metrics
+--- error_code: 500
+--- error_log
+resilience_status: a metrics collector failed

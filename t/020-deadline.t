@@ -407,3 +407,59 @@ X-Left: []
 --- must_die
 --- error_log
 "deadline_max" directive: "2d" is more than 1d
+
+
+
+=== TEST 23: time spent in a limit_req delay counts: the delayed request passes on less
+The second request comes g ms after the first and limit_req holds it until
+1 s after the first: its budget shrinks by the 1000 - g ms it waited, so
+the upstream is told 2000 + g ms or less, where without the delay it would
+be told about 3000.  Asserted: at least 500 ms less (g under 500 ms).
+--- http_config
+    limit_req_zone $binary_remote_addr zone=slowdown:1m rate=1r/s;
+--- config
+    $TEST_NGINX_ECHO
+    location /t {
+        limit_req zone=slowdown burst=5;
+        deadline 3s;
+        deadline_propagate X-Deadline-Ms ms;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+    }
+--- request eval
+["GET /t", "GET /t"]
+--- response_body_like eval
+[qr/\Agrpc-timeout= x-deadline-ms=(29\d\d|3000)\n\z/,
+ qr/\Agrpc-timeout= x-deadline-ms=(1[5-9]\d\d|2[0-4]\d\d|2500)\n\z/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 24: a limit_req delay longer than the budget: failing fast after it
+--- http_config
+    limit_req_zone $binary_remote_addr zone=slowdown:1m rate=1r/s;
+--- config
+    $TEST_NGINX_ECHO
+    location /t {
+        limit_req zone=slowdown burst=5;
+        deadline 500ms;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        add_header X-Expired $deadline_expired always;
+    }
+--- request eval
+["GET /t", "GET /t"]
+--- error_code eval
+[200, 504]
+--- response_headers eval
+["X-Expired: 0", "X-Expired: 1"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 25: deadline_from: "default" and "other" are the metrics' own sources
+--- config
+    location /x { deadline_from Default ms; }
+--- must_die
+--- error_log
+"deadline_from" directive: the header name "default" is reserved (a metrics label)

@@ -59,7 +59,8 @@ ngx_int_t ngx_http_resilience_split_option(ngx_str_t *arg, ngx_str_t *name,
 
 typedef enum {
     NGX_HTTP_RESILIENCE_COUNTER = 0,
-    NGX_HTTP_RESILIENCE_GAUGE
+    NGX_HTTP_RESILIENCE_GAUGE,
+    NGX_HTTP_RESILIENCE_HISTOGRAM
 } ngx_http_resilience_metric_type_e;
 
 typedef struct ngx_http_resilience_metrics_s  ngx_http_resilience_metrics_t;
@@ -71,6 +72,12 @@ typedef ngx_int_t (*ngx_http_resilience_collect_pt)(
  * A collector runs on every status request, in the worker serving it:
  * it declares families and adds samples, usually read from shared memory.
  * Names get the "nginx_resilience_" prefix; labels are name/value pairs.
+ *
+ * A histogram family takes ngx_http_resilience_metrics_histogram() samples
+ * instead: n increasing upper bounds and n + 1 counts, one per bucket (not
+ * cumulative; counts[n] is above the last bound).  The count is their sum,
+ * so "_count" and the "+Inf" bucket agree even while workers add to the
+ * buckets being read.
  */
 
 ngx_int_t ngx_http_resilience_metrics_add_collector(ngx_conf_t *cf,
@@ -80,6 +87,10 @@ ngx_int_t ngx_http_resilience_metrics_family(ngx_http_resilience_metrics_t *m,
     const char *help);
 ngx_int_t ngx_http_resilience_metrics_sample(ngx_http_resilience_metrics_t *m,
     ngx_keyval_t *labels, ngx_uint_t nlabels, double value);
+ngx_int_t ngx_http_resilience_metrics_histogram(
+    ngx_http_resilience_metrics_t *m, ngx_keyval_t *labels,
+    ngx_uint_t nlabels, ngx_uint_t n, const double *bounds,
+    const uint64_t *counts, double sum);
 ngx_pool_t *ngx_http_resilience_metrics_pool(ngx_http_resilience_metrics_t *m);
 
 

@@ -22,10 +22,21 @@
 #define NGX_HTTP_RESILIENCE_JSON        2
 
 
+/* bounds are copied; the counts are made cumulative, n + 1 of them */
+
+typedef struct {
+    ngx_uint_t                         n;
+    double                            *bounds;
+    uint64_t                          *cumulative;
+    double                             sum;
+} ngx_http_resilience_histogram_t;
+
+
 typedef struct {
     ngx_keyval_t                      *labels;
     ngx_uint_t                         nlabels;
-    double                             value;
+    double                             value;    /* a histogram's count */
+    ngx_http_resilience_histogram_t   *histogram;
 } ngx_http_resilience_sample_t;
 
 
@@ -52,6 +63,10 @@ typedef struct {
 } ngx_http_resilience_writer_t;
 
 
+static ngx_http_resilience_sample_t *ngx_http_resilience_metrics_push(
+    ngx_http_resilience_metrics_t *m, ngx_keyval_t *labels,
+    ngx_uint_t nlabels);
+static u_char *ngx_http_resilience_bound(u_char *buf, double bound);
 static ngx_int_t ngx_http_resilience_write(ngx_http_resilience_writer_t *w,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_resilience_write_escaped(
@@ -60,6 +75,14 @@ static ngx_int_t ngx_http_resilience_write_value(
     ngx_http_resilience_writer_t *w, double value);
 static ngx_int_t ngx_http_resilience_prometheus(
     ngx_http_resilience_metrics_t *m, ngx_http_resilience_writer_t *w);
+static ngx_int_t ngx_http_resilience_prometheus_sample(
+    ngx_http_resilience_writer_t *w, ngx_str_t *name, ngx_str_t *suffix,
+    ngx_http_resilience_sample_t *s, ngx_str_t *le, double value);
+static ngx_int_t ngx_http_resilience_prometheus_histogram(
+    ngx_http_resilience_writer_t *w, ngx_str_t *name,
+    ngx_http_resilience_sample_t *s);
+static ngx_int_t ngx_http_resilience_json_histogram(cJSON *smp,
+    ngx_http_resilience_sample_t *s);
 static ngx_int_t ngx_http_resilience_json(ngx_http_request_t *r,
     ngx_http_resilience_metrics_t *m, ngx_http_resilience_writer_t *w);
 static cJSON *ngx_http_resilience_json_redis(ngx_http_request_t *r);
@@ -68,6 +91,20 @@ static char *ngx_http_resilience_cstr(ngx_pool_t *pool, ngx_str_t *s);
 
 static ngx_str_t  ngx_http_resilience_prefix =
     ngx_string("nginx_resilience_");
+
+
+/* by ngx_http_resilience_metric_type_e */
+
+static ngx_str_t  ngx_http_resilience_types[] = {
+    ngx_string("counter"),
+    ngx_string("gauge"),
+    ngx_string("histogram")
+};
+
+
+/* a bucket bound: at most this many digits before the point, and 6 after */
+#define NGX_HTTP_RESILIENCE_BOUND_MAX  1e15
+#define NGX_HTTP_RESILIENCE_BOUND_LEN  (1 + 16 + 1 + 6)
 
 
 ngx_int_t
@@ -154,32 +191,115 @@ ngx_int_t
 ngx_http_resilience_metrics_sample(ngx_http_resilience_metrics_t *m,
     ngx_keyval_t *labels, ngx_uint_t nlabels, double value)
 {
-    ngx_uint_t                     i;
-    ngx_keyval_t                  *kv;
     ngx_http_resilience_sample_t  *s;
 
-    if (m->current == NULL) {
+    if (m->current == NULL
+        || m->current->type == NGX_HTTP_RESILIENCE_HISTOGRAM)
+    {
         return NGX_ERROR;
     }
 
-    s = ngx_array_push(&m->current->samples);
+    s = ngx_http_resilience_metrics_push(m, labels, nlabels);
     if (s == NULL) {
         return NGX_ERROR;
     }
 
     s->value = value;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_resilience_metrics_histogram(ngx_http_resilience_metrics_t *m,
+    ngx_keyval_t *labels, ngx_uint_t nlabels, ngx_uint_t n,
+    const double *bounds, const uint64_t *counts, double sum)
+{
+    uint64_t                          total;
+    ngx_uint_t                        i;
+    ngx_http_resilience_sample_t     *s;
+    ngx_http_resilience_histogram_t  *h;
+
+    if (m->current == NULL
+        || m->current->type != NGX_HTTP_RESILIENCE_HISTOGRAM)
+    {
+        return NGX_ERROR;
+    }
+
+    /* finite, printable and increasing (a NaN fails every comparison) */
+
+    for (i = 0; i < n; i++) {
+        if (!(bounds[i] > -NGX_HTTP_RESILIENCE_BOUND_MAX
+              && bounds[i] < NGX_HTTP_RESILIENCE_BOUND_MAX)
+            || (i > 0 && !(bounds[i] > bounds[i - 1])))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    h = ngx_palloc(m->pool, sizeof(ngx_http_resilience_histogram_t));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->bounds = ngx_palloc(m->pool, n * sizeof(double));
+    h->cumulative = ngx_palloc(m->pool, (n + 1) * sizeof(uint64_t));
+
+    if (h->bounds == NULL || h->cumulative == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->bounds, bounds, n * sizeof(double));
+
+    total = 0;
+
+    for (i = 0; i <= n; i++) {
+        total += counts[i];
+        h->cumulative[i] = total;
+    }
+
+    h->n = n;
+    h->sum = sum;
+
+    s = ngx_http_resilience_metrics_push(m, labels, nlabels);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->value = (double) total;
+    s->histogram = h;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_resilience_sample_t *
+ngx_http_resilience_metrics_push(ngx_http_resilience_metrics_t *m,
+    ngx_keyval_t *labels, ngx_uint_t nlabels)
+{
+    ngx_uint_t                     i;
+    ngx_keyval_t                  *kv;
+    ngx_http_resilience_sample_t  *s;
+
+    s = ngx_array_push(&m->current->samples);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    s->value = 0;
     s->nlabels = nlabels;
     s->labels = NULL;
+    s->histogram = NULL;
 
     if (nlabels == 0) {
-        return NGX_OK;
+        return s;
     }
 
     /* labels may point into shared memory that changes: copy them */
 
     kv = ngx_palloc(m->pool, nlabels * sizeof(ngx_keyval_t));
     if (kv == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     for (i = 0; i < nlabels; i++) {
@@ -189,7 +309,7 @@ ngx_http_resilience_metrics_sample(ngx_http_resilience_metrics_t *m,
         kv[i].value.data = ngx_pnalloc(m->pool, labels[i].value.len + 1);
 
         if (kv[i].key.data == NULL || kv[i].value.data == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         ngx_memcpy(kv[i].value.data, labels[i].value.data,
@@ -198,7 +318,7 @@ ngx_http_resilience_metrics_sample(ngx_http_resilience_metrics_t *m,
 
     s->labels = kv;
 
-    return NGX_OK;
+    return s;
 }
 
 
@@ -530,13 +650,33 @@ ngx_http_resilience_write_value(ngx_http_resilience_writer_t *w,
 }
 
 
-static ngx_int_t
-ngx_http_resilience_prometheus(ngx_http_resilience_metrics_t *m,
-    ngx_http_resilience_writer_t *w)
+/*
+ * A bucket's upper bound as Prometheus clients print it: "25", "0.005",
+ * never "25.000000"; the bound is finite and under 1e15 in magnitude.
+ */
+
+static u_char *
+ngx_http_resilience_bound(u_char *buf, double bound)
 {
-    ngx_uint_t                     i, j, k;
-    ngx_http_resilience_family_t  *f;
-    ngx_http_resilience_sample_t  *s;
+    u_char  *p;
+
+    if (bound == (double) (int64_t) bound) {
+        return ngx_sprintf(buf, "%L", (int64_t) bound);
+    }
+
+    p = ngx_sprintf(buf, "%.6f", bound);
+
+    while (p[-1] == '0') {
+        p--;
+    }
+
+    if (p[-1] == '.') {
+        p--;
+    }
+
+    return p;
+}
+
 
 #define ngx_http_resilience_lit(w, text)                                       \
     if (ngx_http_resilience_write(w, (u_char *) text, sizeof(text) - 1)        \
@@ -549,6 +689,15 @@ ngx_http_resilience_prometheus(ngx_http_resilience_metrics_t *m,
     if (ngx_http_resilience_write(w, (s)->data, (s)->len) != NGX_OK) {         \
         return NGX_ERROR;                                                      \
     }
+
+
+static ngx_int_t
+ngx_http_resilience_prometheus(ngx_http_resilience_metrics_t *m,
+    ngx_http_resilience_writer_t *w)
+{
+    ngx_uint_t                     i, j;
+    ngx_http_resilience_family_t  *f;
+    ngx_http_resilience_sample_t  *s;
 
     f = m->families.elts;
 
@@ -564,60 +713,151 @@ ngx_http_resilience_prometheus(ngx_http_resilience_metrics_t *m,
 
         ngx_http_resilience_lit(w, "\n# TYPE ");
         ngx_http_resilience_str(w, &f[i].name);
-
-        if (f[i].type == NGX_HTTP_RESILIENCE_COUNTER) {
-            ngx_http_resilience_lit(w, " counter\n");
-
-        } else {
-            ngx_http_resilience_lit(w, " gauge\n");
-        }
+        ngx_http_resilience_lit(w, " ");
+        ngx_http_resilience_str(w, &ngx_http_resilience_types[f[i].type]);
+        ngx_http_resilience_lit(w, "\n");
 
         s = f[i].samples.elts;
 
         for (j = 0; j < f[i].samples.nelts; j++) {
-            ngx_http_resilience_str(w, &f[i].name);
 
-            for (k = 0; k < s[j].nlabels; k++) {
-                if (k == 0) {
-                    ngx_http_resilience_lit(w, "{");
-
-                } else {
-                    ngx_http_resilience_lit(w, ",");
-                }
-
-                ngx_http_resilience_str(w, &s[j].labels[k].key);
-                ngx_http_resilience_lit(w, "=\"");
-
-                if (ngx_http_resilience_write_escaped(w,
-                                                      &s[j].labels[k].value,
-                                                      1)
+            if (s[j].histogram) {
+                if (ngx_http_resilience_prometheus_histogram(w, &f[i].name,
+                                                             &s[j])
                     != NGX_OK)
                 {
                     return NGX_ERROR;
                 }
 
-                ngx_http_resilience_lit(w, "\"");
+                continue;
             }
 
-            if (s[j].nlabels) {
-                ngx_http_resilience_lit(w, "}");
-            }
-
-            ngx_http_resilience_lit(w, " ");
-
-            if (ngx_http_resilience_write_value(w, s[j].value) != NGX_OK) {
+            if (ngx_http_resilience_prometheus_sample(w, &f[i].name, NULL,
+                                                      &s[j], NULL,
+                                                      s[j].value)
+                != NGX_OK)
+            {
                 return NGX_ERROR;
             }
-
-            ngx_http_resilience_lit(w, "\n");
         }
     }
 
-#undef ngx_http_resilience_lit
-#undef ngx_http_resilience_str
+    return NGX_OK;
+}
+
+
+/* one line: name[suffix]{labels[,le="..."]} value */
+
+static ngx_int_t
+ngx_http_resilience_prometheus_sample(ngx_http_resilience_writer_t *w,
+    ngx_str_t *name, ngx_str_t *suffix, ngx_http_resilience_sample_t *s,
+    ngx_str_t *le, double value)
+{
+    ngx_uint_t  k;
+
+    ngx_http_resilience_str(w, name);
+
+    if (suffix) {
+        ngx_http_resilience_str(w, suffix);
+    }
+
+    for (k = 0; k < s->nlabels; k++) {
+        if (k == 0) {
+            ngx_http_resilience_lit(w, "{");
+
+        } else {
+            ngx_http_resilience_lit(w, ",");
+        }
+
+        ngx_http_resilience_str(w, &s->labels[k].key);
+        ngx_http_resilience_lit(w, "=\"");
+
+        if (ngx_http_resilience_write_escaped(w, &s->labels[k].value, 1)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_resilience_lit(w, "\"");
+    }
+
+    if (le) {
+        if (s->nlabels) {
+            ngx_http_resilience_lit(w, ",le=\"");
+
+        } else {
+            ngx_http_resilience_lit(w, "{le=\"");
+        }
+
+        ngx_http_resilience_str(w, le);
+        ngx_http_resilience_lit(w, "\"");
+    }
+
+    if (s->nlabels || le) {
+        ngx_http_resilience_lit(w, "}");
+    }
+
+    ngx_http_resilience_lit(w, " ");
+
+    if (ngx_http_resilience_write_value(w, value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_resilience_lit(w, "\n");
 
     return NGX_OK;
 }
+
+
+/* cumulative _bucket lines up to le="+Inf", then _sum and _count */
+
+static ngx_int_t
+ngx_http_resilience_prometheus_histogram(ngx_http_resilience_writer_t *w,
+    ngx_str_t *name, ngx_http_resilience_sample_t *s)
+{
+    u_char                            buf[NGX_HTTP_RESILIENCE_BOUND_LEN];
+    ngx_str_t                         le;
+    ngx_uint_t                        i;
+    ngx_http_resilience_histogram_t  *h;
+
+    static ngx_str_t  bucket = ngx_string("_bucket");
+    static ngx_str_t  sum = ngx_string("_sum");
+    static ngx_str_t  count = ngx_string("_count");
+    static ngx_str_t  inf = ngx_string("+Inf");
+
+    h = s->histogram;
+
+    for (i = 0; i <= h->n; i++) {
+
+        if (i < h->n) {
+            le.data = buf;
+            le.len = ngx_http_resilience_bound(buf, h->bounds[i]) - buf;
+
+        } else {
+            le = inf;
+        }
+
+        if (ngx_http_resilience_prometheus_sample(w, name, &bucket, s, &le,
+                                              (double) h->cumulative[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_resilience_prometheus_sample(w, name, &sum, s, NULL, h->sum)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_resilience_prometheus_sample(w, name, &count, s, NULL,
+                                                 s->value);
+}
+
+
+#undef ngx_http_resilience_lit
+#undef ngx_http_resilience_str
 
 
 static char *
@@ -713,7 +953,7 @@ static ngx_int_t
 ngx_http_resilience_json(ngx_http_request_t *r,
     ngx_http_resilience_metrics_t *m, ngx_http_resilience_writer_t *w)
 {
-    char                          *text, *name;
+    char                          *text, *name, *type;
     cJSON                         *root, *metrics, *fam, *samples, *smp;
     cJSON                         *labels, *redis;
     ngx_int_t                      rc;
@@ -755,9 +995,10 @@ ngx_http_resilience_json(ngx_http_request_t *r,
             goto done;
         }
 
-        cJSON_AddStringToObject(fam, "type",
-                                f[i].type == NGX_HTTP_RESILIENCE_COUNTER
-                                ? "counter" : "gauge");
+        /* the type names are literals, null-terminated */
+
+        type = (char *) ngx_http_resilience_types[f[i].type].data;
+        cJSON_AddStringToObject(fam, "type", type);
 
         text = ngx_http_resilience_cstr(r->pool, &f[i].help);
         if (text == NULL) {
@@ -800,7 +1041,14 @@ ngx_http_resilience_json(ngx_http_request_t *r,
                                      (char *) s[j].labels[k].value.data);
             }
 
-            cJSON_AddNumberToObject(smp, "value", s[j].value);
+            if (s[j].histogram == NULL) {
+                cJSON_AddNumberToObject(smp, "value", s[j].value);
+                continue;
+            }
+
+            if (ngx_http_resilience_json_histogram(smp, &s[j]) != NGX_OK) {
+                goto done;
+            }
         }
     }
 
@@ -822,4 +1070,53 @@ done:
     cJSON_Delete(root);
 
     return rc;
+}
+
+
+/*
+ * A histogram sample: "buckets" maps each upper bound, as Prometheus
+ * writes it in "le", to its cumulative count, "+Inf" last; then "sum" and
+ * "count".
+ */
+
+static ngx_int_t
+ngx_http_resilience_json_histogram(cJSON *smp,
+    ngx_http_resilience_sample_t *s)
+{
+    u_char                            buf[NGX_HTTP_RESILIENCE_BOUND_LEN + 1];
+    cJSON                            *buckets;
+    ngx_uint_t                        i;
+    ngx_http_resilience_histogram_t  *h;
+
+    h = s->histogram;
+
+    buckets = cJSON_AddObjectToObject(smp, "buckets");
+    if (buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i <= h->n; i++) {
+
+        if (i < h->n) {
+            *ngx_http_resilience_bound(buf, h->bounds[i]) = '\0';
+
+        } else {
+            ngx_cpystrn(buf, (u_char *) "+Inf", sizeof("+Inf"));
+        }
+
+        if (cJSON_AddNumberToObject(buckets, (char *) buf,
+                                    (double) h->cumulative[i])
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (cJSON_AddNumberToObject(smp, "sum", h->sum) == NULL
+        || cJSON_AddNumberToObject(smp, "count", s->value) == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }

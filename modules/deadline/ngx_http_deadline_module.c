@@ -10,6 +10,10 @@
  * upstream is contacted the request fails fast when too little is left,
  * the time left is propagated in a header, and the request's own copy of
  * the upstream configuration gets its timeouts clamped to the time left.
+ *
+ * Its counters (requests by source, failed fast, cut, the budget left
+ * when the upstream answered) live in a small zone of its own, shared by
+ * the workers and kept across reloads, and are shown by resilience_status.
  */
 
 
@@ -28,12 +32,60 @@
 /* larger budgets are nonsense; an epoch_ms further ahead is clock skew */
 #define NGX_HTTP_DEADLINE_LIMIT     (86400 * 1000)
 
+/*
+ * Requests are counted by the source of their budget: one counter per
+ * header name, in a fixed table.  Slot 0 is the "deadline" directive's
+ * budget, slot 1 takes the names that find no room (the table fills up
+ * only when reloads bring new names: slots live as long as the zone).
+ */
+#define NGX_HTTP_DEADLINE_SLOTS     32
+#define NGX_HTTP_DEADLINE_DEFAULT   0
+#define NGX_HTTP_DEADLINE_OTHER     1
+#define NGX_HTTP_DEADLINE_NAME_LEN  64
+
+/* the histogram of the budget left when the upstream answered */
+#define NGX_HTTP_DEADLINE_BUCKETS   11
+
 
 typedef struct {
     ngx_str_t                  header;       /* lowercase */
     ngx_uint_t                 format;
     ngx_http_complex_value_t  *trusted;
+    ngx_uint_t                 name;         /* in the main conf's names */
 } ngx_http_deadline_source_t;
+
+
+typedef struct {
+    ngx_atomic_t               requests;
+    size_t                     len;
+    u_char                     name[NGX_HTTP_DEADLINE_NAME_LEN];
+} ngx_http_deadline_slot_t;
+
+
+/*
+ * The zone.  Workers only add to counters; names are written by the
+ * master in init_zone, before the slot count that makes them visible.
+ */
+
+typedef struct {
+    ngx_atomic_t               failed_fast;
+    ngx_atomic_t               cut;
+    ngx_atomic_t               left[NGX_HTTP_DEADLINE_BUCKETS + 1];
+    ngx_atomic_t               left_sum;     /* ms */
+    ngx_atomic_t               nslots;
+    ngx_http_deadline_slot_t   slots[NGX_HTTP_DEADLINE_SLOTS];
+} ngx_http_deadline_shctx_t;
+
+
+typedef struct {
+    /* "default", "other", then each header name of deadline_from */
+    ngx_str_t                  names[NGX_HTTP_DEADLINE_SLOTS];
+    ngx_uint_t                 slots[NGX_HTTP_DEADLINE_SLOTS];   /* zone's */
+    ngx_uint_t                 nnames;
+    ngx_uint_t                 used;
+    ngx_shm_zone_t            *shm_zone;
+    ngx_http_deadline_shctx_t *sh;
+} ngx_http_deadline_main_conf_t;
 
 
 typedef struct {
@@ -52,7 +104,7 @@ typedef struct {
 typedef struct {
     uint64_t                   at;           /* Unix ms, 0: no deadline */
     ngx_event_t                timer;        /* fires at the deadline */
-    ngx_http_request_t        *request;
+    ngx_http_request_t        *request;      /* the one with the upstream */
     unsigned                   computed:1;
 } ngx_http_deadline_ctx_t;
 
@@ -73,9 +125,18 @@ static void ngx_http_deadline_clamp(ngx_http_request_t *r,
     ngx_msec_int_t left);
 static void ngx_http_deadline_expire(ngx_event_t *ev);
 static void ngx_http_deadline_cleanup(void *data);
+static void ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx);
+static ngx_int_t ngx_http_deadline_collect(ngx_http_resilience_metrics_t *m,
+    void *data);
 static ngx_int_t ngx_http_deadline_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_deadline_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_deadline_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_deadline_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_deadline_intern(ngx_http_deadline_main_conf_t *dmcf,
+    ngx_log_t *log);
+static void *ngx_http_deadline_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_deadline_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -90,6 +151,8 @@ static char *ngx_http_deadline_status(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_deadline_propagate_set(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_deadline_format(ngx_str_t *v, ngx_uint_t s_ok);
+static ngx_int_t ngx_http_deadline_name(ngx_conf_t *cf,
+    ngx_http_deadline_main_conf_t *dmcf, ngx_http_deadline_source_t *src);
 
 
 #define NGX_HTTP_DEADLINE_CONF                                                \
@@ -152,9 +215,9 @@ static ngx_command_t  ngx_http_deadline_commands[] = {
 
 static ngx_http_module_t  ngx_http_deadline_module_ctx = {
     ngx_http_deadline_add_variables,       /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_deadline_postconfiguration,   /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_deadline_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -203,6 +266,17 @@ static ngx_str_t  ngx_http_deadline_formats[] = {
     ngx_string("s"),
     ngx_string("epoch_ms")
 };
+
+
+/* upper bounds of the budget-left buckets, ms */
+
+static ngx_msec_t  ngx_http_deadline_bounds[NGX_HTTP_DEADLINE_BUCKETS] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+
+static ngx_str_t  ngx_http_deadline_zone_name =
+    ngx_string("nginx_resilience_deadline");
 
 
 /* the budget */
@@ -327,17 +401,26 @@ ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format, uint64_t now,
 }
 
 
+/*
+ * The request's budget, computed once.  A request that has a deadline
+ * keeps it through internal redirects (error_page, named locations),
+ * which clear module contexts: as the realip module does, the context is
+ * found again through the pool cleanup that holds it.
+ */
+
 static ngx_http_deadline_ctx_t *
 ngx_http_deadline_ctx(ngx_http_request_t *r)
 {
-    uint64_t                       now, start, at, best, budget;
-    ngx_str_t                      trusted, value;
-    ngx_uint_t                     i, j, k, found;
-    ngx_list_part_t               *part;
-    ngx_table_elt_t               *h;
-    ngx_http_deadline_ctx_t       *ctx;
-    ngx_http_deadline_source_t    *src;
-    ngx_http_deadline_loc_conf_t  *dlcf;
+    uint64_t                        now, start, at, best, budget;
+    ngx_str_t                       trusted, value;
+    ngx_uint_t                      i, j, k, found, name;
+    ngx_list_part_t                *part;
+    ngx_table_elt_t                *h;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_deadline_ctx_t        *ctx;
+    ngx_http_deadline_source_t     *src;
+    ngx_http_deadline_loc_conf_t   *dlcf;
+    ngx_http_deadline_main_conf_t  *dmcf;
 
     r = r->main;
 
@@ -345,6 +428,16 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
     if (ctx != NULL && ctx->computed) {
         return ctx;
+    }
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_deadline_cleanup) {
+                ctx = cln->data;
+                ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
+                return ctx;
+            }
+        }
     }
 
     if (ctx == NULL) {
@@ -363,6 +456,7 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     now = ngx_http_deadline_now();
     start = (uint64_t) r->start_sec * 1000 + r->start_msec;
     best = 0;
+    name = NGX_HTTP_DEADLINE_DEFAULT;
 
     src = dlcf->sources ? dlcf->sources->elts : NULL;
 
@@ -442,6 +536,7 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
         if (best == 0 || at < best) {
             best = at;
+            name = src[i].name;
         }
     }
 
@@ -460,7 +555,24 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     k = dlcf->offset;
     best = (best > start + k) ? best - k : start;
 
+    /* the timer's and the histogram's; it finds the context again, too */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_deadline_cleanup;
+    cln->data = ctx;
+
     ctx->at = best ? best : 1;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(
+                            &dmcf->sh->slots[dmcf->slots[name]].requests, 1);
+    }
 
     return ctx;
 }
@@ -497,9 +609,10 @@ ngx_http_deadline_left(ngx_http_request_t *r, ngx_msec_int_t *left)
 static ngx_int_t
 ngx_http_deadline_content(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
-    ngx_msec_int_t                 left;
-    ngx_http_deadline_loc_conf_t  *dlcf;
+    ngx_int_t                       rc;
+    ngx_msec_int_t                  left;
+    ngx_http_deadline_loc_conf_t   *dlcf;
+    ngx_http_deadline_main_conf_t  *dmcf;
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
 
@@ -517,6 +630,12 @@ ngx_http_deadline_content(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "deadline: %M ms left, less than %M: failing fast",
                       (ngx_msec_t) left, dlcf->min);
+
+        dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+        }
 
         return ngx_http_deadline_fail(r, dlcf);
     }
@@ -547,10 +666,11 @@ ngx_http_deadline_content(ngx_http_request_t *r)
 static void
 ngx_http_deadline_expire(ngx_event_t *ev)
 {
-    ngx_connection_t         *c;
-    ngx_http_request_t       *r;
-    ngx_http_upstream_t      *u;
-    ngx_http_deadline_ctx_t  *ctx;
+    ngx_connection_t               *c;
+    ngx_http_request_t             *r;
+    ngx_http_upstream_t            *u;
+    ngx_http_deadline_ctx_t        *ctx;
+    ngx_http_deadline_main_conf_t  *dmcf;
 
     ctx = ev->data;
     r = ctx->request;
@@ -562,8 +682,18 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 
     c = u->peer.connection;
 
+    if (!c->read->timer_set && !c->write->timer_set) {
+        return;
+    }
+
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "deadline: spent, cutting the upstream");
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(&dmcf->sh->cut, 1);
+    }
 
     if (c->read->timer_set) {
         ngx_add_timer(c->read, 1);
@@ -575,6 +705,8 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 }
 
 
+/* the request is done (its pool goes): the timer too, and the histogram */
+
 static void
 ngx_http_deadline_cleanup(void *data)
 {
@@ -583,6 +715,64 @@ ngx_http_deadline_cleanup(void *data)
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
+
+    if (ctx->request != NULL) {
+        ngx_http_deadline_answered(ctx);
+    }
+}
+
+
+/*
+ * The budget left when the upstream's response header arrived, into the
+ * histogram.  nginx records that moment for the last try as
+ * u->start_time + u->state->header_time (ngx_current_msec, monotonic; a
+ * try without a header keeps header_time at -1), so it is read here, once
+ * the request is over, instead of hooking the upstream's header handlers:
+ * the elapsed time since then is taken off the wall clock, both being
+ * nginx's cached times, updated together.  Runs from the pool cleanup,
+ * before the pool's memory (where the upstream lives) is freed.
+ */
+
+static void
+ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
+{
+    uint64_t                        now, at;
+    ngx_uint_t                      i;
+    ngx_msec_t                      since, left;
+    ngx_http_upstream_t            *u;
+    ngx_http_deadline_shctx_t      *sh;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    u = ctx->request->upstream;
+
+    if (u == NULL || u->state == NULL
+        || u->state->header_time == (ngx_msec_t) -1)
+    {
+        return;
+    }
+
+    dmcf = ngx_http_get_module_main_conf(ctx->request,
+                                         ngx_http_deadline_module);
+    sh = dmcf->sh;
+
+    if (sh == NULL) {
+        return;
+    }
+
+    now = ngx_http_deadline_now();
+    since = ngx_current_msec - (u->start_time + u->state->header_time);
+
+    at = (now > since) ? now - since : 0;
+    left = (ctx->at > at) ? (ngx_msec_t) (ctx->at - at) : 0;
+
+    for (i = 0; i < NGX_HTTP_DEADLINE_BUCKETS; i++) {
+        if (left <= ngx_http_deadline_bounds[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&sh->left[i], 1);
+    (void) ngx_atomic_fetch_add(&sh->left_sum, left);
 }
 
 
@@ -597,7 +787,6 @@ ngx_http_deadline_clamp(ngx_http_request_t *r, ngx_msec_int_t left)
 {
     ngx_msec_t                 t;
     ngx_connection_t          *c;
-    ngx_pool_cleanup_t        *cln;
     ngx_http_upstream_t       *u;
     ngx_http_deadline_ctx_t   *ctx;
     ngx_http_upstream_conf_t  *conf;
@@ -627,16 +816,14 @@ ngx_http_deadline_clamp(ngx_http_request_t *r, ngx_msec_int_t left)
 
     u->conf = conf;
 
+    /* the context has a pool cleanup that takes the timer away */
+
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_deadline_module);
 
-    if (ctx != NULL && !ctx->timer.timer_set) {
-        cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ctx != NULL) {
+        ctx->request = r;
 
-        if (cln != NULL) {
-            cln->handler = ngx_http_deadline_cleanup;
-            cln->data = ctx;
-
-            ctx->request = r;
+        if (!ctx->timer.timer_set) {
             ctx->timer.handler = ngx_http_deadline_expire;
             ctx->timer.data = ctx;
             ctx->timer.log = r->connection->log;
@@ -853,6 +1040,107 @@ ngx_http_deadline_variable(ngx_http_request_t *r,
 }
 
 
+/* metrics */
+
+
+static ngx_int_t
+ngx_http_deadline_collect(ngx_http_resilience_metrics_t *m, void *data)
+{
+    ngx_http_deadline_main_conf_t *dmcf = data;
+
+    double                      bounds[NGX_HTTP_DEADLINE_BUCKETS];
+    uint64_t                    counts[NGX_HTTP_DEADLINE_BUCKETS + 1];
+    ngx_uint_t                  i, n, slot;
+    ngx_keyval_t                label;
+    ngx_http_deadline_slot_t   *sl;
+    ngx_http_deadline_shctx_t  *sh;
+
+    sh = dmcf->sh;
+
+    if (sh == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_resilience_metrics_family(m, "deadline_requests_total",
+            NGX_HTTP_RESILIENCE_COUNTER,
+            "Requests given a deadline, by the source of the budget: "
+            "the header, or \"default\" (the deadline directive).")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&label.key, "source");
+
+    /* "default", the header names, "other" last */
+
+    n = sh->nslots;
+    ngx_memory_barrier();
+
+    for (i = 0; i < n; i++) {
+        slot = (i == 0) ? NGX_HTTP_DEADLINE_DEFAULT
+               : (i == n - 1) ? NGX_HTTP_DEADLINE_OTHER
+               : i + 1;
+
+        sl = &sh->slots[slot];
+
+        label.value.data = sl->name;
+        label.value.len = sl->len;
+
+        if (ngx_http_resilience_metrics_sample(m, &label, 1,
+                                               (double) sl->requests)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_resilience_metrics_family(m, "deadline_failed_fast_total",
+            NGX_HTTP_RESILIENCE_COUNTER,
+            "Requests answered without contacting the upstream, "
+            "too little of their budget left.")
+        != NGX_OK
+        || ngx_http_resilience_metrics_sample(m, NULL, 0,
+                                              (double) sh->failed_fast)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_resilience_metrics_family(m, "deadline_cut_total",
+            NGX_HTTP_RESILIENCE_COUNTER,
+            "Upstream tries cut because the deadline passed while "
+            "they were under way.")
+        != NGX_OK
+        || ngx_http_resilience_metrics_sample(m, NULL, 0, (double) sh->cut)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_DEADLINE_BUCKETS; i++) {
+        bounds[i] = (double) ngx_http_deadline_bounds[i];
+        counts[i] = sh->left[i];
+    }
+
+    counts[i] = sh->left[i];
+
+    if (ngx_http_resilience_metrics_family(m, "deadline_budget_left_ms",
+            NGX_HTTP_RESILIENCE_HISTOGRAM,
+            "Budget left (ms) when the upstream's response header "
+            "arrived.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_resilience_metrics_histogram(m, NULL, 0,
+                                                 NGX_HTTP_DEADLINE_BUCKETS,
+                                                 bounds, counts,
+                                                 (double) sh->left_sum);
+}
+
+
 /* configuration */
 
 
@@ -872,6 +1160,175 @@ ngx_http_deadline_add_variables(ngx_conf_t *cf)
     }
 
     return NGX_OK;
+}
+
+
+static void *
+ngx_http_deadline_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    dmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_deadline_main_conf_t));
+    if (dmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     dmcf->used = 0;
+     *     dmcf->shm_zone = NULL;
+     *     dmcf->sh = NULL;
+     */
+
+    ngx_str_set(&dmcf->names[NGX_HTTP_DEADLINE_DEFAULT], "default");
+    ngx_str_set(&dmcf->names[NGX_HTTP_DEADLINE_OTHER], "other");
+    dmcf->nnames = 2;
+
+    return dmcf;
+}
+
+
+/* the zone and the collector, once a budget can be set anywhere */
+
+static ngx_int_t
+ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
+
+    if (!dmcf->used) {
+        return NGX_OK;
+    }
+
+    /* a fixed name and size: the zone of the last cycle is reused */
+
+    dmcf->shm_zone = ngx_shared_memory_add(cf, &ngx_http_deadline_zone_name,
+                                           8 * ngx_pagesize,
+                                           &ngx_http_deadline_module);
+    if (dmcf->shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    dmcf->shm_zone->init = ngx_http_deadline_init_zone;
+    dmcf->shm_zone->data = dmcf;
+
+    return ngx_http_resilience_metrics_add_collector(cf,
+                                                 ngx_http_deadline_collect,
+                                                 dmcf);
+}
+
+
+static ngx_int_t
+ngx_http_deadline_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_deadline_main_conf_t  *odmcf = data;
+
+    ngx_slab_pool_t                *shpool;
+    ngx_http_deadline_shctx_t      *sh;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    dmcf = shm_zone->data;
+
+    if (odmcf) {
+        /* reload: the counters carry on, new names get slots */
+        dmcf->sh = odmcf->sh;
+        ngx_http_deadline_intern(dmcf, shm_zone->shm.log);
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        dmcf->sh = shpool->data;
+        ngx_http_deadline_intern(dmcf, shm_zone->shm.log);
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_deadline_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = sh;
+
+    sh->slots[NGX_HTTP_DEADLINE_DEFAULT].len = sizeof("default") - 1;
+    ngx_memcpy(sh->slots[NGX_HTTP_DEADLINE_DEFAULT].name, "default",
+               sizeof("default") - 1);
+
+    sh->slots[NGX_HTTP_DEADLINE_OTHER].len = sizeof("other") - 1;
+    ngx_memcpy(sh->slots[NGX_HTTP_DEADLINE_OTHER].name, "other",
+               sizeof("other") - 1);
+
+    sh->nslots = 2;
+
+    dmcf->sh = sh;
+    ngx_http_deadline_intern(dmcf, shm_zone->shm.log);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Each header name of the configuration to its slot in the zone: the
+ * slot it had in an earlier cycle, else a new one, else "other".  Runs in
+ * the master; a new slot's name is written before the count that lets
+ * the workers' collectors read it.
+ */
+
+static void
+ngx_http_deadline_intern(ngx_http_deadline_main_conf_t *dmcf, ngx_log_t *log)
+{
+    ngx_uint_t                  i, j, n;
+    ngx_http_deadline_slot_t   *sl;
+    ngx_http_deadline_shctx_t  *sh;
+
+    sh = dmcf->sh;
+
+    dmcf->slots[NGX_HTTP_DEADLINE_DEFAULT] = NGX_HTTP_DEADLINE_DEFAULT;
+    dmcf->slots[NGX_HTTP_DEADLINE_OTHER] = NGX_HTTP_DEADLINE_OTHER;
+
+    for (i = 2; i < dmcf->nnames; i++) {
+
+        n = sh->nslots;
+
+        for (j = 2; j < n; j++) {
+            sl = &sh->slots[j];
+
+            if (sl->len == dmcf->names[i].len
+                && ngx_memcmp(sl->name, dmcf->names[i].data, sl->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < n) {
+            dmcf->slots[i] = j;
+            continue;
+        }
+
+        if (n == NGX_HTTP_DEADLINE_SLOTS) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "deadline: no metrics slot left for \"%V\" "
+                          "(the zone keeps the names of earlier "
+                          "configurations until a restart), counted as "
+                          "source=\"other\"", &dmcf->names[i]);
+
+            dmcf->slots[i] = NGX_HTTP_DEADLINE_OTHER;
+            continue;
+        }
+
+        sl = &sh->slots[n];
+        sl->requests = 0;
+        sl->len = dmcf->names[i].len;
+        ngx_memcpy(sl->name, dmcf->names[i].data, sl->len);
+
+        ngx_memory_barrier();
+
+        sh->nslots = n + 1;
+        dmcf->slots[i] = n;
+    }
 }
 
 
@@ -957,7 +1414,8 @@ ngx_http_deadline(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_deadline_loc_conf_t *dlcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                      *value;
+    ngx_http_deadline_main_conf_t  *dmcf;
 
     if (dlcf->deadline != NGX_CONF_UNSET_MSEC) {
         return "is duplicate";
@@ -983,6 +1441,9 @@ ngx_http_deadline(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            &cmd->name, &value[1]);
         return NGX_CONF_ERROR;
     }
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
+    dmcf->used = 1;
 
     return NGX_CONF_OK;
 }
@@ -1022,6 +1483,7 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                           format;
     ngx_str_t                          *value, name, v;
     ngx_http_deadline_source_t         *src;
+    ngx_http_deadline_main_conf_t      *dmcf;
     ngx_http_compile_complex_value_t    ccv;
 
     value = cf->args->elts;
@@ -1059,6 +1521,13 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     src->format = format;
     src->trusted = NULL;
 
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
+    dmcf->used = 1;
+
+    if (ngx_http_deadline_name(cf, dmcf, src) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (cf->args->nelts == 4) {
         if (ngx_http_resilience_split_option(&value[3], &name, &v) != NGX_OK
             || name.len != 7
@@ -1088,6 +1557,63 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The source's label in the metrics: its header name, interned in the
+ * main configuration's table; a long name, or one past the table, counts
+ * as "other".
+ */
+
+static ngx_int_t
+ngx_http_deadline_name(ngx_conf_t *cf, ngx_http_deadline_main_conf_t *dmcf,
+    ngx_http_deadline_source_t *src)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < dmcf->nnames; i++) {
+        if (dmcf->names[i].len == src->header.len
+            && ngx_strncmp(dmcf->names[i].data, src->header.data,
+                           src->header.len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (i == NGX_HTTP_DEADLINE_DEFAULT || i == NGX_HTTP_DEADLINE_OTHER) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"deadline_from\" directive: the header name "
+                           "\"%V\" is reserved (a metrics label)",
+                           &src->header);
+        return NGX_ERROR;
+    }
+
+    if (i < dmcf->nnames) {
+        src->name = i;
+        return NGX_OK;
+    }
+
+    if (src->header.len > NGX_HTTP_DEADLINE_NAME_LEN
+        || dmcf->nnames == NGX_HTTP_DEADLINE_SLOTS)
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"deadline_from\" directive: \"%V\" is "
+                           "counted as source=\"other\" in the metrics "
+                           "(%s)", &src->header,
+                           src->header.len > NGX_HTTP_DEADLINE_NAME_LEN
+                           ? "a name longer than 64 bytes"
+                           : "more than 30 header names");
+
+        src->name = NGX_HTTP_DEADLINE_OTHER;
+        return NGX_OK;
+    }
+
+    dmcf->names[dmcf->nnames] = src->header;
+    src->name = dmcf->nnames++;
+
+    return NGX_OK;
 }
 
 

@@ -15,10 +15,11 @@ use IO::Select;
 our @EXPORT_OK = qw(http_get http_put http_burst slow_server hold_request);
 
 
-# GET $path from 127.0.0.1:$port, returns (status, body)
+# GET $path from 127.0.0.1:$port, with optional header lines
+# ("Name: value"), returns (status, body)
 sub http_get {
-    my ($port, $path) = @_;
-    return http_request($port, "GET", $path, undef);
+    my ($port, $path, @headers) = @_;
+    return http_request($port, "GET", $path, undef, @headers);
 }
 
 
@@ -76,12 +77,13 @@ sub http_burst {
 
 
 sub http_request {
-    my ($port, $method, $path, $body) = @_;
+    my ($port, $method, $path, $body, @headers) = @_;
     my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                      Proto => 'tcp', Timeout => 5)
         or die "connect to $port: $!";
 
     print $sock "$method $path HTTP/1.0\r\nHost: localhost\r\n";
+    print $sock "$_\r\n" for @headers;
     print $sock "Content-Length: ", length($body), "\r\n" if defined $body;
     print $sock "\r\n";
     print $sock $body if defined $body;
@@ -94,6 +96,22 @@ sub http_request {
     my ($rbody) = $resp =~ m{\r\n\r\n(.*)\z}s;
 
     return ($status // 0, $rbody // "");
+}
+
+
+# in a forked helper: its own session, and none of the suite's pipes (its
+# output, and Test::Builder's copies of it) held open, since prove reads
+# until they close: a helper living 8 s would make the suite last 8 s
+sub detach {
+    POSIX::setsid();
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>', '/dev/null';
+    open STDERR, '>', '/dev/null';
+
+    for my $fd (map { m{/(\d+)\z} ? $1 : () } glob '/proc/self/fd/*') {
+        my $to = readlink "/proc/self/fd/$fd";
+        POSIX::close($fd) if defined $to && $to =~ /^pipe:/;
+    }
 }
 
 
@@ -111,7 +129,7 @@ sub slow_server {
         return $pid;
     }
 
-    POSIX::setsid();
+    detach();
     $SIG{ALRM} = sub { POSIX::_exit(0) };
     alarm $life;
 
@@ -143,7 +161,7 @@ sub hold_request {
 
     return $pid if $pid;
 
-    POSIX::setsid();
+    detach();
     my $sock = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                      Proto => 'tcp', Timeout => 5);
     if ($sock) {

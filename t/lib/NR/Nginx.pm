@@ -2,7 +2,7 @@ package NR::Nginx;
 
 # A second nginx instance for multi-instance suites: same binary and
 # modules as the one under test, its own prefix and port, stopped at the
-# end of the suite.
+# end of the suite.  And reload_and_wait, for any nginx with a master.
 
 use strict;
 use warnings;
@@ -13,7 +13,7 @@ use File::Path qw(make_path remove_tree);
 use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
-our @EXPORT_OK = qw(nginx_start nginx_stop);
+our @EXPORT_OK = qw(nginx_start nginx_stop reload_and_wait);
 
 my %started;
 
@@ -99,6 +99,46 @@ sub nginx_stop {
     }
 
     kill 'KILL', $pid if kill 0, $pid;
+}
+
+
+# the live (not zombie) children of $pid
+sub children {
+    my ($pid) = @_;
+    my @kids;
+
+    for my $stat (glob "/proc/[0-9]*/stat") {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // '';
+        close $fh;
+        push @kids, $1 if $line =~ /^(\d+) \(.*\) ([^ZX]) (\d+) /s
+                          && $3 == $pid;
+    }
+
+    return @kids;
+}
+
+
+# "nginx -s reload" for the nginx whose master pid is in $pidfile: HUP,
+# then wait until every worker of the old configuration is gone and new
+# ones run, so that the next request meets the new configuration
+sub reload_and_wait {
+    my ($pidfile) = @_;
+
+    open my $fh, '<', $pidfile or die "$pidfile: $!";
+    my ($master) = <$fh> =~ /^(\d+)/ or die "$pidfile: no pid";
+    close $fh;
+
+    my %old = map { $_ => 1 } children($master);
+    kill 'HUP', $master or die "HUP $master: $!";
+
+    for (1 .. 200) {
+        my @now = children($master);
+        return if @now && !grep { $old{$_} } @now;
+        sleep 0.05;
+    }
+
+    die "nginx $master: the old workers are still there 10 s after HUP";
 }
 
 

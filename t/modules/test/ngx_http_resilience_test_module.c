@@ -11,6 +11,9 @@
  *   resilience_test_messages;          what this worker received
  *   resilience_test_parse <kind> <value>;          answers the parsed value
  *   resilience_test_metric <name> <label value>;   (http) a gauge of 42
+ *   resilience_test_histogram <name> <label value> [unordered];   (http)
+ *                                      a histogram (bounds out of order:
+ *                                      the collector fails)
  *   resilience_test_leak;              leaks memory, for the harness test
  */
 
@@ -34,6 +37,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                  name;
     ngx_str_t                  label;
+    ngx_uint_t                 unordered;
 } ngx_http_resilience_test_metric_t;
 
 
@@ -92,6 +96,8 @@ static ngx_int_t ngx_http_resilience_test_parse_handler(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_resilience_test_collect(
     ngx_http_resilience_metrics_t *m, void *data);
+static ngx_int_t ngx_http_resilience_test_collect_histogram(
+    ngx_http_resilience_metrics_t *m, void *data);
 static ngx_int_t ngx_http_resilience_test_leak_handler(
     ngx_http_request_t *r);
 static void ngx_http_resilience_test_message(ngx_str_t *channel,
@@ -128,6 +134,11 @@ static ngx_command_t  ngx_http_resilience_test_commands[] = {
 
     { ngx_string("resilience_test_metric"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_resilience_test_metric,
+      0, 0, NULL },
+
+    { ngx_string("resilience_test_histogram"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_resilience_test_metric,
       0, 0, NULL },
 
@@ -365,11 +376,14 @@ ngx_http_resilience_test_parse(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* resilience_test_metric and resilience_test_histogram */
+
 static char *
 ngx_http_resilience_test_metric(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_str_t                          *value;
+    ngx_http_resilience_collect_pt      collect;
     ngx_http_resilience_test_metric_t  *m;
 
     value = cf->args->elts;
@@ -387,11 +401,23 @@ ngx_http_resilience_test_metric(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_cpystrn(m->name.data, value[1].data, value[1].len + 1);
     m->label = value[2];
+    m->unordered = 0;
 
-    if (ngx_http_resilience_metrics_add_collector(cf,
-                                       ngx_http_resilience_test_collect, m)
-        != NGX_OK)
-    {
+    collect = ngx_http_resilience_test_collect;
+
+    if (ngx_strcmp(cmd->name.data, "resilience_test_histogram") == 0) {
+        collect = ngx_http_resilience_test_collect_histogram;
+
+        if (cf->args->nelts == 4) {
+            if (ngx_strcmp(value[3].data, "unordered") != 0) {
+                return "takes \"unordered\" as its third argument";
+            }
+
+            m->unordered = 1;
+        }
+    }
+
+    if (ngx_http_resilience_metrics_add_collector(cf, collect, m) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -878,6 +904,45 @@ ngx_http_resilience_test_collect(ngx_http_resilience_metrics_t *m,
     label.value = tm->label;
 
     return ngx_http_resilience_metrics_sample(m, &label, 1, 42);
+}
+
+
+/*
+ * Buckets of 1, 0, 2, 0 and 3 (above 2.5), a sum of 12.5.  The registry
+ * must refuse a plain sample in a histogram family: if it took one, the
+ * collector fails and the status request with it.
+ */
+
+static ngx_int_t
+ngx_http_resilience_test_collect_histogram(ngx_http_resilience_metrics_t *m,
+    void *data)
+{
+    ngx_http_resilience_test_metric_t *tm = data;
+
+    ngx_keyval_t  label;
+
+    static double    bounds[] = { 0.005, 0.5, 1, 2.5 };
+    static double    unordered[] = { 0.005, 1, 0.5, 2.5 };
+    static uint64_t  counts[] = { 1, 0, 2, 0, 3 };
+
+    if (ngx_http_resilience_metrics_family(m, (char *) tm->name.data,
+                                           NGX_HTTP_RESILIENCE_HISTOGRAM,
+                                           "A test histogram.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_resilience_metrics_sample(m, NULL, 0, 1) != NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&label.key, "label");
+    label.value = tm->label;
+
+    return ngx_http_resilience_metrics_histogram(m, &label, 1, 4,
+                                      tm->unordered ? unordered : bounds,
+                                      counts, 12.5);
 }
 
 
