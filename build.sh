@@ -8,6 +8,7 @@
 #                              deps + build + Redis + the Test::Nginx suites
 #   ./build.sh run [stop]      start (or stop) the quickstart nginx
 #   ./build.sh bench           wrk + callgrind benchmarks, as a table
+#   ./build.sh bench accuracy  rate limits: configured vs admitted rate
 #
 # NGINX_SRC=<nginx source tree> builds against that tree (and its nginx
 # binary) instead of Debian's nginx-dev tree and /usr/sbin/nginx.
@@ -357,6 +358,9 @@ Try:
   for i in 1 2 3 4 5 6; do curl -si $url/flaky | head -1; done
                                      # a breaker opening: 502 x5, then 503
   curl -i $url/flaky                 # open: 503, Retry-After, X-Breaker: open
+  for i in 1 2 3 4 5; do curl -si $url/limited | head -1; done
+                                     # a rate limit: 200 x4, then 429
+  curl -i $url/limited               # RateLimit headers, Retry-After when 429
   curl    $url/deadline              # the budget left, as the upstream saw it
   curl -H 'grpc-timeout: 50m' $url/deadline   # a caller's smaller budget
   curl    $url/status                # Prometheus metrics (Redis, breakers)
@@ -370,6 +374,12 @@ EOF
 cmd_bench() {
     cmd_deps
     cmd_build
+
+    if [ "${1:-}" = accuracy ]; then
+        shift
+        exec "$ROOT/t/bench/accuracy.sh" "$@"
+    fi
+
     exec "$ROOT/t/bench/bench.sh" "$@"
 }
 
@@ -386,7 +396,7 @@ main() {
         run)   cmd_run "$@" ;;
         bench) cmd_bench "$@" ;;
         *)
-            sed -n '3,14p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'
             [ -z "$cmd" ] || exit 2
             ;;
     esac
