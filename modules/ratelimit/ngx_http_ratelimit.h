@@ -167,12 +167,13 @@ typedef struct {
     ngx_http_request_t        *request;
     void                      *waiter;       /* sync=strict, in flight */
     ngx_uint_t                 ntries;
-    ngx_http_ratelimit_try_t   tries[NGX_HTTP_RATELIMIT_MAX_LIMITS];
     unsigned                   done:1;
     unsigned                   resumed:1;
     unsigned                   strict_rc:1;
     unsigned                   strict_failed:1;
     unsigned                   headers_sent:1;
+    /* as many as the location has limits, allocated with the ctx */
+    ngx_http_ratelimit_try_t   tries[1];
 } ngx_http_ratelimit_ctx_t;
 
 

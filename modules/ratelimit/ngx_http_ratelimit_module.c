@@ -189,6 +189,7 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_int_t
 ngx_http_ratelimit_handler(ngx_http_request_t *r)
 {
+    size_t                          size;
     ngx_int_t                       rc;
     ngx_pool_cleanup_t             *cln;
     ngx_http_ratelimit_ctx_t       *ctx;
@@ -217,14 +218,16 @@ ngx_http_ratelimit_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    cln = ngx_pool_cleanup_add(r->main->pool,
-                               sizeof(ngx_http_ratelimit_ctx_t));
+    size = sizeof(ngx_http_ratelimit_ctx_t)
+           + (rlcf->limits->nelts - 1) * sizeof(ngx_http_ratelimit_try_t);
+
+    cln = ngx_pool_cleanup_add(r->main->pool, size);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_ratelimit_ctx_t));
+    ngx_memzero(ctx, size);
 
     ctx->request = r->main;
     cln->handler = ngx_http_ratelimit_cleanup;
