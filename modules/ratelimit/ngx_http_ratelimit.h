@@ -164,7 +164,10 @@ typedef struct {
     int64_t                    remaining;
     ngx_msec_t                 reset;
     ngx_msec_t                 retry;        /* rejected: Retry-After */
-    ngx_http_request_t        *request;
+    ngx_http_request_t        *request;      /* the main request */
+    ngx_http_request_t        *resume;       /* the one to bring back */
+    ngx_atomic_uint_t          number;       /* c->number */
+    ngx_uint_t                 requests;     /* c->requests */
     void                      *waiter;       /* sync=strict, in flight */
     ngx_uint_t                 ntries;
     unsigned                   done:1;
@@ -172,8 +175,13 @@ typedef struct {
     unsigned                   strict_rc:1;
     unsigned                   strict_failed:1;
     unsigned                   headers_sent:1;
-    /* as many as the location has limits, allocated with the ctx */
-    ngx_http_ratelimit_try_t   tries[1];
+    unsigned                   slot:1;       /* the connection's */
+    /*
+     * on the handler's stack while it decides; copied to the request's
+     * pool only for a wait on Redis (sync=strict), so that a plain request
+     * allocates no more than this context
+     */
+    ngx_http_ratelimit_try_t  *tries;
 } ngx_http_ratelimit_ctx_t;
 
 

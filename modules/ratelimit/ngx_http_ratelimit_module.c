@@ -28,6 +28,10 @@ static ngx_int_t ngx_http_ratelimit_prepare(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_loc_conf_t *rlcf);
 static ngx_int_t ngx_http_ratelimit_decide(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx);
+static ngx_http_ratelimit_ctx_t *ngx_http_ratelimit_new_ctx(
+    ngx_http_request_t *r);
+static ngx_int_t ngx_http_ratelimit_keep_tries(ngx_http_request_t *r,
+    ngx_http_ratelimit_ctx_t *ctx);
 static ngx_http_ratelimit_try_t *ngx_http_ratelimit_strict_fallback(
     ngx_http_request_t *r, ngx_http_ratelimit_ctx_t *ctx);
 static ngx_int_t ngx_http_ratelimit_fallback(ngx_http_request_t *r,
@@ -185,15 +189,17 @@ static ngx_str_t  ngx_http_ratelimit_status_names[] = {
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
+/* this worker's contexts, one per connection: see new_ctx() */
+static ngx_http_ratelimit_ctx_t        **ngx_http_ratelimit_slots;
+
 
 static ngx_int_t
 ngx_http_ratelimit_handler(ngx_http_request_t *r)
 {
-    size_t                          size;
     ngx_int_t                       rc;
-    ngx_pool_cleanup_t             *cln;
     ngx_http_ratelimit_ctx_t       *ctx;
     ngx_http_ratelimit_loc_conf_t  *rlcf;
+    ngx_http_ratelimit_try_t        tries[NGX_HTTP_RATELIMIT_MAX_LIMITS];
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ratelimit_module);
 
@@ -218,28 +224,102 @@ ngx_http_ratelimit_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    size = sizeof(ngx_http_ratelimit_ctx_t)
-           + (rlcf->limits->nelts - 1) * sizeof(ngx_http_ratelimit_try_t);
-
-    cln = ngx_pool_cleanup_add(r->main->pool, size);
-    if (cln == NULL) {
+    ctx = ngx_http_ratelimit_new_ctx(r);
+    if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx = cln->data;
-    ngx_memzero(ctx, size);
+    ngx_memzero(tries, rlcf->limits->nelts * sizeof(ngx_http_ratelimit_try_t));
+
+    ctx->tries = tries;
+
+    rc = ngx_http_ratelimit_prepare(r, ctx, rlcf);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_ratelimit_decide(r, ctx);
+    }
+
+    if (ctx->tries == tries) {
+        /* decided: the stack's tries go with this call */
+        ctx->tries = NULL;
+        ctx->ntries = 0;
+    }
+
+    return rc;
+}
+
+
+/*
+ * A request's context.  For a connection of this worker's connection
+ * array, it is that connection's, reused by its requests one after the
+ * other: a plain request allocates nothing (an allocation here pushed the
+ * request pool into a second block, a malloc and a free per request).
+ * HTTP/2 streams (and anything else) allocate it from the request pool.
+ */
+
+static ngx_http_ratelimit_ctx_t *
+ngx_http_ratelimit_new_ctx(ngx_http_request_t *r)
+{
+    ngx_uint_t                 i;
+    ngx_connection_t          *c;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_ratelimit_ctx_t  *ctx, **slot;
+
+    c = r->main->connection;
+    slot = NULL;
+
+    if (ngx_http_ratelimit_slots
+        && c >= ngx_cycle->connections
+        && c < ngx_cycle->connections + ngx_cycle->connection_n)
+    {
+        i = c - ngx_cycle->connections;
+        slot = &ngx_http_ratelimit_slots[i];
+    }
+
+    if (slot && *slot) {
+        ctx = *slot;
+
+        if (ctx->waiter) {
+            /* still promised to a request that waits on Redis */
+            slot = NULL;
+            ctx = NULL;
+        }
+
+    } else {
+        ctx = NULL;
+    }
+
+    if (ctx == NULL && slot) {
+        ctx = ngx_palloc(ngx_cycle->pool, sizeof(ngx_http_ratelimit_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        *slot = ctx;
+    }
+
+    if (ctx == NULL) {
+        /* found again after a redirect through its cleanup */
+        cln = ngx_pool_cleanup_add(r->main->pool,
+                                   sizeof(ngx_http_ratelimit_ctx_t));
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_ratelimit_cleanup;
+        ctx = cln->data;
+    }
+
+    ngx_memzero(ctx, sizeof(ngx_http_ratelimit_ctx_t));
 
     ctx->request = r->main;
-    cln->handler = ngx_http_ratelimit_cleanup;
+    ctx->number = c->number;
+    ctx->requests = c->requests;
+    ctx->slot = (slot != NULL);
 
     ngx_http_set_ctx(r->main, ctx, ngx_http_ratelimit_module);
 
-    rc = ngx_http_ratelimit_prepare(r, ctx, rlcf);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    return ngx_http_ratelimit_decide(r, ctx);
+    return ctx;
 }
 
 
@@ -424,8 +504,12 @@ ngx_http_ratelimit_decide(ngx_http_request_t *r,
         }
 
         if (busy == NULL && strict) {
+            if (ngx_http_ratelimit_keep_tries(r, ctx) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             /* the request to bring back: a subrequest, maybe */
-            ctx->request = r;
+            ctx->resume = r;
 
             rc = ngx_http_ratelimit_strict(r, ctx);
 
@@ -504,6 +588,52 @@ ngx_http_ratelimit_strict_fallback(ngx_http_request_t *r,
     }
 
     return NULL;
+}
+
+
+/*
+ * The tries outlive the handler's call while Redis answers, and the
+ * request gets a cleanup that forgets the wait if it goes away first.
+ */
+
+static ngx_int_t
+ngx_http_ratelimit_keep_tries(ngx_http_request_t *r,
+    ngx_http_ratelimit_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_ratelimit_try_t  *t;
+
+    cln = NULL;
+
+    if (ctx->slot) {
+        cln = ngx_pool_cleanup_add(r->main->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    t = ngx_palloc(r->pool, ctx->ntries * sizeof(ngx_http_ratelimit_try_t));
+    if (t == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(t, ctx->tries, ctx->ntries * sizeof(ngx_http_ratelimit_try_t));
+
+    for (i = 0; i < ctx->ntries; i++) {
+        if (t[i].flags & NGX_HTTP_RATELIMIT_HASHED) {
+            t[i].key.data = t[i].hashed;
+        }
+    }
+
+    ctx->tries = t;
+
+    if (cln) {
+        cln->handler = ngx_http_ratelimit_cleanup;
+        cln->data = ctx;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -743,6 +873,7 @@ ngx_http_ratelimit_resume(ngx_http_request_t *r,
 static ngx_http_ratelimit_ctx_t *
 ngx_http_ratelimit_get_ctx(ngx_http_request_t *r)
 {
+    ngx_connection_t          *c;
     ngx_pool_cleanup_t        *cln;
     ngx_http_ratelimit_ctx_t  *ctx;
 
@@ -750,6 +881,23 @@ ngx_http_ratelimit_get_ctx(ngx_http_request_t *r)
 
     if (ctx || !r->internal) {
         return ctx;
+    }
+
+    c = r->connection;
+
+    if (ngx_http_ratelimit_slots
+        && c >= ngx_cycle->connections
+        && c < ngx_cycle->connections + ngx_cycle->connection_n)
+    {
+        ctx = ngx_http_ratelimit_slots[c - ngx_cycle->connections];
+
+        /* the connection's number and request count tell requests apart */
+
+        if (ctx && ctx->number == c->number && ctx->requests == c->requests)
+        {
+            ngx_http_set_ctx(r, ctx, ngx_http_ratelimit_module);
+            return ctx;
+        }
     }
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
@@ -775,9 +923,12 @@ ngx_http_ratelimit_cleanup(void *data)
 
     ngx_http_ratelimit_strict_cancel(ctx);
 
-    for (i = 0; i < ctx->ntries; i++) {
+    for (i = 0; ctx->tries && i < ctx->ntries; i++) {
         ngx_http_ratelimit_unpin(&ctx->tries[i]);
     }
+
+    ctx->tries = NULL;
+    ctx->ntries = 0;
 }
 
 
@@ -1213,7 +1364,18 @@ ngx_http_ratelimit_init_process(ngx_cycle_t *cycle)
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_ratelimit_module);
 
-    if (rmcf == NULL || !rmcf->redis) {
+    if (rmcf == NULL || rmcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    ngx_http_ratelimit_slots = ngx_pcalloc(cycle->pool,
+                                 cycle->connection_n
+                                 * sizeof(ngx_http_ratelimit_ctx_t *));
+    if (ngx_http_ratelimit_slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!rmcf->redis) {
         return NGX_OK;
     }
 

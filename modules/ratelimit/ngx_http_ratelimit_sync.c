@@ -726,7 +726,7 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
     }
 
     ctx->waiter = NULL;
-    r = ctx->request;
+    r = ctx->resume;
 
     n = 0;
 
