@@ -1,0 +1,183 @@
+
+/*
+ * nginx-resilience: ngx_http_upstream_discovery_module, what crosses its
+ * files.
+ */
+
+
+#ifndef _NGX_HTTP_UPSTREAM_DISCOVERY_H_INCLUDED_
+#define _NGX_HTTP_UPSTREAM_DISCOVERY_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_resilience.h"
+
+
+#define NGX_HTTP_UD_MAX_PEERS      64
+#define NGX_HTTP_UD_NAME_LEN       64
+
+/* peer states */
+#define NGX_HTTP_UD_FREE           0
+#define NGX_HTTP_UD_UP             1
+#define NGX_HTTP_UD_DOWN           2
+#define NGX_HTTP_UD_CHECKING       3
+#define NGX_HTTP_UD_DRAINING       4
+
+/* where a peer comes from */
+#define NGX_HTTP_UD_STATIC         0
+#define NGX_HTTP_UD_FILE           1
+
+/* set by hand through resilience_admin */
+#define NGX_HTTP_UD_ADMIN_NONE     0
+#define NGX_HTTP_UD_ADMIN_DRAIN    1
+#define NGX_HTTP_UD_ADMIN_DOWN     2
+
+#define NGX_HTTP_UD_CHECK_HTTP     0
+#define NGX_HTTP_UD_CHECK_TCP      1
+
+
+typedef struct {
+    ngx_http_resilience_status_set_t  status;
+    ngx_uint_t                 has_status;
+    ngx_array_t                headers;      /* ngx_http_ud_header_match_t */
+    ngx_regex_t               *body;
+    ngx_str_t                  name;
+} ngx_http_ud_match_t;
+
+
+typedef struct {
+    ngx_str_t                  name;         /* lowercase */
+    ngx_str_t                  value;        /* "=": exact */
+    ngx_regex_t               *regex;        /* "~" */
+} ngx_http_ud_header_match_t;
+
+
+/* one peer, in shared memory */
+
+typedef struct {
+    u_char                     state;
+    u_char                     source;
+    u_char                     admin;
+    u_char                     backup;
+    u_char                     last_ok;      /* last probe: 1 passed */
+    u_char                     checked;      /* probed at least once */
+    u_short                    name_len;
+    ngx_uint_t                 weight;
+    ngx_uint_t                 max_fails;
+    ngx_msec_t                 fail_timeout;
+    ngx_msec_t                 down_until;   /* passive, no probes */
+    socklen_t                  socklen;
+    ngx_sockaddr_t             sockaddr;
+    u_char                     name[NGX_SOCKADDR_STRLEN];
+    ngx_atomic_t               conns;        /* requests in flight */
+    ngx_atomic_t               fails;        /* consecutive */
+    ngx_atomic_t               passes;       /* consecutive */
+    ngx_atomic_t               probe_owner;  /* pid probing now */
+    ngx_msec_t                 probe_next;
+    ngx_msec_t                 probe_started;
+    ngx_msec_t                 latency;      /* last probe */
+    ngx_msec_t                 vanished;     /* left discovery at, or 0 */
+    ngx_atomic_t               requests;
+    ngx_atomic_t               probes;
+    ngx_atomic_t               generation;   /* bumped on slot reuse */
+} ngx_http_ud_peer_t;
+
+
+typedef struct {
+    u_char                     name[NGX_HTTP_UD_NAME_LEN];
+    size_t                     name_len;
+    ngx_uint_t                 npeers;       /* slots in use, high mark */
+    ngx_atomic_t               source_lock;  /* pid fetching, or 0 */
+    ngx_msec_t                 source_next;
+    ngx_msec_t                 source_started;
+    uint32_t                   source_crc;
+    ngx_uint_t                 source_ok;    /* fetched at least once */
+    ngx_atomic_t               version;      /* bumped on every change */
+    ngx_http_ud_peer_t         peers[NGX_HTTP_UD_MAX_PEERS];
+} ngx_http_ud_table_t;
+
+
+typedef struct {
+    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_str_t                  name;
+
+    /* health_check */
+    ngx_uint_t                 check;        /* health_check present */
+    ngx_uint_t                 check_type;
+    ngx_str_t                  uri;
+    in_port_t                  port;
+    ngx_msec_t                 interval;
+    ngx_msec_t                 jitter;
+    ngx_msec_t                 timeout;
+    ngx_uint_t                 fails;
+    ngx_uint_t                 passes;
+    ngx_str_t                  match_name;
+    ngx_http_ud_match_t       *match;
+    ngx_int_t                  panic;        /* basis points, -1 off */
+
+    /* discovery */
+    ngx_uint_t                 source;       /* 0: none */
+    ngx_str_t                  file;
+    ngx_msec_t                 source_interval;
+    ngx_str_t                  dump;
+    ngx_msec_t                 grace;
+
+    ngx_http_ud_table_t       *table;        /* in the zone */
+    ngx_int_t                 *current;      /* this worker's SWRR weights */
+    ngx_event_t                tick;
+    ngx_log_t                 *log;
+} ngx_http_ud_srv_conf_t;
+
+
+typedef struct {
+    ngx_array_t                upstreams;    /* ngx_http_ud_srv_conf_t * */
+    ngx_array_t                matches;      /* ngx_http_ud_match_t */
+    ngx_shm_zone_t            *shm_zone;
+    ngx_slab_pool_t           *shpool;
+} ngx_http_ud_main_conf_t;
+
+
+extern ngx_module_t  ngx_http_upstream_discovery_module;
+
+
+/* the table: ngx_http_upstream_discovery_shm.c */
+
+ngx_int_t ngx_http_ud_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_http_ud_peer_t *ngx_http_ud_find(ngx_http_ud_table_t *t,
+    ngx_sockaddr_t *sa, socklen_t socklen);
+ngx_int_t ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf,
+    ngx_array_t *set, ngx_uint_t source, ngx_log_t *log);
+void ngx_http_ud_set_state(ngx_http_ud_srv_conf_t *udcf,
+    ngx_http_ud_peer_t *p, ngx_uint_t state, const char *why,
+    ngx_log_t *log);
+void ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);
+const char *ngx_http_ud_state_name(ngx_uint_t state);
+
+/* the set a source gives: ngx_http_ud_addr_t */
+
+typedef struct {
+    ngx_sockaddr_t             sockaddr;
+    socklen_t                  socklen;
+    ngx_uint_t                 weight;
+    ngx_uint_t                 backup;
+    ngx_str_t                  name;
+} ngx_http_ud_addr_t;
+
+/* probes: ngx_http_upstream_discovery_check.c */
+
+void ngx_http_ud_check_peers(ngx_http_ud_srv_conf_t *udcf);
+
+/* sources: ngx_http_upstream_discovery_source.c */
+
+void ngx_http_ud_source_tick(ngx_http_ud_srv_conf_t *udcf);
+ngx_int_t ngx_http_ud_parse_document(u_char *data, size_t len,
+    ngx_array_t *set, ngx_pool_t *pool, ngx_str_t *err);
+void ngx_http_ud_dump(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);
+ngx_int_t ngx_http_ud_load_dump(ngx_http_ud_srv_conf_t *udcf,
+    ngx_log_t *log);
+
+
+#endif /* _NGX_HTTP_UPSTREAM_DISCOVERY_H_INCLUDED_ */

@@ -1,0 +1,1441 @@
+
+/*
+ * nginx-resilience: ngx_http_upstream_discovery_module, health-checked
+ * upstreams with runtime peer discovery, on an unpatched nginx.
+ *
+ * "health_check" and "discovery" inside upstream {} install this module's
+ * balancer (peer.init_upstream / init / get / free, as the keepalive
+ * module wraps them): the peers live in a table in shared memory, seeded
+ * by the "server" lines, changed by discovery sources and by probes, and
+ * kept across reloads.  Selection is smooth weighted round robin over the
+ * peers that are up, backups when no primary is, and every peer when too
+ * few are up (panic mode).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_upstream_discovery.h"
+
+
+typedef struct {
+    ngx_http_ud_srv_conf_t    *udcf;
+    uint64_t                   tried;
+    ngx_int_t                  current;      /* slot, or -1 */
+    ngx_atomic_t               generation;
+    ngx_str_t                  name;
+} ngx_http_ud_request_t;
+
+
+static ngx_int_t ngx_http_ud_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_ud_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_ud_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state);
+static ngx_uint_t ngx_http_ud_usable(ngx_http_ud_peer_t *p,
+    ngx_msec_t now);
+static void ngx_http_ud_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_ud_collect(ngx_http_resilience_metrics_t *m,
+    void *data);
+static ngx_int_t ngx_http_ud_admin_get(ngx_http_request_t *r, ngx_str_t *id,
+    cJSON *out, ngx_str_t *err, void *data);
+static ngx_int_t ngx_http_ud_admin_put(ngx_http_request_t *r, ngx_str_t *id,
+    cJSON *body, cJSON *out, ngx_str_t *err, void *data);
+static cJSON *ngx_http_ud_json(ngx_http_ud_srv_conf_t *udcf);
+static void *ngx_http_ud_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_ud_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_ud_create_srv_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ud_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ud_init_process(ngx_cycle_t *cycle);
+static ngx_http_ud_srv_conf_t *ngx_http_ud_enable(ngx_conf_t *cf,
+    char **err);
+static char *ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ud_match_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ud_match_line(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf);
+static ngx_regex_t *ngx_http_ud_regex(ngx_conf_t *cf, ngx_str_t *pattern);
+
+
+static ngx_command_t  ngx_http_ud_commands[] = {
+
+    { ngx_string("health_check"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_ud_health_check,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("discovery"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_ud_discovery,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("health_check_panic"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_ud_panic,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("health_check_match"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_ud_match_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ud_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_ud_init,                      /* postconfiguration */
+
+    ngx_http_ud_create_main_conf,          /* create main configuration */
+    ngx_http_ud_init_main_conf,            /* init main configuration */
+
+    ngx_http_ud_create_srv_conf,           /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_upstream_discovery_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ud_module_ctx,               /* module context */
+    ngx_http_ud_commands,                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_ud_init_process,              /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_ud_zone_name =
+    ngx_string("nginx_resilience_upstream");
+
+static ngx_str_t  ngx_http_ud_source_names[] = {
+    ngx_string("static"),
+    ngx_string("file")
+};
+
+
+/* the balancer */
+
+static ngx_int_t
+ngx_http_ud_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    us->peer.init = ngx_http_ud_init_peer;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t               i, live;
+    ngx_msec_t               now;
+    ngx_http_ud_table_t     *t;
+    ngx_http_ud_request_t   *rp;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    udcf = ngx_http_conf_upstream_srv_conf(us,
+                                          ngx_http_upstream_discovery_module);
+
+    rp = ngx_palloc(r->pool, sizeof(ngx_http_ud_request_t));
+    if (rp == NULL) {
+        return NGX_ERROR;
+    }
+
+    rp->udcf = udcf;
+    rp->tried = 0;
+    rp->current = -1;
+    ngx_str_null(&rp->name);
+
+    /* as many tries as live peers, at least one */
+
+    t = udcf->table;
+    now = ngx_current_msec;
+    live = 0;
+
+    for (i = 0; i < t->npeers; i++) {
+        if (ngx_http_ud_usable(&t->peers[i], now)) {
+            live++;
+        }
+    }
+
+    r->upstream->peer.data = rp;
+    r->upstream->peer.get = ngx_http_ud_get_peer;
+    r->upstream->peer.free = ngx_http_ud_free_peer;
+    r->upstream->peer.tries = live ? live : 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_ud_usable(ngx_http_ud_peer_t *p, ngx_msec_t now)
+{
+    return p->state == NGX_HTTP_UD_UP
+           && p->admin == NGX_HTTP_UD_ADMIN_NONE
+           && (p->down_until == 0
+               || (ngx_msec_int_t) (now - p->down_until) >= 0);
+}
+
+
+static ngx_int_t
+ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_ud_request_t  *rp = data;
+
+    ngx_int_t                total, best_w;
+    ngx_uint_t               i, pass, up, all, panic;
+    ngx_msec_t               now;
+    ngx_http_ud_peer_t      *p, *best;
+    ngx_http_ud_table_t     *t;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    udcf = rp->udcf;
+    t = udcf->table;
+    now = ngx_current_msec;
+
+    pc->cached = 0;
+    pc->connection = NULL;
+
+    /* panic: too few peers up, so every peer is tried rather than none */
+
+    up = 0;
+    all = 0;
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state == NGX_HTTP_UD_FREE || p->state == NGX_HTTP_UD_DRAINING
+            || p->admin != NGX_HTTP_UD_ADMIN_NONE)
+        {
+            continue;
+        }
+
+        all++;
+
+        if (ngx_http_ud_usable(p, now)) {
+            up++;
+        }
+    }
+
+    panic = udcf->panic >= 0
+            && all > 0
+            && (up == 0
+                || up * 10000 < (ngx_uint_t) udcf->panic * all);
+
+    best = NULL;
+
+    /* primaries first, then backups; in panic, every peer but drained */
+
+    for (pass = 0; pass < 2 && best == NULL; pass++) {
+        total = 0;
+        best_w = 0;
+
+        for (i = 0; i < t->npeers && i < 64; i++) {
+            p = &t->peers[i];
+
+            if (rp->tried & ((uint64_t) 1 << i)) {
+                continue;
+            }
+
+            if (panic) {
+                if (p->state == NGX_HTTP_UD_FREE
+                    || p->state == NGX_HTTP_UD_DRAINING
+                    || p->admin != NGX_HTTP_UD_ADMIN_NONE
+                    || p->backup != pass)
+                {
+                    continue;
+                }
+
+            } else if (!ngx_http_ud_usable(p, now) || p->backup != pass) {
+                continue;
+            }
+
+            udcf->current[i] += (ngx_int_t) p->weight;
+            total += (ngx_int_t) p->weight;
+
+            if (best == NULL || udcf->current[i] > best_w) {
+                best = p;
+                best_w = udcf->current[i];
+            }
+        }
+
+        if (best) {
+            udcf->current[best - t->peers] -= total;
+        }
+    }
+
+    if (best == NULL) {
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                      "upstream \"%V\": no live peer", &udcf->name);
+        pc->name = &udcf->name;
+        return NGX_BUSY;
+    }
+
+    if (panic && up == 0) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "upstream discovery: \"%V\" in panic", &udcf->name);
+    }
+
+    i = best - t->peers;
+
+    rp->tried |= (uint64_t) 1 << i;
+    rp->current = (ngx_int_t) i;
+    rp->generation = best->generation;
+    rp->name.data = best->name;
+    rp->name.len = best->name_len;
+
+    pc->sockaddr = &best->sockaddr.sockaddr;
+    pc->socklen = best->socklen;
+    pc->name = &rp->name;
+
+    (void) ngx_atomic_fetch_add(&best->conns, 1);
+    (void) ngx_atomic_fetch_add(&best->requests, 1);
+
+    return NGX_OK;
+}
+
+
+/* passive checks: failures on live traffic count toward "fails" */
+
+static void
+ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_ud_request_t  *rp = data;
+
+    u_char                   why[64];
+    ngx_uint_t               threshold;
+    ngx_http_ud_peer_t      *p;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    if (rp->current < 0) {
+        return;
+    }
+
+    udcf = rp->udcf;
+    p = &udcf->table->peers[rp->current];
+    rp->current = -1;
+
+    if (pc->tries) {
+        pc->tries--;
+    }
+
+    if (p->generation != rp->generation) {
+        /* the slot was freed and reused: not this peer any more */
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&p->conns, -1);
+
+    if (!(state & NGX_PEER_FAILED)) {
+        if (p->fails) {
+            p->fails = 0;
+        }
+
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&p->fails, 1);
+    p->passes = 0;
+
+    /*
+     * with probes, health_check's fails= counts (max_fails=0 on a server
+     * line turns passive checks off for it); without, the server's own
+     * max_fails, as nginx
+     */
+
+    threshold = (udcf->check && p->max_fails) ? udcf->fails : p->max_fails;
+
+    if (threshold == 0 || p->fails < threshold) {
+        return;
+    }
+
+    if (udcf->check) {
+        ngx_sprintf(why, "%ui failures on live traffic%Z", p->fails);
+        ngx_http_ud_set_state(udcf, p, NGX_HTTP_UD_DOWN, (char *) why,
+                              pc->log);
+        return;
+    }
+
+    /* no probes: out for fail_timeout, as nginx's own max_fails */
+
+    p->down_until = ngx_current_msec + p->fail_timeout;
+    p->fails = 0;
+
+    ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                  "upstream \"%V\": peer %*s failed %ui times, out for "
+                  "%M ms", &udcf->name, (size_t) p->name_len, p->name,
+                  threshold, p->fail_timeout);
+}
+
+
+/* background work, in every worker: probes, sources, reaping */
+
+static void
+ngx_http_ud_tick(ngx_event_t *ev)
+{
+    ngx_http_ud_srv_conf_t *udcf = ev->data;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (udcf->check) {
+        ngx_http_ud_check_peers(udcf);
+    }
+
+    if (udcf->source) {
+        ngx_http_ud_source_tick(udcf);
+    }
+
+    ngx_http_ud_reap(udcf, ev->log);
+
+    ngx_add_timer(ev, 100);
+}
+
+
+static ngx_int_t
+ngx_http_ud_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                i;
+    ngx_http_ud_main_conf_t  *mcf;
+    ngx_http_ud_srv_conf_t  **ups, *udcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                          ngx_http_upstream_discovery_module);
+
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    ups = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        udcf = ups[i];
+
+        udcf->current = ngx_pcalloc(cycle->pool,
+                                    NGX_HTTP_UD_MAX_PEERS * sizeof(ngx_int_t));
+        if (udcf->current == NULL) {
+            return NGX_ERROR;
+        }
+
+        udcf->log = cycle->log;
+
+        udcf->tick.handler = ngx_http_ud_tick;
+        udcf->tick.data = udcf;
+        udcf->tick.log = cycle->log;
+        udcf->tick.cancelable = 1;
+
+        ngx_add_timer(&udcf->tick, 10 + ngx_random() % 90);
+    }
+
+    return NGX_OK;
+}
+
+
+/* status: gauges per peer through the core registry */
+
+static ngx_int_t
+ngx_http_ud_collect(ngx_http_resilience_metrics_t *m, void *data)
+{
+    ngx_http_ud_main_conf_t *mcf = data;
+
+    double                    v;
+    ngx_uint_t                i, j, f;
+    ngx_keyval_t              labels[4];
+    ngx_http_ud_peer_t       *p;
+    ngx_http_ud_table_t      *t;
+    ngx_http_ud_srv_conf_t  **ups;
+
+    static const char  *families[][3] = {
+        { "upstream_peer_state", "g",
+          "1 for the peer's state (up, down, checking, draining)." },
+        { "upstream_peer_fails", "g",
+          "Consecutive failures (probes and live traffic)." },
+        { "upstream_peer_passes", "g",
+          "Consecutive passed probes." },
+        { "upstream_peer_last_check_ok", "g",
+          "1 when the last probe passed, 0 when it failed, -1 none yet." },
+        { "upstream_peer_check_latency_ms", "g",
+          "How long the last probe took." },
+        { "upstream_peer_inflight", "g",
+          "Requests to the peer in flight." },
+        { "upstream_peer_requests_total", "c",
+          "Requests sent to the peer." },
+        { "upstream_peer_probes_total", "c",
+          "Probes sent to the peer, by every worker." }
+    };
+
+    ups = mcf->upstreams.elts;
+
+    for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+
+        if (ngx_http_resilience_metrics_family(m, families[f][0],
+                                               families[f][1][0] == 'c'
+                                               ? NGX_HTTP_RESILIENCE_COUNTER
+                                               : NGX_HTTP_RESILIENCE_GAUGE,
+                                               families[f][2])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < mcf->upstreams.nelts; i++) {
+            t = ups[i]->table;
+
+            if (t == NULL) {
+                continue;
+            }
+
+            for (j = 0; j < t->npeers; j++) {
+                p = &t->peers[j];
+
+                if (p->state == NGX_HTTP_UD_FREE) {
+                    continue;
+                }
+
+                ngx_str_set(&labels[0].key, "upstream");
+                labels[0].value = ups[i]->name;
+                ngx_str_set(&labels[1].key, "peer");
+                labels[1].value.data = p->name;
+                labels[1].value.len = p->name_len;
+                ngx_str_set(&labels[2].key, "source");
+                labels[2].value = ngx_http_ud_source_names[p->source];
+
+                switch (f) {
+                case 0:
+                    ngx_str_set(&labels[3].key, "state");
+                    labels[3].value.data = (u_char *)
+                          (p->admin == NGX_HTTP_UD_ADMIN_DRAIN ? "draining"
+                           : p->admin == NGX_HTTP_UD_ADMIN_DOWN ? "down"
+                           : ngx_http_ud_state_name(p->state));
+                    labels[3].value.len = ngx_strlen(labels[3].value.data);
+
+                    if (ngx_http_resilience_metrics_sample(m, labels, 4, 1)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    continue;
+
+                case 1:
+                    v = (double) p->fails;
+                    break;
+                case 2:
+                    v = (double) p->passes;
+                    break;
+                case 3:
+                    v = p->checked ? (double) p->last_ok : -1;
+                    break;
+                case 4:
+                    v = (double) p->latency;
+                    break;
+                case 5:
+                    v = (double) p->conns;
+                    break;
+                case 6:
+                    v = (double) p->requests;
+                    break;
+                default:
+                    v = (double) p->probes;
+                    break;
+                }
+
+                if (ngx_http_resilience_metrics_sample(m, labels, 3, v)
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* resilience_admin: GET the peers, PUT {"peer": ..., "state": ...} */
+
+static cJSON *
+ngx_http_ud_json(ngx_http_ud_srv_conf_t *udcf)
+{
+    u_char               buf[NGX_SOCKADDR_STRLEN + 1];
+    cJSON               *up, *peers, *o;
+    ngx_uint_t           j;
+    ngx_http_ud_peer_t  *p;
+    ngx_http_ud_table_t *t;
+
+    t = udcf->table;
+
+    up = cJSON_CreateObject();
+    if (up == NULL) {
+        return NULL;
+    }
+
+    peers = cJSON_AddArrayToObject(up, "peers");
+    if (peers == NULL) {
+        cJSON_Delete(up);
+        return NULL;
+    }
+
+    for (j = 0; j < t->npeers; j++) {
+        p = &t->peers[j];
+
+        if (p->state == NGX_HTTP_UD_FREE) {
+            continue;
+        }
+
+        o = cJSON_CreateObject();
+        if (o == NULL) {
+            cJSON_Delete(up);
+            return NULL;
+        }
+
+        cJSON_AddItemToArray(peers, o);
+
+        ngx_memcpy(buf, p->name, p->name_len);
+        buf[p->name_len] = '\0';
+
+        cJSON_AddStringToObject(o, "peer", (char *) buf);
+        cJSON_AddStringToObject(o, "state", ngx_http_ud_state_name(p->state));
+        cJSON_AddStringToObject(o, "admin",
+                                p->admin == NGX_HTTP_UD_ADMIN_DRAIN ? "drain"
+                                : p->admin == NGX_HTTP_UD_ADMIN_DOWN ? "down"
+                                : "none");
+        cJSON_AddStringToObject(o, "source",
+                    (char *) ngx_http_ud_source_names[p->source].data);
+        cJSON_AddNumberToObject(o, "weight", (double) p->weight);
+        cJSON_AddBoolToObject(o, "backup", p->backup);
+        cJSON_AddNumberToObject(o, "inflight", (double) p->conns);
+        cJSON_AddNumberToObject(o, "fails", (double) p->fails);
+        cJSON_AddNumberToObject(o, "passes", (double) p->passes);
+        cJSON_AddStringToObject(o, "last_check",
+                                !p->checked ? "none"
+                                : p->last_ok ? "passed" : "failed");
+        cJSON_AddNumberToObject(o, "latency_ms", (double) p->latency);
+        cJSON_AddNumberToObject(o, "requests", (double) p->requests);
+    }
+
+    return up;
+}
+
+
+static ngx_int_t
+ngx_http_ud_admin_get(ngx_http_request_t *r, ngx_str_t *id, cJSON *out,
+    ngx_str_t *err, void *data)
+{
+    ngx_http_ud_main_conf_t *mcf = data;
+
+    char                     name[NGX_HTTP_UD_NAME_LEN + 1];
+    cJSON                   *up;
+    ngx_uint_t               i, found;
+    ngx_http_ud_srv_conf_t **ups;
+
+    ups = mcf->upstreams.elts;
+    found = 0;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (id->len
+            && (id->len != ups[i]->name.len
+                || ngx_strncmp(id->data, ups[i]->name.data, id->len) != 0))
+        {
+            continue;
+        }
+
+        up = ngx_http_ud_json(ups[i]);
+        if (up == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_cpystrn((u_char *) name, ups[i]->name.data,
+                    ngx_min(ups[i]->name.len, NGX_HTTP_UD_NAME_LEN) + 1);
+        cJSON_AddItemToObject(out, name, up);
+        found = 1;
+    }
+
+    if (id->len && !found) {
+        ngx_str_set(err, "no such upstream");
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    return NGX_HTTP_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ud_admin_put(ngx_http_request_t *r, ngx_str_t *id, cJSON *body,
+    cJSON *out, ngx_str_t *err, void *data)
+{
+    ngx_http_ud_main_conf_t *mcf = data;
+
+    cJSON                   *peer, *state;
+    size_t                   len;
+    ngx_uint_t               i, j, admin;
+    ngx_http_ud_peer_t      *p;
+    ngx_http_ud_srv_conf_t **ups, *udcf;
+
+    ups = mcf->upstreams.elts;
+    udcf = NULL;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (id->len == ups[i]->name.len
+            && ngx_strncmp(id->data, ups[i]->name.data, id->len) == 0)
+        {
+            udcf = ups[i];
+            break;
+        }
+    }
+
+    if (udcf == NULL) {
+        ngx_str_set(err, "no such upstream");
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    peer = cJSON_GetObjectItemCaseSensitive(body, "peer");
+    state = cJSON_GetObjectItemCaseSensitive(body, "state");
+
+    if (!cJSON_IsString(peer) || !cJSON_IsString(state)) {
+        ngx_str_set(err, "expected {\"peer\": \"host:port\", "
+                         "\"state\": \"drain\" | \"down\" | \"up\"}");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (ngx_strcmp(state->valuestring, "drain") == 0) {
+        admin = NGX_HTTP_UD_ADMIN_DRAIN;
+
+    } else if (ngx_strcmp(state->valuestring, "down") == 0) {
+        admin = NGX_HTTP_UD_ADMIN_DOWN;
+
+    } else if (ngx_strcmp(state->valuestring, "up") == 0) {
+        admin = NGX_HTTP_UD_ADMIN_NONE;
+
+    } else {
+        ngx_str_set(err, "\"state\" must be \"drain\", \"down\" or \"up\"");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    len = ngx_strlen(peer->valuestring);
+
+    for (j = 0; j < udcf->table->npeers; j++) {
+        p = &udcf->table->peers[j];
+
+        if (p->state == NGX_HTTP_UD_FREE || p->name_len != len
+            || ngx_strncmp(p->name, peer->valuestring, len) != 0)
+        {
+            continue;
+        }
+
+        p->admin = (u_char) admin;
+        udcf->table->version++;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "upstream \"%V\": peer %s set to \"%s\" through "
+                      "resilience_admin", &udcf->name, peer->valuestring,
+                      state->valuestring);
+
+        return ngx_http_ud_admin_get(r, id, out, err, data);
+    }
+
+    ngx_str_set(err, "no such peer in this upstream");
+    return NGX_HTTP_NOT_FOUND;
+}
+
+
+/* configuration */
+
+static void *
+ngx_http_ud_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_ud_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ud_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mcf->upstreams, cf->pool, 4,
+                       sizeof(ngx_http_ud_srv_conf_t *))
+        != NGX_OK
+        || ngx_array_init(&mcf->matches, cf->pool, 2,
+                          sizeof(ngx_http_ud_match_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+/* matches are looked up once every upstream has been read */
+
+static char *
+ngx_http_ud_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_ud_main_conf_t *mcf = conf;
+
+    ngx_uint_t                i, j;
+    ngx_http_ud_match_t      *m;
+    ngx_http_ud_srv_conf_t  **ups;
+
+    ups = mcf->upstreams.elts;
+    m = mcf->matches.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (ups[i]->match_name.len == 0) {
+            continue;
+        }
+
+        for (j = 0; j < mcf->matches.nelts; j++) {
+            if (m[j].name.len == ups[i]->match_name.len
+                && ngx_strncmp(m[j].name.data, ups[i]->match_name.data,
+                               m[j].name.len)
+                   == 0)
+            {
+                ups[i]->match = &m[j];
+                break;
+            }
+        }
+
+        if (ups[i]->match == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "upstream \"%V\": \"health_check\" uses "
+                               "unknown health_check_match \"%V\"",
+                               &ups[i]->name, &ups[i]->match_name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_ud_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    udcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ud_srv_conf_t));
+    if (udcf == NULL) {
+        return NULL;
+    }
+
+    udcf->panic = 0;
+
+    return udcf;
+}
+
+
+static ngx_int_t
+ngx_http_ud_init(ngx_conf_t *cf)
+{
+    ngx_http_ud_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf,
+                                          ngx_http_upstream_discovery_module);
+
+    if (mcf->upstreams.nelts == 0) {
+        return NGX_OK;
+    }
+
+    mcf->shm_zone = ngx_shared_memory_add(cf, &ngx_http_ud_zone_name,
+                                          4 * 1024 * 1024,
+                                          &ngx_http_upstream_discovery_module);
+    if (mcf->shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->shm_zone->init = ngx_http_ud_init_zone;
+    mcf->shm_zone->data = mcf;
+    mcf->shm_zone->noreuse = 0;
+
+    if (ngx_http_resilience_metrics_add_collector(cf, ngx_http_ud_collect,
+                                                  mcf)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_resilience_admin_register(cf, "upstreams",
+                                              ngx_http_ud_admin_get,
+                                              ngx_http_ud_admin_put, mcf);
+}
+
+
+/* the first health_check or discovery of an upstream installs the balancer */
+
+static ngx_http_ud_srv_conf_t *
+ngx_http_ud_enable(ngx_conf_t *cf, char **err)
+{
+    ngx_http_ud_srv_conf_t         *udcf, **up;
+    ngx_http_ud_main_conf_t        *mcf;
+    ngx_http_upstream_srv_conf_t   *uscf;
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+    udcf = ngx_http_conf_get_module_srv_conf(cf,
+                                          ngx_http_upstream_discovery_module);
+
+    if (udcf->uscf) {
+        return udcf;
+    }
+
+    if (uscf->peer.init_upstream
+        && uscf->peer.init_upstream != ngx_http_upstream_init_round_robin)
+    {
+        *err = "must come before \"keepalive\" and replaces the balancing "
+               "method (hash, least_conn, random...) of this upstream";
+        return NULL;
+    }
+
+    if (uscf->host.len > NGX_HTTP_UD_NAME_LEN) {
+        *err = "needs an upstream name of at most 64 characters";
+        return NULL;
+    }
+
+    uscf->peer.init_upstream = ngx_http_ud_init_upstream;
+    uscf->flags |= NGX_HTTP_UPSTREAM_CREATE
+                   |NGX_HTTP_UPSTREAM_WEIGHT
+                   |NGX_HTTP_UPSTREAM_MAX_FAILS
+                   |NGX_HTTP_UPSTREAM_FAIL_TIMEOUT
+                   |NGX_HTTP_UPSTREAM_DOWN
+                   |NGX_HTTP_UPSTREAM_BACKUP;
+
+    udcf->uscf = uscf;
+    udcf->name = uscf->host;
+    udcf->panic = 0;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf,
+                                          ngx_http_upstream_discovery_module);
+
+    up = ngx_array_push(&mcf->upstreams);
+    if (up == NULL) {
+        *err = NGX_CONF_ERROR;
+        return NULL;
+    }
+
+    *up = udcf;
+
+    return udcf;
+}
+
+
+/*
+ * health_check [type=http|tcp] [uri=/] [port=N] [interval=2s]
+ *     [jitter=0] [timeout=1s] [fails=3] [passes=2] [match=name]
+ */
+
+static char *
+ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                    *err;
+    ngx_str_t               *value, name, val;
+    ngx_uint_t               i, n;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    err = NULL;
+    udcf = ngx_http_ud_enable(cf, &err);
+    if (udcf == NULL) {
+        return err;
+    }
+
+    if (udcf->check) {
+        return "is duplicate";
+    }
+
+    udcf->check = 1;
+    udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
+    ngx_str_set(&udcf->uri, "/");
+    udcf->interval = 2000;
+    udcf->jitter = 0;
+    udcf->timeout = 1000;
+    udcf->fails = 3;
+    udcf->passes = 2;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_resilience_split_option(&value[i], &name, &val)
+            != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        if (name.len == 4 && ngx_strncmp(name.data, "type", 4) == 0) {
+            if (val.len == 4 && ngx_strncmp(val.data, "http", 4) == 0) {
+                udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
+
+            } else if (val.len == 3 && ngx_strncmp(val.data, "tcp", 3) == 0) {
+                udcf->check_type = NGX_HTTP_UD_CHECK_TCP;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (name.len == 3 && ngx_strncmp(name.data, "uri", 3) == 0) {
+            if (val.len == 0 || val.data[0] != '/') {
+                goto invalid;
+            }
+
+            udcf->uri = val;
+            continue;
+        }
+
+        if (name.len == 4 && ngx_strncmp(name.data, "port", 4) == 0) {
+            if (ngx_http_resilience_parse_uint(cf, &val, 1, 65535, &n)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            udcf->port = (in_port_t) n;
+            continue;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0) {
+            if (ngx_http_resilience_parse_msec(cf, &val, &udcf->interval)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (udcf->interval < 100) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "jitter", 6) == 0) {
+            if (ngx_http_resilience_parse_msec(cf, &val, &udcf->jitter)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (name.len == 7 && ngx_strncmp(name.data, "timeout", 7) == 0) {
+            if (ngx_http_resilience_parse_msec(cf, &val, &udcf->timeout)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (udcf->timeout == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if ((name.len == 5 && ngx_strncmp(name.data, "fails", 5) == 0)
+            || (name.len == 6 && ngx_strncmp(name.data, "passes", 6) == 0))
+        {
+            if (ngx_http_resilience_parse_uint(cf, &val, 1, 100, &n)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (name.data[0] == 'f') {
+                udcf->fails = n;
+
+            } else {
+                udcf->passes = n;
+            }
+
+            continue;
+        }
+
+        if (name.len == 5 && ngx_strncmp(name.data, "match", 5) == 0) {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            udcf->match_name = val;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (udcf->jitter >= udcf->interval) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"health_check\" jitter must be shorter than "
+                           "the interval");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"health_check\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* discovery file=<path> [interval=5s] [dump=<path>] [grace=30s] */
+
+static char *
+ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                    *err;
+    ngx_str_t               *value, name, val;
+    ngx_uint_t               i;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    err = NULL;
+    udcf = ngx_http_ud_enable(cf, &err);
+    if (udcf == NULL) {
+        return err;
+    }
+
+    if (udcf->source) {
+        return "is duplicate";
+    }
+
+    udcf->source_interval = 5000;
+    udcf->grace = 30000;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_resilience_split_option(&value[i], &name, &val)
+            != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        if (name.len == 4 && ngx_strncmp(name.data, "file", 4) == 0) {
+            if (val.len == 0 || udcf->source) {
+                goto invalid;
+            }
+
+            udcf->source = NGX_HTTP_UD_FILE;
+            udcf->file = val;
+
+            if (ngx_conf_full_name(cf->cycle, &udcf->file, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if ((name.len == 6 && ngx_strncmp(name.data, "consul", 6) == 0)
+            || (name.len == 5 && ngx_strncmp(name.data, "redis", 5) == 0)
+            || (name.len == 3 && ngx_strncmp(name.data, "dns", 3) == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"discovery\" source \"%V\" is not "
+                               "available in this version, only \"file=\"",
+                               &name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0) {
+            if (ngx_http_resilience_parse_msec(cf, &val,
+                                               &udcf->source_interval)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            if (udcf->source_interval < 100) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (name.len == 5 && ngx_strncmp(name.data, "grace", 5) == 0) {
+            if (ngx_http_resilience_parse_msec(cf, &val, &udcf->grace)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (name.len == 4 && ngx_strncmp(name.data, "dump", 4) == 0) {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            udcf->dump = val;
+
+            if (ngx_conf_full_name(cf->cycle, &udcf->dump, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (udcf->source == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"discovery\" needs a source, such as "
+                           "\"file=/etc/nginx/peers.json\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"discovery\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* health_check_panic on | off | N% */
+
+static char *
+ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                    *err;
+    ngx_str_t               *value;
+    ngx_uint_t               bp;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    err = NULL;
+    udcf = ngx_http_ud_enable(cf, &err);
+    if (udcf == NULL) {
+        return err;
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        udcf->panic = -1;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 2 && ngx_strncmp(value[1].data, "on", 2) == 0) {
+        udcf->panic = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_resilience_parse_percent(cf, &value[1], &bp) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    udcf->panic = (ngx_int_t) bp;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * health_check_match <name> {
+ *     status 200-399;
+ *     header X-Ready;  header Content-Type ~ json;  header X-Role = primary;
+ *     body ~ "ok";
+ * }
+ */
+
+static char *
+ngx_http_ud_match_block(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ud_main_conf_t *mcf = conf;
+
+    char                 *rv;
+    ngx_str_t            *value;
+    ngx_uint_t            i;
+    ngx_conf_t            save;
+    ngx_http_ud_match_t  *m;
+
+    value = cf->args->elts;
+
+    m = mcf->matches.elts;
+
+    for (i = 0; i < mcf->matches.nelts; i++) {
+        if (m[i].name.len == value[1].len
+            && ngx_strncmp(m[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate health_check_match \"%V\"",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    m = ngx_array_push(&mcf->matches);
+    if (m == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(m, sizeof(ngx_http_ud_match_t));
+    m->name = value[1];
+
+    if (ngx_array_init(&m->headers, cf->pool, 2,
+                       sizeof(ngx_http_ud_header_match_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    save = *cf;
+    cf->handler = ngx_http_ud_match_line;
+    cf->handler_conf = (void *) m;
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    return rv;
+}
+
+
+static char *
+ngx_http_ud_match_line(ngx_conf_t *cf, ngx_command_t *dummy, void *conf)
+{
+    ngx_http_ud_match_t *m = conf;
+
+    ngx_str_t                   *value;
+    ngx_uint_t                   i;
+    ngx_http_ud_header_match_t  *h;
+
+    value = cf->args->elts;
+
+    if (value[0].len == 6 && ngx_strncmp(value[0].data, "status", 6) == 0) {
+        if (cf->args->nelts < 2) {
+            goto invalid;
+        }
+
+        for (i = 1; i < cf->args->nelts; i++) {
+            if (ngx_http_resilience_parse_status(cf, &value[i], &m->status)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        m->has_status = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (value[0].len == 6 && ngx_strncmp(value[0].data, "header", 6) == 0) {
+        if (cf->args->nelts != 2 && cf->args->nelts != 4) {
+            goto invalid;
+        }
+
+        h = ngx_array_push(&m->headers);
+        if (h == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(h, sizeof(ngx_http_ud_header_match_t));
+
+        h->name = value[1];
+        ngx_strlow(h->name.data, h->name.data, h->name.len);
+
+        if (cf->args->nelts == 2) {
+            return NGX_CONF_OK;
+        }
+
+        if (value[2].len == 1 && value[2].data[0] == '=') {
+            h->value = value[3];
+            return NGX_CONF_OK;
+        }
+
+        if (value[2].len == 1 && value[2].data[0] == '~') {
+            h->regex = ngx_http_ud_regex(cf, &value[3]);
+            return h->regex ? NGX_CONF_OK : NGX_CONF_ERROR;
+        }
+
+        goto invalid;
+    }
+
+    if (value[0].len == 4 && ngx_strncmp(value[0].data, "body", 4) == 0) {
+        if (cf->args->nelts != 3 || value[1].len != 1
+            || value[1].data[0] != '~')
+        {
+            goto invalid;
+        }
+
+        m->body = ngx_http_ud_regex(cf, &value[2]);
+        return m->body ? NGX_CONF_OK : NGX_CONF_ERROR;
+    }
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid line \"%V\" in health_check_match \"%V\", "
+                       "expected \"status 200-399;\", \"header Name;\", "
+                       "\"header Name = value;\", \"header Name ~ regex;\" "
+                       "or \"body ~ regex;\"", &value[0], &m->name);
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_regex_t *
+ngx_http_ud_regex(ngx_conf_t *cf, ngx_str_t *pattern)
+{
+    u_char               errstr[NGX_MAX_CONF_ERRSTR];
+    ngx_regex_compile_t  rc;
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern = *pattern;
+    rc.pool = cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "health_check_match: invalid regex \"%V\": %V",
+                           pattern, &rc.err);
+        return NULL;
+    }
+
+    return rc.regex;
+}

@@ -1,0 +1,480 @@
+
+/*
+ * nginx-resilience: the peer tables, in the module's shared memory zone.
+ *
+ * One table per upstream, found by name, so that peers and their health
+ * survive a reload.  The zone mutex is held to change a table (a source's
+ * new set, a state change, reaping); the balancer reads without it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_upstream_discovery.h"
+
+
+#define NGX_HTTP_UD_MAX_UPSTREAMS  256
+
+
+typedef struct {
+    ngx_uint_t                 n;
+    ngx_http_ud_table_t       *tables[NGX_HTTP_UD_MAX_UPSTREAMS];
+} ngx_http_ud_root_t;
+
+
+static ngx_int_t ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf,
+    ngx_slab_pool_t *shpool, ngx_log_t *log);
+static ngx_http_ud_peer_t *ngx_http_ud_alloc(ngx_http_ud_table_t *t);
+
+
+static ngx_str_t  ngx_http_ud_state_names[] = {
+    ngx_string("free"),
+    ngx_string("up"),
+    ngx_string("down"),
+    ngx_string("checking"),
+    ngx_string("draining")
+};
+
+
+const char *
+ngx_http_ud_state_name(ngx_uint_t state)
+{
+    if (state > NGX_HTTP_UD_DRAINING) {
+        return "unknown";
+    }
+
+    return (const char *) ngx_http_ud_state_names[state].data;
+}
+
+
+ngx_int_t
+ngx_http_ud_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_ud_main_conf_t  *mcf = shm_zone->data;
+
+    ngx_uint_t                i, j;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_ud_root_t       *root;
+    ngx_http_ud_table_t      *t;
+    ngx_http_ud_srv_conf_t  **ups, *udcf;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    mcf->shpool = shpool;
+
+    if (data == NULL && !shm_zone->shm.exists) {
+        root = ngx_slab_calloc(shpool, sizeof(ngx_http_ud_root_t));
+        if (root == NULL) {
+            return NGX_ERROR;
+        }
+
+        shpool->data = root;
+        shpool->log_nomem = 1;
+    }
+
+    root = shpool->data;
+
+    /* every upstream finds its table (a reload) or gets one */
+
+    ups = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        udcf = ups[i];
+        t = NULL;
+
+        for (j = 0; j < root->n; j++) {
+            if (root->tables[j]->name_len == udcf->name.len
+                && ngx_strncmp(root->tables[j]->name, udcf->name.data,
+                               udcf->name.len)
+                   == 0)
+            {
+                t = root->tables[j];
+                break;
+            }
+        }
+
+        if (t == NULL) {
+            if (root->n == NGX_HTTP_UD_MAX_UPSTREAMS) {
+                ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                              "upstream discovery: more than %d upstreams",
+                              NGX_HTTP_UD_MAX_UPSTREAMS);
+                return NGX_ERROR;
+            }
+
+            t = ngx_slab_calloc(shpool, sizeof(ngx_http_ud_table_t));
+            if (t == NULL) {
+                return NGX_ERROR;
+            }
+
+            t->name_len = ngx_min(udcf->name.len, NGX_HTTP_UD_NAME_LEN);
+            ngx_memcpy(t->name, udcf->name.data, t->name_len);
+
+            root->tables[root->n++] = t;
+        }
+
+        udcf->table = t;
+
+        if (ngx_http_ud_seed(udcf, shpool, shm_zone->shm.log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The upstream's "server" lines are the seeds: new ones start up (no 502
+ * storm after a start or a reload), those gone from the configuration
+ * drain, the others keep their health and take the new parameters.
+ */
+
+static ngx_int_t
+ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
+    ngx_log_t *log)
+{
+    ngx_uint_t                   i, j, k, seen[NGX_HTTP_UD_MAX_PEERS];
+    ngx_http_ud_peer_t          *p;
+    ngx_http_ud_table_t         *t;
+    ngx_http_upstream_server_t  *server;
+
+    t = udcf->table;
+
+    ngx_memzero(seen, sizeof(seen));
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    server = udcf->uscf->servers ? udcf->uscf->servers->elts : NULL;
+
+    for (i = 0; server && i < udcf->uscf->servers->nelts; i++) {
+        for (j = 0; j < server[i].naddrs; j++) {
+
+            p = ngx_http_ud_find(t, (ngx_sockaddr_t *)
+                                    server[i].addrs[j].sockaddr,
+                                 server[i].addrs[j].socklen);
+
+            if (p == NULL) {
+                p = ngx_http_ud_alloc(t);
+
+                if (p == NULL) {
+                    ngx_shmtx_unlock(&shpool->mutex);
+                    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                                  "upstream \"%V\" has more than %d peers",
+                                  &udcf->name, NGX_HTTP_UD_MAX_PEERS);
+                    return NGX_ERROR;
+                }
+
+                ngx_memcpy(&p->sockaddr, server[i].addrs[j].sockaddr,
+                           server[i].addrs[j].socklen);
+                p->socklen = server[i].addrs[j].socklen;
+                p->name_len = (u_short) ngx_min(server[i].addrs[j].name.len,
+                                                NGX_SOCKADDR_STRLEN);
+                ngx_memcpy(p->name, server[i].addrs[j].name.data,
+                           p->name_len);
+                p->state = NGX_HTTP_UD_UP;
+            }
+
+            k = p - t->peers;
+            seen[k] = 1;
+
+            p->source = NGX_HTTP_UD_STATIC;
+            p->weight = server[i].weight ? server[i].weight : 1;
+            p->max_fails = server[i].max_fails;
+            p->fail_timeout = (ngx_msec_t) server[i].fail_timeout * 1000;
+            p->backup = server[i].backup;
+            p->vanished = 0;
+
+            if (server[i].down) {
+                p->admin = NGX_HTTP_UD_ADMIN_DOWN;
+
+            } else if (p->admin == NGX_HTTP_UD_ADMIN_DOWN
+                       && p->state == NGX_HTTP_UD_DRAINING)
+            {
+                p->admin = NGX_HTTP_UD_ADMIN_NONE;
+            }
+
+            if (p->state == NGX_HTTP_UD_DRAINING) {
+                p->state = NGX_HTTP_UD_UP;
+            }
+        }
+    }
+
+    /* static peers no longer configured */
+
+    for (k = 0; k < t->npeers; k++) {
+        p = &t->peers[k];
+
+        if (p->state != NGX_HTTP_UD_FREE && p->source == NGX_HTTP_UD_STATIC
+            && !seen[k] && p->state != NGX_HTTP_UD_DRAINING)
+        {
+            p->state = NGX_HTTP_UD_DRAINING;
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "upstream \"%V\": peer %*s left the configuration, "
+                          "draining", &udcf->name, (size_t) p->name_len,
+                          p->name);
+        }
+    }
+
+    t->version++;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+ngx_http_ud_peer_t *
+ngx_http_ud_find(ngx_http_ud_table_t *t, ngx_sockaddr_t *sa,
+    socklen_t socklen)
+{
+    ngx_uint_t           i;
+    ngx_http_ud_peer_t  *p;
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state != NGX_HTTP_UD_FREE
+            && ngx_cmp_sockaddr(&p->sockaddr.sockaddr, p->socklen,
+                                &sa->sockaddr, socklen, 1)
+               == NGX_OK)
+        {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_ud_peer_t *
+ngx_http_ud_alloc(ngx_http_ud_table_t *t)
+{
+    ngx_uint_t           i;
+    ngx_atomic_t         gen;
+    ngx_http_ud_peer_t  *p;
+
+    for (i = 0; i < NGX_HTTP_UD_MAX_PEERS; i++) {
+        p = &t->peers[i];
+
+        if (p->state != NGX_HTTP_UD_FREE) {
+            continue;
+        }
+
+        gen = p->generation;
+        ngx_memzero(p, sizeof(ngx_http_ud_peer_t));
+        p->generation = gen + 1;
+        p->weight = 1;
+
+        if (i >= t->npeers) {
+            t->npeers = i + 1;
+        }
+
+        return p;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A source's new set, applied whole: new peers start "checking" (up when
+ * the upstream has no health_check), peers gone from the set drain, but
+ * one that still passes its checks stays for the grace period first.
+ */
+
+ngx_int_t
+ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
+    ngx_uint_t source, ngx_log_t *log)
+{
+    ngx_uint_t                 i, k, seen[NGX_HTTP_UD_MAX_PEERS];
+    ngx_uint_t                 added, removed;
+    ngx_msec_t                 now;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_ud_addr_t        *a;
+    ngx_http_ud_peer_t        *p;
+    ngx_http_ud_table_t       *t;
+    ngx_http_ud_main_conf_t   *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                          ngx_http_upstream_discovery_module);
+    shpool = mcf->shpool;
+    t = udcf->table;
+    now = ngx_current_msec;
+    added = 0;
+    removed = 0;
+
+    ngx_memzero(seen, sizeof(seen));
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    a = set->elts;
+
+    for (i = 0; i < set->nelts; i++) {
+        p = ngx_http_ud_find(t, &a[i].sockaddr, a[i].socklen);
+
+        if (p && p->source == NGX_HTTP_UD_STATIC) {
+            /* a seed keeps its configured parameters */
+            seen[p - t->peers] = 1;
+            continue;
+        }
+
+        if (p == NULL) {
+            p = ngx_http_ud_alloc(t);
+
+            if (p == NULL) {
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "upstream \"%V\": no room for peer \"%V\", "
+                              "at most %d peers", &udcf->name, &a[i].name,
+                              NGX_HTTP_UD_MAX_PEERS);
+                continue;
+            }
+
+            ngx_memcpy(&p->sockaddr, &a[i].sockaddr, a[i].socklen);
+            p->socklen = a[i].socklen;
+            p->name_len = (u_short) ngx_sock_ntop(&p->sockaddr.sockaddr,
+                                                  p->socklen, p->name,
+                                                  NGX_SOCKADDR_STRLEN, 1);
+            p->source = (u_char) source;
+            p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
+            p->max_fails = udcf->check ? udcf->fails : 1;
+            p->fail_timeout = 10000;
+            p->probe_next = now;
+            added++;
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "upstream \"%V\": peer %*s discovered, %s",
+                          &udcf->name, (size_t) p->name_len, p->name,
+                          ngx_http_ud_state_name(p->state));
+
+        } else if (p->state == NGX_HTTP_UD_DRAINING) {
+            p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
+            p->passes = 0;
+        }
+
+        p->weight = a[i].weight ? a[i].weight : 1;
+        p->backup = (u_char) a[i].backup;
+        p->vanished = 0;
+
+        seen[p - t->peers] = 1;
+    }
+
+    for (k = 0; k < t->npeers; k++) {
+        p = &t->peers[k];
+
+        if (p->state == NGX_HTTP_UD_FREE || p->source != source || seen[k]
+            || p->state == NGX_HTTP_UD_DRAINING)
+        {
+            continue;
+        }
+
+        if (udcf->check && udcf->grace && p->state == NGX_HTTP_UD_UP) {
+            if (p->vanished == 0) {
+                p->vanished = now;
+            }
+
+            if ((ngx_msec_int_t) (now - p->vanished)
+                < (ngx_msec_int_t) udcf->grace)
+            {
+                continue;
+            }
+        }
+
+        p->state = NGX_HTTP_UD_DRAINING;
+        removed++;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "upstream \"%V\": peer %*s left discovery, draining",
+                      &udcf->name, (size_t) p->name_len, p->name);
+    }
+
+    t->version++;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (added || removed) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "upstream \"%V\": %ui peer(s) added, %ui draining",
+                      &udcf->name, added, removed);
+    }
+
+    return NGX_OK;
+}
+
+
+/* a state change, logged at warn the way the breaker logs its own */
+
+void
+ngx_http_ud_set_state(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p,
+    ngx_uint_t state, const char *why, ngx_log_t *log)
+{
+    ngx_uint_t                old;
+    ngx_http_ud_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                          ngx_http_upstream_discovery_module);
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    old = p->state;
+
+    if (old == state || old == NGX_HTTP_UD_FREE
+        || old == NGX_HTTP_UD_DRAINING)
+    {
+        ngx_shmtx_unlock(&mcf->shpool->mutex);
+        return;
+    }
+
+    p->state = (u_char) state;
+    udcf->table->version++;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "upstream \"%V\": peer %*s is %s (was %s): %s",
+                  &udcf->name, (size_t) p->name_len, p->name,
+                  ngx_http_ud_state_name(state), ngx_http_ud_state_name(old),
+                  why);
+}
+
+
+/* drained peers whose last request has finished give their slot back */
+
+void
+ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
+{
+    ngx_uint_t                i;
+    ngx_http_ud_peer_t       *p;
+    ngx_http_ud_table_t      *t;
+    ngx_http_ud_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                          ngx_http_upstream_discovery_module);
+    t = udcf->table;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state != NGX_HTTP_UD_DRAINING || p->conns != 0
+            || p->probe_owner != 0)
+        {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "upstream \"%V\": peer %*s drained, removed",
+                      &udcf->name, (size_t) p->name_len, p->name);
+
+        p->state = NGX_HTTP_UD_FREE;
+        p->generation++;
+        t->version++;
+    }
+
+    while (t->npeers && t->peers[t->npeers - 1].state == NGX_HTTP_UD_FREE) {
+        t->npeers--;
+    }
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}

@@ -1,0 +1,537 @@
+# ngx_http_upstream_discovery_module: configured peers start up; active
+# HTTP and TCP checks take peers down and back up (status, header and body
+# matches); passive failures; panic mode; discovery from a file (traffic
+# moves, malformed documents keep the old set, removed peers drain, the
+# dump serves a start with the source down); resilience_admin; status.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port);
+use NR::Net qw(http_get http_put);
+use Time::HiRes qw(time sleep);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+no_root_location();
+log_level('info');
+
+$ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
+$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B C CLOSED SLOW);
+
+# writes a file in the html directory (health switches, discovery files)
+sub put_file {
+    my ($name, $text) = @_;
+    my $f = "$Test::Nginx::Util::HtmlDir/$name";
+    open my $fh, '>', "$f.tmp" or die "$f: $!";
+    print $fh $text;
+    close $fh;
+    rename "$f.tmp", $f or die "$f: $!";
+}
+
+sub result { put_file("result.txt", $_[0]) }
+
+# the bodies of $n requests to $path, joined
+sub bodies {
+    my ($path, $n) = @_;
+    my $s = '';
+    for (1 .. $n) {
+        my ($st, $body) = http_get($ENV{TEST_NGINX_SERVER_PORT}, $path);
+        chomp $body;
+        $s .= $st == 200 ? $body : "[$st]";
+    }
+    return $s;
+}
+
+sub peer_state {
+    my ($peer) = @_;
+    my (undef, $m) = http_get($ENV{TEST_NGINX_SERVER_PORT}, "/status");
+    my ($state) = $m =~ /^nginx_resilience_upstream_peer_state\{[^}]*peer="\Q$peer\E"[^}]*state="(\w+)"\} 1$/m;
+    return $state // 'none';
+}
+
+# the backends: A, B and C answer their letter; /healthz serves a file
+# the test writes (absent: 404)
+$ENV{TEST_NGINX_BACKENDS} = <<"_EOC_";
+    server {
+        listen 127.0.0.1:$ENV{TEST_NGINX_A_PORT};
+        location / { return 200 "A\\n"; }
+        location = /healthz {
+            default_type text/plain;
+            alias $Test::Nginx::Util::HtmlDir/health-A.txt;
+        }
+    }
+    server {
+        listen 127.0.0.1:$ENV{TEST_NGINX_B_PORT};
+        location / { return 200 "B\\n"; }
+        location = /healthz {
+            default_type text/plain;
+            add_header X-Ready yes;
+            alias $Test::Nginx::Util::HtmlDir/health-B.txt;
+        }
+    }
+    server {
+        listen 127.0.0.1:$ENV{TEST_NGINX_C_PORT};
+        location / { return 200 "C\\n"; }
+        location = /healthz { return 200 "ok\\n"; }
+    }
+_EOC_
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: configured peers start up, smooth weighted round robin
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT weight=2;
+    }
+--- config
+    location / { proxy_pass http://app; }
+--- request eval
+["GET /", "GET /", "GET /", "GET /", "GET /", "GET /"]
+--- response_body eval
+["B\n", "A\n", "B\n", "B\n", "A\n", "B\n"]
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 2: a failing check takes a peer down, no request reaches it; passing checks bring it back
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=200ms fails=2 passes=2;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("health-A.txt", "ok\n");
+main::put_file("health-B.txt", "ok\n");
+sleep 0.5;
+my $before = main::bodies("/", 4);
+unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
+sleep 0.8;
+my $down = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
+my $during = main::bodies("/", 4);
+main::put_file("health-B.txt", "ok\n");
+sleep 0.8;
+my $up = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
+my $after = main::bodies("/", 4);
+main::result("$before $down $during $up "
+             . ($after =~ /A/ && $after =~ /B/ ? "both" : $after) . "\n");
+--- request
+GET /result
+--- response_body_like
+^(ABAB|BABA) down AAAA up both$
+--- timeout: 6
+--- error_log
+is down (was up): 2 probe(s) failed, the last: status not 2xx or 3xx
+is up (was down): 2 probe(s) passed
+--- no_error_log
+[alert]
+
+
+
+=== TEST 3: health_check_match: status, header and body rules
+--- http_config
+    $TEST_NGINX_BACKENDS
+    health_check_match ready {
+        status 200;
+        header X-Ready = yes;
+        body ~ "^ok";
+    }
+    upstream app {
+        health_check uri=/healthz interval=200ms fails=1 passes=1 match=ready;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+# A: 200 "ok" but no X-Ready header; B: X-Ready, body "ok", then "bad"
+main::put_file("health-A.txt", "ok\n");
+main::put_file("health-B.txt", "ok\n");
+sleep 0.6;
+my $a = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_A_PORT}");
+my $b = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
+main::put_file("health-B.txt", "bad\n");
+sleep 0.6;
+my $b2 = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
+main::result("A=$a B=$b then B=$b2\n");
+--- request
+GET /result
+--- response_body
+A=down B=up then B=down
+--- timeout: 5
+--- error_log
+header not matched
+body not matched
+--- no_error_log
+[alert]
+
+
+
+=== TEST 4: TCP checks: a closed port goes down, an open one stays up
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=tcp interval=200ms fails=1;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+--- init
+sleep 0.6;
+--- request eval
+["GET /status", "GET /", "GET /", "GET /"]
+--- response_body_like eval
+[qr/peer="127.0.0.1:$ENV{TEST_NGINX_A_PORT}",source="static",state="up"\} 1\n.*peer="127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}",source="static",state="down"\} 1\n/s,
+ "^A\$", "^A\$", "^A\$"]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 5: passive checks: failures on live traffic take a peer down before its next probe
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check interval=60s fails=3;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+# one probe at start (one failure), then live traffic: two more
+sleep 0.3;
+my $s = main::bodies("/", 6);
+main::result("$s " . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}") . "\n");
+--- request
+GET /result
+--- response_body
+AAAAAA down
+--- error_log
+3 failures on live traffic
+--- no_error_log
+[alert]
+
+
+
+=== TEST 6: panic: every peer down, requests still go to all of them rather than 502
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=200ms fails=1;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+    upstream strict {
+        health_check uri=/healthz interval=200ms fails=1;
+        health_check_panic off;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location /strict { proxy_pass http://strict; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+unlink "$Test::Nginx::Util::HtmlDir/health-A.txt";
+unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
+sleep 0.6;
+main::result(main::bodies("/", 4) . " " . main::bodies("/strict", 2) . "\n");
+--- request
+GET /result
+--- response_body_like
+^(ABAB|BABA) \[502\]\[502\]$
+--- timeout: 5
+--- no_error_log
+[alert]
+
+
+
+=== TEST 7: discovery from a file: traffic moves when it is rewritten, with no 5xx
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms grace=0;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", qq({"peers": [{"address": "127.0.0.1:$ENV{TEST_NGINX_B_PORT}", "weight": 1}]}));
+sleep 0.4;
+my $one = main::bodies("/", 4);
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}"]));
+my $during = '';
+my $t = time;
+while (time - $t < 0.6) { $during .= main::bodies("/", 1) }
+my $two = main::bodies("/", 4);
+main::result("$one $two " . ($during =~ /\[/ ? "errors:$during" : "no-errors")
+             . " B=" . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}") . "\n");
+--- request
+GET /result
+--- response_body_like
+^(ABAB|BABA) (ACAC|CACA) no-errors B=none$
+--- timeout: 5
+--- error_log
+discovered, up
+left discovery, draining
+drained, removed
+--- no_error_log
+[alert]
+[error]
+
+
+
+=== TEST 8: a malformed document is rejected whole, the previous set stays
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms grace=0;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT down;   # nginx wants one
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_B_PORT}"]));
+sleep 0.4;
+my $one = main::bodies("/", 2);
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}", "example.com:80"]));
+sleep 0.4;
+my $two = main::bodies("/", 2);
+main::put_file("peers.json", qq({"peers": [ "127.0.0.1:$ENV{TEST_NGINX_C_PORT}"));
+sleep 0.4;
+my $three = main::bodies("/", 2);
+main::result("$one $two $three\n");
+--- request
+GET /result
+--- response_body
+BB BB BB
+--- timeout: 5
+--- error_log
+"example.com:80" is not an IP address with a port; the previous set stays
+not valid JSON; the previous set stays
+--- no_error_log
+[alert]
+
+
+
+=== TEST 9: a removed peer drains: its request in flight completes, then it is freed
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms grace=0;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT down;   # nginx wants one
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $slow = "127.0.0.1:$ENV{TEST_NGINX_SLOW_PORT}";
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 1, 4);
+main::put_file("peers.json", qq(["$slow"]));
+sleep 0.4;
+my $pid = fork();
+if ($pid == 0) {
+    my ($st, $b) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/");
+    chomp $b;
+    main::put_file("inflight.txt", "$st $b");
+    POSIX::_exit(0);
+}
+sleep 0.3;
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}"]));
+sleep 0.3;
+my $state = main::peer_state($slow);
+my $after = main::bodies("/", 2);
+waitpid($pid, 0);
+open my $fh, '<', "$Test::Nginx::Util::HtmlDir/inflight.txt" or die;
+my $inflight = <$fh>;
+sleep 0.3;
+main::result("$inflight $state $after " . main::peer_state($slow) . "\n");
+--- request
+GET /result
+--- response_body
+200 slow draining CC none
+--- timeout: 6
+--- no_error_log
+[alert]
+
+
+
+=== TEST 10: the dump: written after a change
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms
+                  dump=/tmp/nr-t050.dump;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT down;
+    }
+--- config
+    location / { proxy_pass http://app; }
+--- init
+unlink "/tmp/nr-t050.dump";
+main::put_file("peers.json", qq([{"address": "127.0.0.1:$ENV{TEST_NGINX_B_PORT}", "weight": 3}]));
+sleep 0.4;
+--- request
+GET /
+--- response_body
+B
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 11: a start with the source unreachable uses the dump
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/missing.json interval=100ms
+                  dump=/tmp/nr-t050.dump;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT down;
+    }
+--- config
+    location / { proxy_pass http://app; }
+--- init
+sleep 0.4;
+--- request
+GET /
+--- response_body
+B
+--- error_log
+the source is unreachable, using the dump "/tmp/nr-t050.dump" (1 peers)
+--- no_error_log
+[alert]
+
+
+
+=== TEST 12: resilience_admin: drain, down and up a peer by hand
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location /admin/ { resilience_admin; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $b = "127.0.0.1:$ENV{TEST_NGINX_B_PORT}";
+my ($st1, $body) = NR::Net::http_put($ENV{TEST_NGINX_SERVER_PORT}, "/admin/upstreams/app",
+                                    qq({"peer": "$b", "state": "drain"}));
+my $drained = main::bodies("/", 4);
+my ($st2) = NR::Net::http_put($ENV{TEST_NGINX_SERVER_PORT}, "/admin/upstreams/app",
+                             qq({"peer": "$b", "state": "up"}));
+my $back = main::bodies("/", 4);
+my ($st3) = NR::Net::http_put($ENV{TEST_NGINX_SERVER_PORT}, "/admin/upstreams/app",
+                             qq({"peer": "10.9.9.9:1", "state": "down"}));
+my ($st4) = NR::Net::http_put($ENV{TEST_NGINX_SERVER_PORT}, "/admin/upstreams/app",
+                             qq({"peer": "$b", "state": "sideways"}));
+main::result("$st1 " . ($body =~ /"admin":"drain"/ ? "shown" : $body)
+             . " $drained $st2 " . ($back =~ /B/ ? "back" : $back) . " $st3 $st4\n");
+--- request
+GET /result
+--- response_body
+200 shown AAAA 200 back 404 400
+--- no_error_log
+[alert]
+
+
+
+=== TEST 13: keepalive after health_check keeps connections to the peers
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        keepalive 8;
+    }
+--- config
+    location / {
+        proxy_pass http://app;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+--- request eval
+["GET /", "GET /", "GET /"]
+--- response_body eval
+["A\n", "A\n", "A\n"]
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 14: the status: every peer with its state, source, checks and counters
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=200ms;
+        server 127.0.0.1:$TEST_NGINX_C_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+--- init
+sleep 0.5;
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/") for 1 .. 3;
+--- request
+GET /status
+--- response_body_like eval
+qr/nginx_resilience_upstream_peer_state\{upstream="app",peer="127.0.0.1:$ENV{TEST_NGINX_C_PORT}",source="static",state="up"\}[ ]1\n.*
+nginx_resilience_upstream_peer_fails\{upstream="app",peer="[^"]+",source="static"\}[ ]0\n.*
+nginx_resilience_upstream_peer_last_check_ok\{[^}]+\}[ ]1\n.*
+nginx_resilience_upstream_peer_requests_total\{[^}]+\}[ ]3\n.*
+nginx_resilience_upstream_peer_probes_total\{[^}]+\}[ ][1-9]\d*\n/sx
+--- no_error_log
+[error]
+[alert]

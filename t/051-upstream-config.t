@@ -1,0 +1,217 @@
+# ngx_http_upstream_discovery_module configuration errors, each naming its
+# directive and value.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: keepalive before health_check
+--- http_config
+    upstream app {
+        keepalive 8;
+        health_check;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" directive must come before "keepalive" and replaces the balancing method
+
+
+
+=== TEST 2: a balancing method before discovery
+--- http_config
+    upstream app {
+        hash $uri;
+        discovery file=/tmp/x.json;
+    }
+--- config
+--- must_die
+--- error_log
+"discovery" directive must come before "keepalive" and replaces the balancing method
+
+
+
+=== TEST 3: an unknown health_check parameter
+--- http_config
+    upstream app {
+        health_check intervall=2s;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+invalid parameter "intervall=2s" in "health_check"
+
+
+
+=== TEST 4: a bad interval
+--- http_config
+    upstream app {
+        health_check interval=soon;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" directive: invalid duration "soon"
+
+
+
+=== TEST 5: a bad type, uri, fails
+--- http_config
+    upstream app {
+        health_check type=udp;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+invalid parameter "type=udp" in "health_check"
+
+
+
+=== TEST 6: fails out of range
+--- http_config
+    upstream app {
+        health_check fails=0;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" directive: invalid number "0", expected 1 to 100
+
+
+
+=== TEST 7: an unknown match
+--- http_config
+    upstream app {
+        health_check match=nope;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+upstream "app": "health_check" uses unknown health_check_match "nope"
+
+
+
+=== TEST 8: a bad line in a match
+--- http_config
+    health_check_match ok {
+        status 200;
+        colour blue;
+    }
+--- config
+--- must_die
+--- error_log
+invalid line "colour" in health_check_match "ok"
+
+
+
+=== TEST 9: a bad regex in a match
+--- http_config
+    health_check_match ok {
+        body ~ "(unclosed";
+    }
+--- config
+--- must_die
+--- error_log
+health_check_match: invalid regex "(unclosed"
+
+
+
+=== TEST 10: a bad status in a match
+--- http_config
+    health_check_match ok {
+        status 2000;
+    }
+--- config
+--- must_die
+--- error_log
+invalid status "2000"
+
+
+
+=== TEST 11: discovery without a source
+--- http_config
+    upstream app {
+        discovery interval=1s;
+    }
+--- config
+--- must_die
+--- error_log
+"discovery" needs a source, such as "file=/etc/nginx/peers.json"
+
+
+
+=== TEST 12: a discovery source this version does not have
+--- http_config
+    upstream app {
+        discovery consul=http://127.0.0.1:8500/v1/health/service/app;
+    }
+--- config
+--- must_die
+--- error_log
+"discovery" source "consul" is not available in this version, only "file="
+
+
+
+=== TEST 13: health_check twice
+--- http_config
+    upstream app {
+        health_check;
+        health_check;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" directive is duplicate
+
+
+
+=== TEST 14: a bad panic share
+--- http_config
+    upstream app {
+        health_check;
+        health_check_panic lots;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check_panic" directive: invalid percentage "lots"
+
+
+
+=== TEST 15: jitter as long as the interval
+--- http_config
+    upstream app {
+        health_check interval=1s jitter=1s;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" jitter must be shorter than the interval
+
+
+
+=== TEST 16: a duplicate match
+--- http_config
+    health_check_match ok { status 200; }
+    health_check_match ok { status 204; }
+--- config
+--- must_die
+--- error_log
+duplicate health_check_match "ok"

@@ -1,0 +1,63 @@
+# ngx_http_upstream_discovery_module across a reload: the peer table is in
+# shared memory, so a peer that is down stays down and discovered peers stay.
+
+BEGIN {
+    if ($ENV{TEST_NGINX_USE_VALGRIND}) {
+        print "1..0 # SKIP a reload needs master_process on, "
+              . "valgrind mode runs without\n";
+        exit 0;
+    }
+}
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port);
+use NR::Net qw(http_get);
+use Time::HiRes qw(sleep);
+
+repeat_each(1);
+no_shuffle();
+no_root_location();
+master_on();
+workers(1);
+log_level('info');
+
+$ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
+$ENV{TEST_NGINX_A_PORT} = free_port();
+$ENV{TEST_NGINX_CLOSED_PORT} = free_port();
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: reload keeps a peer that probes found down, down
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_A_PORT;
+        location / { return 200 "A\n"; }
+    }
+    upstream app {
+        health_check type=tcp interval=30s fails=1;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+--- init
+sleep 0.5;
+my $pidfile = "$Test::Nginx::Util::ServRoot/logs/nginx.pid";
+open my $fh, '<', $pidfile or die "$pidfile: $!";
+my $pid = <$fh>;
+chomp $pid;
+kill 'HUP', $pid;
+sleep 1.5;
+--- request
+GET /status
+--- response_body_like eval
+qr/peer="127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}",source="static",state="down"\} 1\n/
+--- error_log
+reconfiguring
+--- no_error_log
+[alert]
