@@ -363,7 +363,7 @@ Try:
   curl -i $url/limited               # RateLimit headers, Retry-After when 429
   curl    $url/deadline              # the budget left, as the upstream saw it
   curl -H 'grpc-timeout: 50m' $url/deadline   # a caller's smaller budget
-  curl    $url/status                # Prometheus metrics (Redis, breakers)
+  curl    $url/status                # metrics: Redis, breakers, limits, deadlines, peers (127.0.0.1:8082 goes down within 6 s)
   curl    $url/status.json           # the same as JSON
 
 Stop it with: ./build.sh run stop
