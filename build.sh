@@ -31,7 +31,7 @@ PACKAGES=(
     redis-server redis-tools
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     libipc-run-perl liburi-perl libwww-perl
-    valgrind wrk apache2-utils curl
+    valgrind wrk apache2-utils curl dnsmasq-base
 )
 
 # the feature modules, in load order, after the core module

@@ -150,19 +150,20 @@ invalid status "2000"
 --- config
 --- must_die
 --- error_log
-"discovery" needs a source, such as "file=/etc/nginx/peers.json"
+"discovery" needs a source: "file=", "consul=", "redis=" or "dns="
 
 
 
-=== TEST 12: a discovery source this version does not have
+=== TEST 12: a Consul URL that is not http://host[:port]/path
 --- http_config
     upstream app {
-        discovery consul=http://127.0.0.1:8500/v1/health/service/app;
+        discovery consul=https://127.0.0.1:8500/v1/health/service/app;
+        server 127.0.0.1:1 down;
     }
 --- config
 --- must_die
 --- error_log
-"discovery" source "consul" is not available in this version, only "file="
+invalid parameter "consul=https://127.0.0.1:8500/v1/health/service/app" in "discovery"
 
 
 
@@ -215,3 +216,56 @@ invalid status "2000"
 --- must_die
 --- error_log
 duplicate health_check_match "ok"
+
+
+
+=== TEST 17: redis= without resilience_redis
+--- http_config
+    upstream app {
+        discovery redis=peers:app;
+        server 127.0.0.1:1 down;
+    }
+--- config
+--- must_die
+--- error_log
+upstream "app": "discovery redis=" needs "resilience_redis"
+
+
+
+=== TEST 18: dns= without a resolver
+--- http_config
+    upstream app {
+        discovery dns=api.test:8080;
+        server 127.0.0.1:1 down;
+    }
+--- config
+--- must_die
+--- error_log
+upstream "app": "discovery dns=" needs a "resolver" at http level
+
+
+
+=== TEST 19: dns= without a port or a service
+--- http_config
+    resolver 127.0.0.1:53;
+    upstream app {
+        discovery dns=api.test;
+        server 127.0.0.1:1 down;
+    }
+--- config
+--- must_die
+--- error_log
+"discovery" "dns=api.test" needs a port, as in "dns=api.internal:8080", or "service=" for SRV records
+
+
+
+=== TEST 20: service= without dns=
+--- http_config
+    upstream app {
+        discovery file=/tmp/x.json service=http;
+        server 127.0.0.1:1 down;
+    }
+--- config
+--- must_die
+--- error_log
+"discovery" "service=" goes with "dns="

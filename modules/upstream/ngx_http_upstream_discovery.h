@@ -29,6 +29,9 @@
 /* where a peer comes from */
 #define NGX_HTTP_UD_STATIC         0
 #define NGX_HTTP_UD_FILE           1
+#define NGX_HTTP_UD_REDIS          2
+#define NGX_HTTP_UD_CONSUL         3
+#define NGX_HTTP_UD_DNS            4
 
 /* set by hand through resilience_admin */
 #define NGX_HTTP_UD_ADMIN_NONE     0
@@ -94,6 +97,7 @@ typedef struct {
     ngx_msec_t                 source_next;
     ngx_msec_t                 source_started;
     uint32_t                   source_crc;
+    uint64_t                   consul_index;
     ngx_uint_t                 source_ok;    /* fetched at least once */
     ngx_atomic_t               version;      /* bumped on every change */
     ngx_http_ud_peer_t         peers[NGX_HTTP_UD_MAX_PEERS];
@@ -121,6 +125,14 @@ typedef struct {
     /* discovery */
     ngx_uint_t                 source;       /* 0: none */
     ngx_str_t                  file;
+    ngx_str_t                  key;          /* redis= */
+    ngx_addr_t                 consul_addr;  /* consul= */
+    ngx_str_t                  consul_host;
+    ngx_str_t                  consul_uri;
+    ngx_str_t                  dns_name;     /* dns= */
+    ngx_str_t                  dns_service;
+    in_port_t                  dns_port;
+    ngx_http_core_loc_conf_t  *clcf;         /* the resolver */
     ngx_msec_t                 source_interval;
     ngx_str_t                  dump;
     ngx_msec_t                 grace;
@@ -172,7 +184,10 @@ void ngx_http_ud_check_peers(ngx_http_ud_srv_conf_t *udcf);
 
 /* sources: ngx_http_upstream_discovery_source.c */
 
+extern ngx_str_t  ngx_http_ud_source_names[];
+
 void ngx_http_ud_source_tick(ngx_http_ud_srv_conf_t *udcf);
+ngx_int_t ngx_http_ud_redis_init_worker(ngx_http_ud_srv_conf_t *udcf);
 ngx_int_t ngx_http_ud_parse_document(u_char *data, size_t len,
     ngx_array_t *set, ngx_pool_t *pool, ngx_str_t *err);
 void ngx_http_ud_dump(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);

@@ -60,6 +60,8 @@ static char *ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_ud_consul_url(ngx_conf_t *cf,
+    ngx_http_ud_srv_conf_t *udcf, ngx_str_t *val);
 static char *ngx_http_ud_match_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ud_match_line(ngx_conf_t *cf, ngx_command_t *dummy,
@@ -135,9 +137,12 @@ ngx_module_t  ngx_http_upstream_discovery_module = {
 static ngx_str_t  ngx_http_ud_zone_name =
     ngx_string("nginx_resilience_upstream");
 
-static ngx_str_t  ngx_http_ud_source_names[] = {
+ngx_str_t  ngx_http_ud_source_names[] = {
     ngx_string("static"),
-    ngx_string("file")
+    ngx_string("file"),
+    ngx_string("redis"),
+    ngx_string("consul"),
+    ngx_string("dns")
 };
 
 
@@ -454,6 +459,12 @@ ngx_http_ud_init_process(ngx_cycle_t *cycle)
         }
 
         udcf->log = cycle->log;
+
+        if (udcf->source == NGX_HTTP_UD_REDIS
+            && ngx_http_ud_redis_init_worker(udcf) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
 
         udcf->tick.handler = ngx_http_ud_tick;
         udcf->tick.data = udcf;
@@ -817,6 +828,12 @@ ngx_http_ud_init_main_conf(ngx_conf_t *cf, void *conf)
     m = mcf->matches.elts;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (ups[i]->source == NGX_HTTP_UD_DNS) {
+            /* the http level's resolver */
+            ups[i]->clcf = ngx_http_conf_get_module_loc_conf(cf,
+                                                       ngx_http_core_module);
+        }
+
         if (ups[i]->match_name.len == 0) {
             continue;
         }
@@ -864,6 +881,8 @@ ngx_http_ud_create_srv_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_ud_init(ngx_conf_t *cf)
 {
+    ngx_uint_t                i;
+    ngx_http_ud_srv_conf_t  **ups;
     ngx_http_ud_main_conf_t  *mcf;
 
     mcf = ngx_http_conf_get_module_main_conf(cf,
@@ -871,6 +890,31 @@ ngx_http_ud_init(ngx_conf_t *cf)
 
     if (mcf->upstreams.nelts == 0) {
         return NGX_OK;
+    }
+
+    ups = mcf->upstreams.elts;
+
+    for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (ups[i]->source == NGX_HTTP_UD_REDIS
+            && !ngx_http_resilience_redis_configured(cf))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "upstream \"%V\": \"discovery redis=\" "
+                               "needs \"resilience_redis\"", &ups[i]->name);
+            return NGX_ERROR;
+        }
+
+        if (ups[i]->source == NGX_HTTP_UD_DNS
+            && (ups[i]->clcf->resolver == NULL
+                || ups[i]->clcf->resolver == NGX_CONF_UNSET_PTR
+                || ups[i]->clcf->resolver->connections.nelts == 0))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "upstream \"%V\": \"discovery dns=\" needs "
+                               "a \"resolver\" at http level",
+                               &ups[i]->name);
+            return NGX_ERROR;
+        }
     }
 
     mcf->shm_zone = ngx_shared_memory_add(cf, &ngx_http_ud_zone_name,
@@ -1117,12 +1161,17 @@ invalid:
 }
 
 
-/* discovery file=<path> [interval=5s] [dump=<path>] [grace=30s] */
+/*
+ * discovery file=<path> | consul=<url> | redis=<key> | dns=<name:port>
+ *     [service=<name>] [interval=5s] [dump=<path>] [grace=30s]
+ */
 
 static char *
 ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                    *err;
+    u_char                  *p;
+    ngx_int_t                n;
     ngx_str_t               *value, name, val;
     ngx_uint_t               i;
     ngx_http_ud_srv_conf_t  *udcf;
@@ -1165,15 +1214,44 @@ ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if ((name.len == 6 && ngx_strncmp(name.data, "consul", 6) == 0)
-            || (name.len == 5 && ngx_strncmp(name.data, "redis", 5) == 0)
-            || (name.len == 3 && ngx_strncmp(name.data, "dns", 3) == 0))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"discovery\" source \"%V\" is not "
-                               "available in this version, only \"file=\"",
-                               &name);
-            return NGX_CONF_ERROR;
+        if (name.len == 5 && ngx_strncmp(name.data, "redis", 5) == 0) {
+            if (val.len == 0 || udcf->source) {
+                goto invalid;
+            }
+
+            udcf->source = NGX_HTTP_UD_REDIS;
+            udcf->key = val;
+            continue;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "consul", 6) == 0) {
+            if (udcf->source
+                || ngx_http_ud_consul_url(cf, udcf, &val) != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            udcf->source = NGX_HTTP_UD_CONSUL;
+            continue;
+        }
+
+        if (name.len == 3 && ngx_strncmp(name.data, "dns", 3) == 0) {
+            if (val.len == 0 || udcf->source) {
+                goto invalid;
+            }
+
+            udcf->source = NGX_HTTP_UD_DNS;
+            udcf->dns_name = val;
+            continue;
+        }
+
+        if (name.len == 7 && ngx_strncmp(name.data, "service", 7) == 0) {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            udcf->dns_service = val;
+            continue;
         }
 
         if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0) {
@@ -1220,9 +1298,36 @@ ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (udcf->source == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"discovery\" needs a source, such as "
-                           "\"file=/etc/nginx/peers.json\"");
+                           "\"discovery\" needs a source: \"file=\", "
+                           "\"consul=\", \"redis=\" or \"dns=\"");
         return NGX_CONF_ERROR;
+    }
+
+    if (udcf->dns_service.len && udcf->source != NGX_HTTP_UD_DNS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"discovery\" \"service=\" goes with \"dns=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (udcf->source == NGX_HTTP_UD_DNS && udcf->dns_service.len == 0) {
+        /* dns=name:port: A/AAAA records, the port given */
+        p = ngx_strlchr(udcf->dns_name.data,
+                        udcf->dns_name.data + udcf->dns_name.len, ':');
+        n = p ? ngx_atoi(p + 1, udcf->dns_name.data + udcf->dns_name.len
+                                - p - 1)
+              : NGX_ERROR;
+
+        if (n < 1 || n > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"discovery\" \"dns=%V\" needs a port, "
+                               "as in \"dns=api.internal:8080\", or "
+                               "\"service=\" for SRV records",
+                               &udcf->dns_name);
+            return NGX_CONF_ERROR;
+        }
+
+        udcf->dns_port = (in_port_t) n;
+        udcf->dns_name.len = p - udcf->dns_name.data;
     }
 
     return NGX_CONF_OK;
@@ -1233,6 +1338,41 @@ invalid:
                        "invalid parameter \"%V\" in \"discovery\"",
                        &value[i]);
     return NGX_CONF_ERROR;
+}
+
+
+/* consul=http://127.0.0.1:8500/v1/health/service/api */
+
+static ngx_int_t
+ngx_http_ud_consul_url(ngx_conf_t *cf, ngx_http_ud_srv_conf_t *udcf,
+    ngx_str_t *val)
+{
+    ngx_url_t  u;
+
+    if (val->len <= 7 || ngx_strncmp(val->data, "http://", 7) != 0) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = val->data + 7;
+    u.url.len = val->len - 7;
+    u.default_port = 80;
+    u.uri_part = 1;
+
+    /* resolved now, at configuration time, never in a worker */
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
+        || u.uri.len < 2)
+    {
+        return NGX_ERROR;
+    }
+
+    udcf->consul_addr = u.addrs[0];
+    udcf->consul_host = u.host;
+    udcf->consul_uri = u.uri;
+
+    return NGX_OK;
 }
 
 

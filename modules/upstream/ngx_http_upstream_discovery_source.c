@@ -2,9 +2,19 @@
 /*
  * nginx-resilience: discovery sources.
  *
- * file=: a JSON document read every interval, one worker at a time (a
- * lease in the table), applied when its content changed.  A malformed document is rejected whole and the
- * previous set stays.  After every change the set is dumped (a temporary
+ * Every source is fetched by one worker at a time (a lease in the table)
+ * and its set applied when it changed:
+ *
+ *   file=    a JSON document, read every interval;
+ *   consul=  the Consul health API with blocking queries (index, wait),
+ *            over a non-blocking nginx connection;
+ *   redis=   a Redis hash of "ip:port" -> weight through the core client,
+ *            fetched again at once on a message on the channel of the
+ *            same name;
+ *   dns=     A/AAAA or SRV records through nginx's resolver, again at the
+ *            records' TTL.
+ *
+ * A malformed answer is rejected whole and the previous set stays.  After every change the set is dumped (a temporary
  * file renamed into place); a start with the source unreachable reads the
  * dump instead.
  *
@@ -25,36 +35,65 @@
 #define NGX_HTTP_UD_DOC_MAX  (1024 * 1024)
 
 
+typedef struct {
+    ngx_http_ud_srv_conf_t    *udcf;
+    ngx_peer_connection_t      pc;
+    ngx_buf_t                 *out;
+    ngx_buf_t                 *in;
+    ngx_event_t                timer;
+    ngx_pool_t                *pool;
+    unsigned                   sent:1;
+} ngx_http_ud_fetch_t;
+
+
+static void ngx_http_ud_file_fetch(ngx_http_ud_srv_conf_t *udcf);
+static void ngx_http_ud_set_crc(ngx_array_t *set, uint32_t *crc);
+static void ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf,
+    ngx_array_t *set, uint32_t crc, ngx_str_t *err);
+static void ngx_http_ud_redis_fetch(ngx_http_ud_srv_conf_t *udcf);
+static void ngx_http_ud_redis_reply(ngx_int_t rc, redisReply *reply,
+    void *data);
+static void ngx_http_ud_redis_message(ngx_str_t *channel,
+    ngx_str_t *message, void *data);
+static void ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf);
+static void ngx_http_ud_consul_write(ngx_event_t *ev);
+static void ngx_http_ud_consul_read(ngx_event_t *ev);
+static void ngx_http_ud_consul_timeout(ngx_event_t *ev);
+static void ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f,
+    const char *err);
+static ngx_int_t ngx_http_ud_consul_parse(u_char *data, size_t len,
+    ngx_array_t *set, ngx_pool_t *pool, ngx_str_t *err);
+static void ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf);
+static void ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_ud_read(ngx_str_t *path, ngx_pool_t *pool,
-    ngx_str_t *out, time_t *mtime, ngx_log_t *log);
+    ngx_str_t *out, ngx_log_t *log);
 static ngx_int_t ngx_http_ud_parse_peer(cJSON *item, ngx_http_ud_addr_t *a,
     ngx_pool_t *pool, ngx_str_t *err);
 
 
+/* in every worker, every 100 ms: the worker that takes the lease fetches */
+
 void
 ngx_http_ud_source_tick(ngx_http_ud_srv_conf_t *udcf)
 {
-    time_t                mtime;
-    uint32_t              crc;
-    ngx_int_t             rc;
-    ngx_str_t             doc, err;
-    ngx_msec_t            now;
-    ngx_pool_t           *pool;
-    ngx_array_t           set;
+    ngx_msec_t            now, stale;
     ngx_atomic_uint_t     owner;
     ngx_http_ud_table_t  *t;
 
     t = udcf->table;
     now = ngx_current_msec;
 
-    if (t->source_ok && (ngx_msec_int_t) (now - t->source_next) < 0) {
+    if ((ngx_msec_int_t) (now - t->source_next) < 0) {
         return;
     }
 
     owner = t->source_lock;
 
+    /* a blocking Consul query holds the lease for its wait */
+    stale = udcf->source_interval + 15000;
+
     if (owner != 0
-        && (ngx_msec_int_t) (now - t->source_started) < 10000)
+        && (ngx_msec_int_t) (now - t->source_started) < (ngx_msec_int_t) stale)
     {
         return;
     }
@@ -66,71 +105,807 @@ ngx_http_ud_source_tick(ngx_http_ud_srv_conf_t *udcf)
     t->source_started = now;
     t->source_next = now + udcf->source_interval;
 
-    pool = ngx_create_pool(4096, udcf->log);
-    if (pool == NULL) {
-        goto done;
+    switch (udcf->source) {
+
+    case NGX_HTTP_UD_FILE:
+        ngx_http_ud_file_fetch(udcf);
+        break;
+
+    case NGX_HTTP_UD_REDIS:
+        ngx_http_ud_redis_fetch(udcf);
+        break;
+
+    case NGX_HTTP_UD_CONSUL:
+        ngx_http_ud_consul_fetch(udcf);
+        break;
+
+    default: /* NGX_HTTP_UD_DNS */
+        ngx_http_ud_dns_fetch(udcf);
+        break;
     }
+}
 
-    rc = ngx_http_ud_read(&udcf->file, pool, &doc, &mtime, udcf->log);
 
-    if (rc != NGX_OK) {
+/*
+ * Every fetch ends here, with the lease still held: a set (applied when
+ * it differs from the last one), or NULL and why.  A source that never
+ * answered falls back to the dump, once.
+ */
+
+static void
+ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
+    uint32_t crc, ngx_str_t *err)
+{
+    ngx_http_ud_table_t  *t;
+
+    t = udcf->table;
+
+    if (set == NULL) {
+        ngx_log_error(NGX_LOG_ERR, udcf->log, 0,
+                      "upstream \"%V\": discovery from %V failed: %V; "
+                      "the previous set stays", &udcf->name,
+                      &ngx_http_ud_source_names[udcf->source], err);
+
         if (!t->source_ok && udcf->dump.len) {
             if (ngx_http_ud_load_dump(udcf, udcf->log) == NGX_OK) {
                 t->source_ok = 2;
             }
         }
 
-        goto done;
+        /* a failed fetch is tried again within a second */
+        t->source_next = ngx_current_msec
+                         + ngx_min(udcf->source_interval, 1000);
+        t->source_lock = 0;
+        return;
     }
 
-    /* by content, not mtime: two writes within a second are two sets */
+    if (crc != t->source_crc || t->source_ok != 1) {
+        t->source_crc = crc;
 
-    crc = ngx_crc32_long(doc.data, doc.len);
+        if (ngx_http_ud_apply(udcf, set, udcf->source, udcf->log) == NGX_OK)
+        {
+            t->source_ok = 1;
 
-    if (crc == t->source_crc && t->source_ok == 1) {
-        goto done;
+            if (udcf->dump.len) {
+                ngx_http_ud_dump(udcf, udcf->log);
+            }
+        }
     }
 
-    t->source_crc = crc;
+    t->source_lock = 0;
+}
+
+
+static void
+ngx_http_ud_set_crc(ngx_array_t *set, uint32_t *crc)
+{
+    ngx_uint_t           i;
+    ngx_http_ud_addr_t  *a;
+
+    ngx_crc32_init(*crc);
+
+    a = set->elts;
+
+    for (i = 0; i < set->nelts; i++) {
+        ngx_crc32_update(crc, (u_char *) &a[i].sockaddr, a[i].socklen);
+        ngx_crc32_update(crc, (u_char *) &a[i].weight, sizeof(ngx_uint_t));
+        ngx_crc32_update(crc, (u_char *) &a[i].backup, sizeof(ngx_uint_t));
+    }
+
+    ngx_crc32_final(*crc);
+}
+
+
+/* file= */
+
+static void
+ngx_http_ud_file_fetch(ngx_http_ud_srv_conf_t *udcf)
+{
+    uint32_t      crc;
+    ngx_str_t     doc, err;
+    ngx_pool_t   *pool;
+    ngx_array_t   set;
+
+    pool = ngx_create_pool(4096, udcf->log);
+    if (pool == NULL) {
+        udcf->table->source_lock = 0;
+        return;
+    }
+
+    if (ngx_http_ud_read(&udcf->file, pool, &doc, udcf->log) != NGX_OK) {
+        ngx_str_set(&err, "the file cannot be read");
+        ngx_http_ud_result(udcf, NULL, 0, &err);
+        goto done;
+    }
 
     if (ngx_array_init(&set, pool, 8, sizeof(ngx_http_ud_addr_t)) != NGX_OK)
     {
+        udcf->table->source_lock = 0;
         goto done;
     }
 
     if (ngx_http_ud_parse_document(doc.data, doc.len, &set, pool, &err)
         != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, udcf->log, 0,
-                      "upstream \"%V\": discovery file \"%V\" rejected: %V; "
-                      "the previous set stays", &udcf->name, &udcf->file,
-                      &err);
-
-        if (!t->source_ok && udcf->dump.len) {
-            if (ngx_http_ud_load_dump(udcf, udcf->log) == NGX_OK) {
-                t->source_ok = 2;
-            }
-        }
-
+        ngx_http_ud_result(udcf, NULL, 0, &err);
         goto done;
     }
 
-    if (ngx_http_ud_apply(udcf, &set, NGX_HTTP_UD_FILE, udcf->log) == NGX_OK)
-    {
-        t->source_ok = 1;
+    ngx_http_ud_set_crc(&set, &crc);
 
-        if (udcf->dump.len) {
-            ngx_http_ud_dump(udcf, udcf->log);
-        }
-    }
+    ngx_http_ud_result(udcf, &set, crc, &err);
 
 done:
 
-    if (pool) {
-        ngx_destroy_pool(pool);
+    ngx_destroy_pool(pool);
+}
+
+
+/* redis=: HGETALL through the core client; a message means "fetch now" */
+
+ngx_int_t
+ngx_http_ud_redis_init_worker(ngx_http_ud_srv_conf_t *udcf)
+{
+    return ngx_http_resilience_redis_subscribe(&udcf->key,
+                                               ngx_http_ud_redis_message,
+                                               udcf);
+}
+
+
+static void
+ngx_http_ud_redis_message(ngx_str_t *channel, ngx_str_t *message,
+    void *data)
+{
+    ngx_http_ud_srv_conf_t *udcf = data;
+
+    ngx_log_error(NGX_LOG_INFO, udcf->log, 0,
+                  "upstream \"%V\": discovery notice on \"%V\"",
+                  &udcf->name, channel);
+
+    udcf->table->source_next = ngx_current_msec;
+}
+
+
+static void
+ngx_http_ud_redis_fetch(ngx_http_ud_srv_conf_t *udcf)
+{
+    size_t       lens[2];
+    const char  *argv[2];
+
+    argv[0] = "HGETALL";
+    lens[0] = 7;
+    argv[1] = (const char *) udcf->key.data;
+    lens[1] = udcf->key.len;
+
+    if (ngx_http_resilience_redis_command(2, argv, lens,
+                                          ngx_http_ud_redis_reply, udcf)
+        != NGX_OK)
+    {
+        ngx_str_t  err = ngx_string("Redis is not connected");
+
+        ngx_http_ud_result(udcf, NULL, 0, &err);
+    }
+}
+
+
+static void
+ngx_http_ud_redis_reply(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_ud_srv_conf_t *udcf = data;
+
+    size_t               i;
+    uint32_t             crc;
+    ngx_int_t            w;
+    ngx_str_t            err;
+    ngx_addr_t           na;
+    ngx_pool_t          *pool;
+    ngx_array_t          set;
+    redisReply          *f, *v;
+    ngx_http_ud_addr_t  *a;
+
+    if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY
+        || reply->type != REDIS_REPLY_ARRAY)
+    {
+        if (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
+            && reply->type == REDIS_REPLY_ERROR)
+        {
+            err.data = (u_char *) reply->str;
+            err.len = reply->len;
+
+        } else {
+            ngx_str_set(&err, "no answer from Redis");
+        }
+
+        ngx_http_ud_result(udcf, NULL, 0, &err);
+        return;
     }
 
-    t->source_lock = 0;
+    pool = ngx_create_pool(4096, udcf->log);
+    if (pool == NULL
+        || ngx_array_init(&set, pool, 8, sizeof(ngx_http_ud_addr_t))
+           != NGX_OK)
+    {
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+
+        udcf->table->source_lock = 0;
+        return;
+    }
+
+    for (i = 0; i + 1 < reply->elements; i += 2) {
+        f = reply->element[i];
+        v = reply->element[i + 1];
+
+        if (set.nelts == NGX_HTTP_UD_MAX_PEERS) {
+            ngx_str_set(&err, "more than 64 peers");
+            goto invalid;
+        }
+
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING
+            || ngx_parse_addr_port(pool, &na, (u_char *) f->str, f->len)
+               != NGX_OK
+            || ngx_inet_get_port(na.sockaddr) == 0)
+        {
+            ngx_str_set(&err, "a field is not an IP address with a port");
+            goto invalid;
+        }
+
+        w = ngx_atoi((u_char *) v->str, v->len);
+
+        if (w < 1 || w > 1000) {
+            ngx_str_set(&err, "a weight is not a number from 1 to 1000");
+            goto invalid;
+        }
+
+        a = ngx_array_push(&set);
+        if (a == NULL) {
+            ngx_str_set(&err, "no memory");
+            goto invalid;
+        }
+
+        ngx_memzero(a, sizeof(ngx_http_ud_addr_t));
+        ngx_memcpy(&a->sockaddr, na.sockaddr, na.socklen);
+        a->socklen = na.socklen;
+        a->weight = (ngx_uint_t) w;
+        a->name = na.name;
+    }
+
+    ngx_http_ud_set_crc(&set, &crc);
+
+    ngx_http_ud_result(udcf, &set, crc, &err);
+
+    ngx_destroy_pool(pool);
+    return;
+
+invalid:
+
+    ngx_http_ud_result(udcf, NULL, 0, &err);
+    ngx_destroy_pool(pool);
+}
+
+
+/*
+ * consul=: GET <path>?passing&index=N&wait=Ws on a non-blocking nginx
+ * connection; Consul answers at once when the index moved, else after
+ * the wait, and the next query starts right away
+ */
+
+static void
+ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
+{
+    ngx_int_t             rc;
+    ngx_str_t             err;
+    ngx_pool_t           *pool;
+    ngx_connection_t     *c;
+    ngx_http_ud_fetch_t  *f;
+
+    pool = ngx_create_pool(4096, udcf->log);
+    if (pool == NULL) {
+        udcf->table->source_lock = 0;
+        return;
+    }
+
+    f = ngx_pcalloc(pool, sizeof(ngx_http_ud_fetch_t));
+    if (f == NULL) {
+        ngx_destroy_pool(pool);
+        udcf->table->source_lock = 0;
+        return;
+    }
+
+    f->pool = pool;
+    f->udcf = udcf;
+
+    f->out = ngx_create_temp_buf(pool, udcf->consul_uri.len
+                                       + udcf->consul_host.len + 256);
+    f->in = ngx_create_temp_buf(pool, 65536);
+
+    if (f->out == NULL || f->in == NULL) {
+        ngx_http_ud_consul_done(f, "no memory");
+        return;
+    }
+
+    f->out->last = ngx_sprintf(f->out->last,
+                     "GET %V%cpassing&index=%uL&wait=%Ms HTTP/1.0" CRLF
+                     "Host: %V" CRLF
+                     "User-Agent: nginx-resilience/"
+                     NGX_HTTP_RESILIENCE_VERSION CRLF
+                     "Connection: close" CRLF CRLF,
+                     &udcf->consul_uri,
+                     ngx_strlchr(udcf->consul_uri.data,
+                                 udcf->consul_uri.data + udcf->consul_uri.len,
+                                 '?')
+                     ? '&' : '?',
+                     (uint64_t) udcf->table->consul_index,
+                     ngx_max(udcf->source_interval / 1000, 1),
+                     &udcf->consul_host);
+
+    f->timer.handler = ngx_http_ud_consul_timeout;
+    f->timer.data = f;
+    f->timer.log = udcf->log;
+
+    ngx_add_timer(&f->timer, udcf->source_interval + 5000);
+
+    f->pc.sockaddr = udcf->consul_addr.sockaddr;
+    f->pc.socklen = udcf->consul_addr.socklen;
+    f->pc.name = &udcf->consul_addr.name;
+    f->pc.get = ngx_event_get_peer;
+    f->pc.log = udcf->log;
+    f->pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&f->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        ngx_http_ud_consul_done(f, "cannot connect to Consul");
+        return;
+    }
+
+    c = f->pc.connection;
+    c->data = f;
+    c->pool = pool;
+    c->read->handler = ngx_http_ud_consul_read;
+    c->write->handler = ngx_http_ud_consul_write;
+
+    if (rc == NGX_OK) {
+        ngx_http_ud_consul_write(c->write);
+    }
+
+    (void) err;
+}
+
+
+static void
+ngx_http_ud_consul_write(ngx_event_t *ev)
+{
+    int                   e;
+    ssize_t               n;
+    socklen_t             len;
+    ngx_connection_t     *c;
+    ngx_http_ud_fetch_t  *f;
+
+    c = ev->data;
+    f = c->data;
+
+    if (f->sent) {
+        return;
+    }
+
+    e = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &e, &len) == -1
+        || e)
+    {
+        ngx_http_ud_consul_done(f, "cannot connect to Consul");
+        return;
+    }
+
+    while (f->out->pos < f->out->last) {
+        n = c->send(c, f->out->pos, f->out->last - f->out->pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+                ngx_http_ud_consul_done(f, "event error");
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_ud_consul_done(f, "send() to Consul failed");
+            return;
+        }
+
+        f->out->pos += n;
+    }
+
+    f->sent = 1;
+
+    ngx_http_ud_consul_read(c->read);
+}
+
+
+static void
+ngx_http_ud_consul_read(ngx_event_t *ev)
+{
+    size_t                size;
+    ssize_t               n;
+    ngx_buf_t            *b;
+    ngx_connection_t     *c;
+    ngx_http_ud_fetch_t  *f;
+
+    c = ev->data;
+    f = c->data;
+
+    if (!f->sent) {
+        return;
+    }
+
+    for ( ;; ) {
+        if (f->in->last == f->in->end) {
+            size = 2 * (f->in->end - f->in->start);
+
+            if (size > NGX_HTTP_UD_DOC_MAX) {
+                ngx_http_ud_consul_done(f, "an answer larger than 1m");
+                return;
+            }
+
+            b = ngx_create_temp_buf(f->pool, size);
+            if (b == NULL) {
+                ngx_http_ud_consul_done(f, "no memory");
+                return;
+            }
+
+            b->last = ngx_cpymem(b->last, f->in->pos, f->in->last - f->in->pos);
+            f->in = b;
+        }
+
+        n = c->recv(c, f->in->last, f->in->end - f->in->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+                ngx_http_ud_consul_done(f, "event error");
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_ud_consul_done(f, "recv() from Consul failed");
+            return;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        f->in->last += n;
+    }
+
+    ngx_http_ud_consul_done(f, NULL);
+}
+
+
+static void
+ngx_http_ud_consul_timeout(ngx_event_t *ev)
+{
+    ngx_http_ud_consul_done(ev->data, "Consul timed out");
+}
+
+
+static void
+ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f, const char *reason)
+{
+    u_char                  *p, *last, *body, *h;
+    uint32_t                 crc;
+    uint64_t                 index;
+    ngx_str_t                err;
+    ngx_array_t              set;
+    ngx_http_ud_table_t     *t;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    udcf = f->udcf;
+    t = udcf->table;
+
+    if (f->timer.timer_set) {
+        ngx_del_timer(&f->timer);
+    }
+
+    if (f->pc.connection) {
+        ngx_close_connection(f->pc.connection);
+        f->pc.connection = NULL;
+    }
+
+    if (reason) {
+        err.data = (u_char *) reason;
+        err.len = ngx_strlen(reason);
+        goto failed;
+    }
+
+    p = f->in->pos;
+    last = f->in->last;
+
+    if (last - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0
+        || ngx_strncmp(p + 8, " 200", 4) != 0)
+    {
+        ngx_str_set(&err, "Consul did not answer 200");
+        goto failed;
+    }
+
+    body = ngx_strlcasestrn(p, last, (u_char *) CRLF CRLF, 4 - 1);
+
+    if (body == NULL) {
+        ngx_str_set(&err, "an incomplete answer from Consul");
+        goto failed;
+    }
+
+    /* the index for the next blocking query; back to 0 if it went back */
+
+    h = ngx_strlcasestrn(p, body, (u_char *) CRLF "X-Consul-Index:",
+                         sizeof(CRLF "X-Consul-Index:") - 2);
+    index = 0;
+
+    if (h) {
+        for (h += sizeof(CRLF "X-Consul-Index:") - 1; *h == ' '; h++) {
+            /* void */
+        }
+
+        while (h < body && *h >= '0' && *h <= '9') {
+            index = index * 10 + (*h++ - '0');
+        }
+    }
+
+    /*
+     * the next blocking query goes at once; but an answer that came fast
+     * with the same index did not block (an agent, a proxy, a test): then
+     * after the interval, not in a loop
+     */
+
+    if (index == t->consul_index
+        && (ngx_msec_int_t) (ngx_current_msec - t->source_started) < 1000)
+    {
+        t->source_next = ngx_current_msec + udcf->source_interval;
+
+    } else {
+        t->source_next = ngx_current_msec;
+    }
+
+    t->consul_index = (index >= t->consul_index) ? index : 0;
+
+    body += 4;
+
+    if (ngx_array_init(&set, f->pool, 8, sizeof(ngx_http_ud_addr_t))
+        != NGX_OK)
+    {
+        ngx_str_set(&err, "no memory");
+        goto failed;
+    }
+
+    if (ngx_http_ud_consul_parse(body, last - body, &set, f->pool, &err)
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    ngx_http_ud_set_crc(&set, &crc);
+
+    ngx_http_ud_result(udcf, &set, crc, &err);
+
+    ngx_destroy_pool(f->pool);
+    return;
+
+failed:
+
+    ngx_http_ud_result(udcf, NULL, 0, &err);
+    ngx_destroy_pool(f->pool);
+}
+
+
+/*
+ * [{"Node": {"Address": "10.0.0.1"}, "Service": {"Address": "",
+ *   "Port": 8080, "Weights": {"Passing": 2, "Warning": 1}}}, ...]
+ */
+
+static ngx_int_t
+ngx_http_ud_consul_parse(u_char *data, size_t len, ngx_array_t *set,
+    ngx_pool_t *pool, ngx_str_t *err)
+{
+    u_char              *text;
+    cJSON               *root, *e, *node, *svc, *addr, *port, *w;
+    size_t               n;
+    ngx_int_t            rc;
+    ngx_addr_t           na;
+    ngx_http_ud_addr_t  *a;
+
+    root = cJSON_ParseWithLength((char *) data, len);
+
+    if (!cJSON_IsArray(root)) {
+        ngx_str_set(err, "not a JSON array of Consul service entries");
+        cJSON_Delete(root);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    cJSON_ArrayForEach(e, root) {
+        node = cJSON_GetObjectItemCaseSensitive(e, "Node");
+        svc = cJSON_GetObjectItemCaseSensitive(e, "Service");
+
+        addr = cJSON_GetObjectItemCaseSensitive(svc, "Address");
+
+        if (!cJSON_IsString(addr) || addr->valuestring[0] == '\0') {
+            addr = cJSON_GetObjectItemCaseSensitive(node, "Address");
+        }
+
+        port = cJSON_GetObjectItemCaseSensitive(svc, "Port");
+        w = cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(svc, "Weights"), "Passing");
+
+        if (!cJSON_IsString(addr) || !cJSON_IsNumber(port)
+            || port->valuedouble < 1 || port->valuedouble > 65535)
+        {
+            ngx_str_set(err, "an entry without an address and a port");
+            rc = NGX_ERROR;
+            break;
+        }
+
+        if (set->nelts == NGX_HTTP_UD_MAX_PEERS) {
+            ngx_str_set(err, "more than 64 peers");
+            rc = NGX_ERROR;
+            break;
+        }
+
+        n = ngx_strlen(addr->valuestring);
+        text = ngx_pnalloc(pool, n + 16);
+
+        if (text == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        n = ngx_sprintf(text, ngx_strlchr((u_char *) addr->valuestring,
+                                          (u_char *) addr->valuestring + n,
+                                          ':')
+                              ? "[%s]:%d" : "%s:%d",
+                        addr->valuestring, (int) port->valuedouble)
+            - text;
+
+        if (ngx_parse_addr_port(pool, &na, text, n) != NGX_OK) {
+            ngx_str_set(err, "an address that is not an IP address");
+            rc = NGX_ERROR;
+            break;
+        }
+
+        a = ngx_array_push(set);
+        if (a == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ngx_memzero(a, sizeof(ngx_http_ud_addr_t));
+        ngx_memcpy(&a->sockaddr, na.sockaddr, na.socklen);
+        a->socklen = na.socklen;
+        a->name = na.name;
+        a->weight = (cJSON_IsNumber(w) && w->valuedouble >= 1
+                     && w->valuedouble <= 1000)
+                    ? (ngx_uint_t) w->valuedouble : 1;
+    }
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+/* dns=: nginx's resolver; the answer's TTL says when to ask again */
+
+static void
+ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf)
+{
+    ngx_str_t                  err;
+    ngx_resolver_ctx_t        *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = udcf->clcf;
+
+    ctx = ngx_resolve_start(clcf->resolver, NULL);
+
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_str_set(&err, "no resolver");
+        ngx_http_ud_result(udcf, NULL, 0, &err);
+        return;
+    }
+
+    ctx->name = udcf->dns_name;
+    ctx->service = udcf->dns_service;
+    ctx->handler = ngx_http_ud_dns_resolved;
+    ctx->data = udcf;
+    ctx->timeout = clcf->resolver_timeout;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        ngx_str_set(&err, "the resolver failed");
+        ngx_http_ud_result(udcf, NULL, 0, &err);
+    }
+}
+
+
+static void
+ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_http_ud_srv_conf_t *udcf = ctx->data;
+
+    u_char              *p;
+    time_t               ttl;
+    uint32_t             crc;
+    ngx_str_t            err;
+    ngx_uint_t           i;
+    ngx_pool_t          *pool;
+    ngx_array_t          set;
+    ngx_http_ud_addr_t  *a;
+
+    pool = NULL;
+
+    if (ctx->state) {
+        p = (u_char *) ngx_resolver_strerror(ctx->state);
+        err.data = p;
+        err.len = ngx_strlen(p);
+
+        ngx_resolve_name_done(ctx);
+        ngx_http_ud_result(udcf, NULL, 0, &err);
+        return;
+    }
+
+    pool = ngx_create_pool(4096, udcf->log);
+
+    if (pool == NULL
+        || ngx_array_init(&set, pool, 8, sizeof(ngx_http_ud_addr_t))
+           != NGX_OK)
+    {
+        ngx_resolve_name_done(ctx);
+        udcf->table->source_lock = 0;
+
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+
+        return;
+    }
+
+    for (i = 0; i < ctx->naddrs && i < NGX_HTTP_UD_MAX_PEERS; i++) {
+        a = ngx_array_push(&set);
+        if (a == NULL) {
+            break;
+        }
+
+        ngx_memzero(a, sizeof(ngx_http_ud_addr_t));
+        ngx_memcpy(&a->sockaddr, ctx->addrs[i].sockaddr,
+                   ctx->addrs[i].socklen);
+        a->socklen = ctx->addrs[i].socklen;
+
+        if (udcf->dns_service.len == 0) {
+            ngx_inet_set_port(&a->sockaddr.sockaddr, udcf->dns_port);
+        }
+
+        a->weight = ctx->addrs[i].weight ? ctx->addrs[i].weight : 1;
+        a->weight = ngx_min(a->weight, 1000);
+    }
+
+    /* again at the TTL, within [1 s, interval] */
+
+    ttl = ctx->valid - ngx_time();
+    ttl = ngx_max(ttl, 1);
+
+    if ((ngx_msec_t) ttl * 1000 < udcf->source_interval) {
+        udcf->table->source_next = ngx_current_msec + ttl * 1000;
+    }
+
+    ngx_resolve_name_done(ctx);
+
+    ngx_http_ud_set_crc(&set, &crc);
+
+    ngx_http_ud_result(udcf, &set, crc, &err);
+
+    ngx_destroy_pool(pool);
 }
 
 
@@ -138,7 +913,7 @@ done:
 
 static ngx_int_t
 ngx_http_ud_read(ngx_str_t *path, ngx_pool_t *pool, ngx_str_t *out,
-    time_t *mtime, ngx_log_t *log)
+    ngx_log_t *log)
 {
     ssize_t          n;
     ngx_fd_t         fd;
@@ -156,8 +931,6 @@ ngx_http_ud_read(ngx_str_t *path, ngx_pool_t *pool, ngx_str_t *out,
         ngx_close_file(fd);
         return NGX_ERROR;
     }
-
-    *mtime = ngx_file_mtime(&fi);
 
     if (ngx_file_size(&fi) > NGX_HTTP_UD_DOC_MAX) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -348,7 +1121,7 @@ ngx_http_ud_dump(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
         p = &t->peers[i];
 
         if (p->state == NGX_HTTP_UD_FREE || p->state == NGX_HTTP_UD_DRAINING
-            || p->source != NGX_HTTP_UD_FILE)
+            || p->source != udcf->source)
         {
             continue;
         }
@@ -415,7 +1188,6 @@ done:
 ngx_int_t
 ngx_http_ud_load_dump(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 {
-    time_t       mtime;
     ngx_int_t    rc;
     ngx_str_t    doc, err;
     ngx_pool_t  *pool;
@@ -428,7 +1200,7 @@ ngx_http_ud_load_dump(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 
     rc = NGX_ERROR;
 
-    if (ngx_http_ud_read(&udcf->dump, pool, &doc, &mtime, log) != NGX_OK
+    if (ngx_http_ud_read(&udcf->dump, pool, &doc, log) != NGX_OK
         || ngx_array_init(&set, pool, 8, sizeof(ngx_http_ud_addr_t))
            != NGX_OK)
     {
@@ -449,7 +1221,7 @@ ngx_http_ud_load_dump(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
                   "dump \"%V\" (%ui peers)", &udcf->name, &udcf->dump,
                   set.nelts);
 
-    rc = ngx_http_ud_apply(udcf, &set, NGX_HTTP_UD_FILE, log);
+    rc = ngx_http_ud_apply(udcf, &set, udcf->source, log);
 
 done:
 
