@@ -12,7 +12,7 @@ BEGIN {
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port);
-use NR::Net qw(http_get);
+use NR::Net qw(http_get slow_server);
 use Time::HiRes qw(sleep);
 
 repeat_each(1);
@@ -26,6 +26,7 @@ $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 $ENV{TEST_NGINX_A_PORT} = free_port();
 $ENV{TEST_NGINX_CLOSED_PORT} = free_port();
+$ENV{TEST_NGINX_SLOW_PORT} = free_port();
 
 run_tests();
 
@@ -61,3 +62,45 @@ qr/peer="127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}",source="static",state="down"\} 
 reconfiguring
 --- no_error_log
 [alert]
+
+
+
+=== TEST 2: a reload does not wait for probes and blocking Consul queries under way
+--- http_config
+    upstream app {
+        health_check interval=200ms timeout=20s;
+        discovery consul=http://127.0.0.1:$TEST_NGINX_SLOW_PORT/v1/health/service/app
+                  interval=30s;
+        server 127.0.0.1:$TEST_NGINX_SLOW_PORT;
+    }
+--- config
+    location / { return 200 "$pid\n"; }
+--- init
+# a server that answers after 20 s: probes and the Consul query hang
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 20, 25);
+sleep 0.6;
+my (undef, $old) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/");
+chomp $old;
+my $pidfile = "$Test::Nginx::Util::ServRoot/logs/nginx.pid";
+open my $fh, '<', $pidfile or die "$pidfile: $!";
+my $pid = <$fh>;
+chomp $pid;
+kill 'HUP', $pid;
+my $gone = 0;
+for (1 .. 30) {
+    sleep 0.1;
+    if (!kill(0, $old) || `cat /proc/$old/stat 2>/dev/null` =~ /^\d+ \(.*\) Z/) {
+        $gone = 1;
+        last;
+    }
+}
+die "the old worker $old is still there 3 s after the reload" unless $gone;
+--- request
+GET /
+--- response_body_like
+^\d+$
+--- error_log
+reconfiguring
+--- no_error_log
+[alert]
+open socket

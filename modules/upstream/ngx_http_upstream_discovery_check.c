@@ -163,11 +163,15 @@ ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p)
                                     &udcf->uri, &udcf->name);
     }
 
-    /* the timeout holds the worker's exit until the probe is over */
+    /*
+     * a worker that exits does not wait for its probes: the timer is
+     * cancelable and the connection idle, so nginx closes it (c->close)
+     */
 
     pr->timer.handler = ngx_http_ud_probe_timeout;
     pr->timer.data = pr;
     pr->timer.log = udcf->log;
+    pr->timer.cancelable = 1;
 
     ngx_add_timer(&pr->timer, udcf->timeout);
 
@@ -190,6 +194,7 @@ ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p)
     c = pr->pc.connection;
     c->data = pr;
     c->pool = pool;
+    c->idle = 1;
     c->read->handler = ngx_http_ud_probe_read;
     c->write->handler = ngx_http_ud_probe_write;
 
@@ -225,6 +230,11 @@ ngx_http_ud_probe_write(ngx_event_t *ev)
 
     c = ev->data;
     pr = c->data;
+
+    if (c->close) {
+        ngx_http_ud_probe_done(pr, 2, "the worker is exiting");
+        return;
+    }
 
     if (pr->sent) {
         return;
@@ -276,6 +286,11 @@ ngx_http_ud_probe_read(ngx_event_t *ev)
 
     c = ev->data;
     pr = c->data;
+
+    if (c->close) {
+        ngx_http_ud_probe_done(pr, 2, "the worker is exiting");
+        return;
+    }
 
     if (!pr->sent) {
         return;
@@ -449,6 +464,17 @@ ngx_http_ud_probe_done(ngx_http_ud_probe_t *pr, ngx_uint_t ok,
     if (pr->pc.connection) {
         ngx_close_connection(pr->pc.connection);
         pr->pc.connection = NULL;
+    }
+
+    if (ok == 2) {
+        /* not a result: the lease lapses for another worker */
+        if (p->generation == pr->generation) {
+            p->probe_owner = 0;
+            p->probe_next = ngx_current_msec;
+        }
+
+        ngx_destroy_pool(pr->pool);
+        return;
     }
 
     if (p->generation == pr->generation) {

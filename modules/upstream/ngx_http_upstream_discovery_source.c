@@ -440,9 +440,12 @@ ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
                      ngx_max(udcf->source_interval / 1000, 1),
                      &udcf->consul_host);
 
+    /* an exiting worker does not wait for a blocking query: see read() */
+
     f->timer.handler = ngx_http_ud_consul_timeout;
     f->timer.data = f;
     f->timer.log = udcf->log;
+    f->timer.cancelable = 1;
 
     ngx_add_timer(&f->timer, udcf->source_interval + 5000);
 
@@ -463,6 +466,7 @@ ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
     c = f->pc.connection;
     c->data = f;
     c->pool = pool;
+    c->idle = 1;
     c->read->handler = ngx_http_ud_consul_read;
     c->write->handler = ngx_http_ud_consul_write;
 
@@ -485,6 +489,11 @@ ngx_http_ud_consul_write(ngx_event_t *ev)
 
     c = ev->data;
     f = c->data;
+
+    if (c->close) {
+        ngx_http_ud_consul_done(f, "the worker is exiting");
+        return;
+    }
 
     if (f->sent) {
         return;
@@ -536,6 +545,11 @@ ngx_http_ud_consul_read(ngx_event_t *ev)
 
     c = ev->data;
     f = c->data;
+
+    if (c->close) {
+        ngx_http_ud_consul_done(f, "the worker is exiting");
+        return;
+    }
 
     if (!f->sent) {
         return;
@@ -614,6 +628,14 @@ ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f, const char *reason)
     if (f->pc.connection) {
         ngx_close_connection(f->pc.connection);
         f->pc.connection = NULL;
+    }
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        /* no result: the next worker asks again */
+        t->source_next = ngx_current_msec;
+        t->source_lock = 0;
+        ngx_destroy_pool(f->pool);
+        return;
     }
 
     if (reason) {
