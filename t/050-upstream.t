@@ -535,3 +535,40 @@ nginx_resilience_upstream_peer_probes_total\{[^}]+\}[ ][1-9]\d*\n/sx
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 15: a discovered peer starts "checking" and joins after passes probes
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=300ms passes=2;
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("health-A.txt", "ok\n");
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}"]));
+my $c = "127.0.0.1:$ENV{TEST_NGINX_C_PORT}";
+my $t = time;
+my $first = main::peer_state($c);
+$first = main::peer_state($c) while $first eq 'none' && time - $t < 2;
+my $during = main::bodies("/", 4);
+sleep 1;
+my $later = main::peer_state($c);
+my $after = main::bodies("/", 4);
+main::result("$first $during $later " . ($after =~ /C/ ? "joined" : $after) . "\n");
+--- request
+GET /result
+--- response_body
+checking AAAA up joined
+--- timeout: 6
+--- no_error_log
+[alert]
