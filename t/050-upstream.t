@@ -421,8 +421,8 @@ GET /
 --- response_body
 B
 --- no_error_log
-[error]
 [alert]
+[crit]
 
 
 

@@ -29,7 +29,9 @@
 
 
 #define NGX_HTTP_RATELIMIT_SYNC_BATCH   512
-#define NGX_HTTP_RATELIMIT_KEY_BUF      (64 + 256 + 8 + NGX_HTTP_RATELIMIT_KEY_MAX)
+/* a Redis key: prefix, "rl:", zone, ":", key */
+#define NGX_HTTP_RATELIMIT_KEY_BUF                                            \
+    (64 + 256 + 8 + NGX_HTTP_RATELIMIT_KEY_MAX)
 
 
 typedef struct {
@@ -72,9 +74,9 @@ static ngx_int_t ngx_http_ratelimit_int(redisReply *r, int64_t *v);
  * the emission interval (GCRA) or the window (us), the time since the
  * last sync (us), then one charge per key (milli-requests).  The charges
  * were made over that time, not now: GCRA's arrival time may start that
- * far back, or a steady rate would look like a burst at every sync.  Returns the census count, two figures per key
- * (GCRA: tat - now in us; sliding: the current and previous counts), and
- * Redis's time in us.
+ * far back, or a steady rate would look like a burst at every sync.
+ * Returns the census count, two figures per key (GCRA: tat - now in us;
+ * sliding: the current and previous counts), and Redis's time in us.
  */
 
 static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(

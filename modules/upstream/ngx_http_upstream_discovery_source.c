@@ -14,9 +14,9 @@
  *   dns=     A/AAAA or SRV records through nginx's resolver, again at the
  *            records' TTL.
  *
- * A malformed answer is rejected whole and the previous set stays.  After every change the set is dumped (a temporary
- * file renamed into place); a start with the source unreachable reads the
- * dump instead.
+ * A malformed answer is rejected whole and the previous set stays.
+ * After every change the set is dumped (a temporary file renamed into
+ * place); a start with the source unreachable reads the dump instead.
  *
  * The document: {"peers": [{"address": "10.0.0.1:8080", "weight": 2,
  * "backup": false}, "10.0.0.2:8080"]}, or the array alone.  Addresses
