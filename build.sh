@@ -31,6 +31,7 @@ PACKAGES=(
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     libipc-run-perl liburi-perl libwww-perl
     valgrind wrk apache2-utils curl
+    libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
 )
 
 # the feature modules, in load order, after the core module

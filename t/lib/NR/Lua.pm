@@ -72,12 +72,6 @@ sub import {
              . 'or set TEST_NGINX_RESTY_CORE)')
         unless $core;
 
-    # LuaJIT's JIT and GC do what memcheck cannot follow (see the README)
-    skip_all('the Lua suites do not run under valgrind: LuaJIT\'s own '
-             . 'machine code and allocator make memcheck report errors '
-             . 'that are not ours')
-        if $ENV{TEST_NGINX_USE_VALGRIND} && !$ENV{TEST_NGINX_LUA_VALGRIND};
-
     my $lib = abs_path(File::Spec->catdir(
                   (File::Spec->splitpath(abs_path(__FILE__)))[1],
                   '..', '..', '..', 'lua-compat', 'lib'));

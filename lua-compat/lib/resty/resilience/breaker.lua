@@ -162,7 +162,7 @@ function _M.new(name, opts)
         end
     end
 
-    if ngx.get_phase() == "init" then
+    if get_request() == nil then
         error("breakers are not ready in init_by_lua: call new() in "
               .. "init_worker_by_lua or in a request", 2)
     end

@@ -16,7 +16,7 @@
 -- limits on one zone share its budget.  See README.md, "OpenResty".
 
 local ffi = require "ffi"
-require "resty.core.base"   -- lua-resty-core: the ngx.* FFI API is there
+local base = require "resty.core.base"
 
 
 local C = ffi.C
@@ -28,7 +28,7 @@ local error = error
 local floor = math.floor
 local abs = math.abs
 local setmetatable = setmetatable
-local get_phase = ngx.get_phase
+local get_request = base.get_request
 
 
 ffi.cdef[[
@@ -126,15 +126,28 @@ local function check_key(key, level)
 end
 
 
+local sync_names = { [0] = "local", "redis", "strict" }
+
+-- the zones this worker has looked up: their addresses last as long as
+-- the worker (a reload starts new workers, with new Lua VMs)
+local zones = {}
+
+
 -- the zone and its figures, for new() of this module and of .count
 function _M.zone(name, level)
+    local zinfo = zones[name]
+
+    if zinfo then
+        return zinfo.zone, zinfo
+    end
+
     level = (level or 1) + 1
 
     if type(name) ~= "string" then
         error("zone name must be a string, got " .. type(name), level)
     end
 
-    if get_phase() == "init" then
+    if get_request() == nil then
         error("ratelimit zones are not ready in init_by_lua: call new() "
               .. "in init_worker_by_lua or in a request", level)
     end
@@ -145,15 +158,21 @@ function _M.zone(name, level)
         return nil, 'ratelimit_zone "' .. name .. '" not found'
     end
 
-    return z, {
+    zinfo = {
+        zone = z,
         -- the zone's rate in requests per second, and its period in s
         rate = tonumber(info.milli) / tonumber(info.period),
         milli = tonumber(info.milli),
         period = tonumber(info.period) / 1000,
         algorithm = tonumber(info.algorithm) == GCRA and "gcra"
                     or "sliding_window",
-        sync = ({ [0] = "local", "redis", "strict" })[tonumber(info.sync)],
+        sync = sync_names[tonumber(info.sync)],
+        gcra = tonumber(info.algorithm) == GCRA,
     }
+
+    zones[name] = zinfo
+
+    return z, zinfo
 end
 
 
@@ -200,14 +219,18 @@ function _M.new(zone, rate, burst, opts)
         end
     end
 
-    return setmetatable({
+    local self = {
         zone = z,
         name = zone,
         rate = zinfo.rate,
         burst = burst,
         delay = delay,
-        gcra = zinfo.algorithm == "gcra",
-    }, mt)
+        gcra = zinfo.gcra,
+    }
+
+    setmetatable(self, mt)
+
+    return self
 end
 
 
