@@ -25,7 +25,8 @@
 
 static ngx_int_t ngx_http_ratelimit_lua_try(ngx_http_ratelimit_try_t *t,
     ngx_http_ratelimit_limit_t *limit, void *zone, const u_char *key,
-    size_t len, int64_t burst, int64_t cost);
+    size_t len, int64_t burst, int64_t cost,
+    ngx_http_ratelimit_lua_result_t *out);
 
 
 /*
@@ -113,13 +114,8 @@ ngx_http_ratelimit_lua_incoming(void *zone, const u_char *key, size_t len,
     ngx_http_ratelimit_zone_t   *z;
     ngx_http_ratelimit_limit_t   limit;
 
-    if (out == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(out, sizeof(ngx_http_ratelimit_lua_result_t));
-
-    rc = ngx_http_ratelimit_lua_try(&t, &limit, zone, key, len, burst, cost);
+    rc = ngx_http_ratelimit_lua_try(&t, &limit, zone, key, len, burst, cost,
+                                    out);
 
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
@@ -198,13 +194,8 @@ ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key, size_t len,
     ngx_http_ratelimit_try_t     t;
     ngx_http_ratelimit_limit_t   limit;
 
-    if (out == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(out, sizeof(ngx_http_ratelimit_lua_result_t));
-
-    rc = ngx_http_ratelimit_lua_try(&t, &limit, zone, key, len, burst, cost);
+    rc = ngx_http_ratelimit_lua_try(&t, &limit, zone, key, len, burst, cost,
+                                    out);
 
     if (rc != NGX_OK) {
         return rc;
@@ -223,11 +214,18 @@ ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key, size_t len,
 static ngx_int_t
 ngx_http_ratelimit_lua_try(ngx_http_ratelimit_try_t *t,
     ngx_http_ratelimit_limit_t *limit, void *zone, const u_char *key,
-    size_t len, int64_t burst, int64_t cost)
+    size_t len, int64_t burst, int64_t cost,
+    ngx_http_ratelimit_lua_result_t *out)
 {
     ngx_http_ratelimit_zone_t  *z;
 
     z = zone;
+
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(out, sizeof(ngx_http_ratelimit_lua_result_t));
 
     if (z == NULL || z->sh == NULL || key == NULL
         || burst < 0 || burst > 10000000

@@ -234,26 +234,33 @@ function _M.new(zone, rate, burst, opts)
 end
 
 
-local function check_self(self, method)
+local function check_self(self, method, level)
     if type(self) ~= "table" or self.zone == nil then
         error("use lim:" .. method .. "(...), not lim." .. method
-              .. "(...)", 3)
+              .. "(...)", (level or 2) + 1)
     end
+end
+
+
+-- the key and the cost of incoming() and uncommit(), checked
+local function call_args(self, method, key, cost)
+    check_self(self, method, 3)
+    key = check_key(key, 3)
+
+    if cost == nil then
+        return key, 1
+    end
+
+    check_integer(cost, "cost", 0, COST_MAX, 3)
+
+    return key, cost
 end
 
 
 -- incoming(key, commit [, cost]): resty.limit.req's contract: the delay in
 -- seconds (0 when none) and the excess in requests; nil, "rejected"
 function _M.incoming(self, key, commit, cost)
-    check_self(self, "incoming")
-    key = check_key(key, 2)
-
-    if cost == nil then
-        cost = 1
-
-    else
-        check_integer(cost, "cost", 0, COST_MAX, 2)
-    end
+    key, cost = call_args(self, "incoming", key, cost)
 
     local rc = C.ngx_http_ratelimit_lua_incoming(self.zone, key, #key,
                                                  self.burst, self.delay,
@@ -281,15 +288,7 @@ end
 -- uncommit(key [, cost]): gives a committed request back; true, or
 -- nil, "not found"
 function _M.uncommit(self, key, cost)
-    check_self(self, "uncommit")
-    key = check_key(key, 2)
-
-    if cost == nil then
-        cost = 1
-
-    else
-        check_integer(cost, "cost", 0, COST_MAX, 2)
-    end
+    key, cost = call_args(self, "uncommit", key, cost)
 
     local rc = C.ngx_http_ratelimit_lua_uncommit(self.zone, key, #key,
                                                  self.burst, cost, res)
