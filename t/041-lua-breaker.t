@@ -408,7 +408,40 @@ breaker "orders" opened for 30000 ms (trip 1)
 
 
 
-=== TEST 12: bad arguments are Lua errors with clear messages
+=== TEST 12: from a timer, as background jobs call: a trip there rejects requests
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_PATH";
+    lua_shared_dict result 64k;
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_ORDERS
+    location = /lua {
+        content_by_lua_block {
+            local breaker = require "resty.resilience.breaker"
+            ngx.timer.at(0, function ()
+                local b = assert(breaker.new("orders"))
+                local kept = assert(b:allow())   -- never reported
+                for i = 1, 3 do assert(b:allow()):report(false) end
+                ngx.shared.result:set("state", (b:state()))
+            end)
+            ngx.sleep(0.05)
+            local _, st = breaker.new("orders"):state()
+            ngx.say(ngx.shared.result:get("state"), " inflight=", st.inflight)
+        }
+    }
+--- request eval
+["GET /lua", "GET /api/200"]
+--- error_code eval
+[200, 503]
+--- response_body_like eval
+["open inflight=0", "503"]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 13: bad arguments are Lua errors with clear messages
 --- http_config
     lua_package_path "$TEST_NGINX_LUA_PATH";
     breaker_zone breakers 1m;
@@ -467,7 +500,7 @@ still: closed
 
 
 
-=== TEST 13: an uncaught bad argument fails the request (500), not the worker
+=== TEST 14: an uncaught bad argument fails the request (500), not the worker
 --- http_config
     lua_package_path "$TEST_NGINX_LUA_PATH";
     breaker_zone breakers 1m;
