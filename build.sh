@@ -32,6 +32,7 @@ PACKAGES=(
     libtest-base-perl libtest-longstring-perl libtext-diff-perl
     libipc-run-perl liburi-perl libwww-perl
     valgrind wrk apache2-utils curl dnsmasq-base
+    libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
 )
 
 # the feature modules, in load order, after the core module

@@ -167,7 +167,15 @@ typedef struct {
     ngx_uint_t                 uses;         /* locations referring to it */
     ngx_uint_t                 buckets;      /* for nodes made by a notice */
     ngx_uint_t                 shared;       /* breaker_shared on somewhere */
+    ngx_uint_t                 created;      /* by lua-compat, in a zone */
 } ngx_http_breaker_t;
+
+
+typedef struct {
+    ngx_array_t                breakers;     /* ngx_http_breaker_t * */
+    ngx_array_t                zones;        /* ngx_shm_zone_t * */
+    ngx_uint_t                 shared;       /* some breaker is shared */
+} ngx_http_breaker_main_conf_t;
 
 
 typedef struct {
@@ -225,6 +233,68 @@ typedef struct {
 } ngx_http_breaker_ctx_t;
 
 
+/*
+ * The C ABI for lua-compat (ngx_http_breaker_lua.c), called through
+ * LuaJIT's FFI: plain C types only, so that lua-compat/lib/resty/
+ * resilience/breaker.lua declares them as they are here.
+ */
+
+#define NGX_HTTP_BREAKER_LUA_ADMITTED   0
+#define NGX_HTTP_BREAKER_LUA_UNTRACKED  1   /* exempt key, full zone, off */
+#define NGX_HTTP_BREAKER_LUA_OPEN       2
+#define NGX_HTTP_BREAKER_LUA_FULL       3   /* the bulkhead */
+
+
+typedef struct {
+    uint32_t                   keyed;        /* 0 no, 1 yes, 2 either */
+    uint32_t                   shared;       /* breaker_shared on */
+    uint32_t                   created;      /* by Lua, in a zone */
+    uint32_t                   buckets;
+} ngx_http_breaker_lua_desc_t;
+
+
+/* what Lua holds from allow() to report(): opaque past the first fields */
+
+typedef struct {
+    uint32_t                   state;        /* at admission */
+    uint32_t                   generation;
+    uint32_t                   probe;        /* holds a half-open lease */
+    uint32_t                   dry_run;      /* would have been rejected */
+    uint64_t                   opaque[14];
+} ngx_http_breaker_lua_permit_t;
+
+
+typedef struct {
+    uint32_t                   state;
+    uint32_t                   mode;         /* forced mode, 0: none */
+    uint32_t                   generation;
+    uint32_t                   trips;
+    uint32_t                   inflight;
+    uint32_t                   consecutive;  /* failures in a row */
+    uint64_t                   open_ms;      /* left, when open */
+    uint64_t                   successes;
+    uint64_t                   failures;
+    uint64_t                   slow;
+    uint64_t                   rejected;
+    uint64_t                   dry_run_rejected;
+    uint64_t                   transitions;
+} ngx_http_breaker_lua_info_t;
+
+
+void *ngx_http_breaker_lua_breaker(const u_char *name, size_t len,
+    const u_char *zone, size_t zone_len, ngx_http_breaker_lua_desc_t *desc,
+    const char **err);
+int ngx_http_breaker_lua_allow(ngx_http_request_t *r, void *breaker,
+    const u_char *key, size_t len, ngx_http_breaker_lua_permit_t *permit);
+int ngx_http_breaker_lua_report(ngx_http_request_t *r,
+    ngx_http_breaker_lua_permit_t *permit, int outcome, int64_t latency);
+void ngx_http_breaker_lua_release(ngx_http_breaker_lua_permit_t *permit);
+int ngx_http_breaker_lua_state(void *breaker, const u_char *key,
+    size_t len, ngx_http_breaker_lua_info_t *info);
+int ngx_http_breaker_lua_force(ngx_http_request_t *r, void *breaker,
+    int mode);
+
+
 ngx_int_t ngx_http_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_http_breaker_node_t *ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z,
     ngx_str_t *name, ngx_str_t *key, ngx_uint_t nbuckets, ngx_log_t *log);
@@ -251,6 +321,9 @@ void ngx_http_breaker_sync_publish_override(ngx_http_request_t *r,
     ngx_http_breaker_zone_t *z, ngx_str_t *name,
     ngx_http_breaker_override_t *o, ngx_uint_t clear);
 
+ngx_uint_t ngx_http_breaker_enter(ngx_http_request_t *r,
+    ngx_http_breaker_t *bp, ngx_http_breaker_loc_conf_t *blcf,
+    ngx_str_t *key, ngx_uint_t shared, ngx_http_breaker_ctx_t *ctx);
 ngx_uint_t ngx_http_breaker_admit(ngx_http_request_t *r,
     ngx_http_breaker_loc_conf_t *blcf, ngx_http_breaker_ctx_t *ctx);
 ngx_msec_t ngx_http_breaker_record(ngx_http_request_t *r,

@@ -16,13 +16,6 @@
 #include "ngx_http_breaker.h"
 
 
-typedef struct {
-    ngx_array_t                breakers;     /* ngx_http_breaker_t * */
-    ngx_array_t                zones;        /* ngx_shm_zone_t * */
-    ngx_uint_t                 shared;       /* some breaker is shared */
-} ngx_http_breaker_main_conf_t;
-
-
 static ngx_http_breaker_ctx_t *ngx_http_breaker_get_ctx(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_breaker_handler(ngx_http_request_t *r);
@@ -282,8 +275,6 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     ngx_pool_cleanup_t           *cln;
     ngx_http_breaker_t           *bp;
     ngx_http_breaker_ctx_t       *ctx;
-    ngx_http_breaker_zone_t      *z;
-    ngx_http_breaker_node_t      *node;
     ngx_http_breaker_loc_conf_t  *blcf;
 
     if (r->main != r) {
@@ -303,8 +294,6 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    z = bp->zone->data;
-
     if (bp->key) {
         if (ngx_http_complex_value(r, bp->key, &key) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -314,77 +303,27 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
             /* an empty key exempts the request */
             return NGX_DECLINED;
         }
-
-        node = ngx_http_breaker_lookup(z, &bp->name, &key, blcf->buckets,
-                                       r->connection->log);
-        if (node == NULL) {
-            /* the zone is full: never reject traffic for it */
-            return NGX_DECLINED;
-        }
-
-    } else {
-        node = bp->node;
-
-        if (node == NULL) {
-            /* keyless breakers are never evicted: the pin is moot */
-            ngx_str_null(&key);
-            node = ngx_http_breaker_lookup(z, &bp->name, &key,
-                                           blcf->buckets, r->connection->log);
-            bp->node = node;
-        }
-    }
-
-    if (node == NULL) {
-        return NGX_DECLINED;
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_breaker_ctx_t));
     cln = ngx_pool_cleanup_add(r->pool, 0);
 
     if (ctx == NULL || cln == NULL) {
-        if (bp->key) {
-            (void) ngx_atomic_fetch_add(&node->pins, -1);
-        }
-
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->node = node;
-    ctx->conf = blcf;
-    ctx->zone = z;
-    ctx->lease = -1;
+    rc = ngx_http_breaker_enter(r, bp, blcf, bp->key ? &key : NULL,
+                                blcf->shared, ctx);
 
-    if (blcf->shared && !node->shared) {
-        /* set once; read by the fleet window timer */
-        node->window = (uint32_t) blcf->window;
-        node->shared = 1;
-    }
-
-    if (blcf->shared && bp->key && !node->restore_asked
-        && ngx_http_resilience_redis_state()
-           == NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
-    {
-        /* a key new here may be open in the fleet: ask, without waiting */
-        node->restore_asked = 1;
-        ngx_http_breaker_sync_restore_key(r, bp, node);
+    if (ctx->node == NULL) {
+        /* the zone is full: never reject traffic for it */
+        return NGX_DECLINED;
     }
 
     cln->handler = ngx_http_breaker_cleanup;
     cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_breaker_module);
-
-    rc = ngx_http_breaker_admit(r, blcf, ctx);
-
-    if (ctx->ask_token) {
-        /* before unpinning: the reply finds the node with its own pin */
-        ngx_http_breaker_sync_ask_token(r, ctx);
-    }
-
-    if (bp->key) {
-        /* admitted, it is in flight; turned away, it is done with */
-        (void) ngx_atomic_fetch_add(&node->pins, -1);
-    }
 
     if (rc == NGX_HTTP_BREAKER_ADMITTED) {
         if (ctx->rejected) {
@@ -398,6 +337,82 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_breaker_reject(r, blcf, ctx, rc);
+}
+
+
+/*
+ * Admission, for the directive and for lua-compat alike: the node of the
+ * breaker for "key" (NULL: keyless), the fleet's bookkeeping when
+ * "shared", then the state machine.  ctx->node is left NULL when the
+ * request passes untracked because the zone is full.
+ */
+
+ngx_uint_t
+ngx_http_breaker_enter(ngx_http_request_t *r, ngx_http_breaker_t *bp,
+    ngx_http_breaker_loc_conf_t *blcf, ngx_str_t *key, ngx_uint_t shared,
+    ngx_http_breaker_ctx_t *ctx)
+{
+    ngx_str_t                 none;
+    ngx_uint_t                rc;
+    ngx_http_breaker_zone_t  *z;
+    ngx_http_breaker_node_t  *node;
+
+    z = bp->zone->data;
+
+    if (key) {
+        node = ngx_http_breaker_lookup(z, &bp->name, key, blcf->buckets,
+                                       r->connection->log);
+
+    } else {
+        node = bp->node;
+
+        if (node == NULL) {
+            /* keyless breakers are never evicted: the pin is moot */
+            ngx_str_null(&none);
+            node = ngx_http_breaker_lookup(z, &bp->name, &none,
+                                           blcf->buckets, r->connection->log);
+            bp->node = node;
+        }
+    }
+
+    ctx->node = node;
+
+    if (node == NULL) {
+        return NGX_HTTP_BREAKER_ADMITTED;
+    }
+
+    ctx->conf = blcf;
+    ctx->zone = z;
+    ctx->lease = -1;
+
+    if (shared && !node->shared) {
+        /* set once; read by the fleet window timer */
+        node->window = (uint32_t) blcf->window;
+        node->shared = 1;
+    }
+
+    if (shared && key && !node->restore_asked
+        && ngx_http_resilience_redis_state()
+           == NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        /* a key new here may be open in the fleet: ask, without waiting */
+        node->restore_asked = 1;
+        ngx_http_breaker_sync_restore_key(r, bp, node);
+    }
+
+    rc = ngx_http_breaker_admit(r, blcf, ctx);
+
+    if (ctx->ask_token) {
+        /* before unpinning: the reply finds the node with its own pin */
+        ngx_http_breaker_sync_ask_token(r, ctx);
+    }
+
+    if (key) {
+        /* admitted, it is in flight; turned away, it is done with */
+        (void) ngx_atomic_fetch_add(&node->pins, -1);
+    }
+
+    return rc;
 }
 
 

@@ -115,6 +115,7 @@ static ngx_int_t ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format,
 static uint64_t ngx_http_deadline_now(void);
 static ngx_int_t ngx_http_deadline_left(ngx_http_request_t *r,
     ngx_msec_int_t *left);
+int64_t ngx_http_deadline_lua_remaining(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_fail(ngx_http_request_t *r,
     ngx_http_deadline_loc_conf_t *dlcf);
@@ -601,6 +602,37 @@ ngx_http_deadline_left(ngx_http_request_t *r, ngx_msec_int_t *left)
     *left = (ctx->at > now) ? (ngx_msec_int_t) (ctx->at - now) : 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * The C ABI for lua-compat (lua-compat/lib/resty/resilience/deadline.lua,
+ * through LuaJIT's FFI, with the request from lua-resty-core's
+ * get_request()): the milliseconds left in the request's budget, 0 when
+ * it is spent, -1 when the request has no deadline, -2 on an error.
+ */
+
+int64_t
+ngx_http_deadline_lua_remaining(ngx_http_request_t *r)
+{
+    ngx_int_t       rc;
+    ngx_msec_int_t  left;
+
+    if (r == NULL) {
+        return -2;
+    }
+
+    rc = ngx_http_deadline_left(r, &left);
+
+    if (rc == NGX_ERROR) {
+        return -2;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return -1;
+    }
+
+    return (int64_t) left;
 }
 
 

@@ -192,9 +192,44 @@ typedef struct {
 } ngx_http_ratelimit_main_conf_t;
 
 
+/*
+ * The C ABI for lua-compat (ngx_http_ratelimit_lua.c), called through
+ * LuaJIT's FFI: plain C types only, so that lua-compat/lib/resty/
+ * resilience/limit.lua can declare them as they are here.
+ */
+
+typedef struct {
+    uint64_t                   milli;        /* requests per period, x1000 */
+    uint64_t                   period;       /* ms */
+    uint32_t                   algorithm;    /* 0 gcra, 1 sliding window */
+    uint32_t                   sync;         /* 0 local, 1 redis, 2 strict */
+} ngx_http_ratelimit_lua_zone_t;
+
+
+typedef struct {
+    int64_t                    excess;       /* milli-requests, after it */
+    int64_t                    remaining;    /* requests left */
+    uint64_t                   delay;        /* passed: ms to wait */
+    uint64_t                   retry;        /* rejected: ms until it fits */
+} ngx_http_ratelimit_lua_result_t;
+
+
+void *ngx_http_ratelimit_lua_zone(const u_char *name, size_t len,
+    ngx_http_ratelimit_lua_zone_t *info);
+int ngx_http_ratelimit_lua_incoming(void *zone, const u_char *key,
+    size_t len, int64_t burst, int64_t delay, int64_t cost, int commit,
+    ngx_http_ratelimit_lua_result_t *out);
+int ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key,
+    size_t len, int64_t burst, int64_t cost,
+    ngx_http_ratelimit_lua_result_t *out);
+
+
 /* the shm side: ngx_http_ratelimit_shm.c */
 
 ngx_int_t ngx_http_ratelimit_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void ngx_http_ratelimit_set_key(ngx_http_ratelimit_try_t *t, u_char *key,
+    size_t len);
+ngx_int_t ngx_http_ratelimit_uncommit(ngx_http_ratelimit_try_t *t);
 ngx_int_t ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t,
     ngx_uint_t account, ngx_uint_t factor);
 void ngx_http_ratelimit_account(ngx_http_ratelimit_try_t *t,
@@ -222,6 +257,7 @@ ngx_int_t ngx_http_ratelimit_strict(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx);
 void ngx_http_ratelimit_strict_cancel(ngx_http_ratelimit_ctx_t *ctx);
 ngx_uint_t ngx_http_ratelimit_degraded(ngx_http_ratelimit_zone_t *z);
+ngx_int_t ngx_http_ratelimit_fallback(ngx_http_ratelimit_try_t *t);
 void ngx_http_ratelimit_resume(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx);
 

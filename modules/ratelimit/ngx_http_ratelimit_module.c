@@ -13,7 +13,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <ngx_md5.h>
 
 #include "ngx_http_ratelimit.h"
 
@@ -34,8 +33,6 @@ static ngx_int_t ngx_http_ratelimit_keep_tries(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx);
 static ngx_http_ratelimit_try_t *ngx_http_ratelimit_strict_fallback(
     ngx_http_request_t *r, ngx_http_ratelimit_ctx_t *ctx);
-static ngx_int_t ngx_http_ratelimit_fallback(ngx_http_request_t *r,
-    ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_try_t *t);
 static ngx_int_t ngx_http_ratelimit_outcome(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_try_t *busy);
 static void ngx_http_ratelimit_delay(ngx_http_request_t *r);
@@ -332,7 +329,6 @@ ngx_http_ratelimit_prepare(ngx_http_request_t *r,
     ngx_int_t                    n;
     ngx_str_t                    key, cost;
     ngx_uint_t                   i;
-    ngx_md5_t                    md5;
     ngx_http_ratelimit_try_t    *t;
     ngx_http_ratelimit_zone_t   *z;
     ngx_http_ratelimit_limit_t  *limits;
@@ -359,20 +355,7 @@ ngx_http_ratelimit_prepare(ngx_http_request_t *r,
             continue;
         }
 
-        if (key.len > NGX_HTTP_RATELIMIT_KEY_MAX) {
-            ngx_md5_init(&md5);
-            ngx_md5_update(&md5, key.data, key.len);
-            ngx_md5_final(t->hashed, &md5);
-
-            t->flags = NGX_HTTP_RATELIMIT_HASHED;
-            t->key.data = t->hashed;
-            t->key.len = 16;
-
-        } else {
-            t->key = key;
-        }
-
-        t->hash = ngx_crc32_short(t->key.data, t->key.len);
+        ngx_http_ratelimit_set_key(t, key.data, key.len);
 
         t->cost = 1000;
 
@@ -467,7 +450,7 @@ ngx_http_ratelimit_decide(ngx_http_request_t *r,
             if (z->sync != NGX_HTTP_RATELIMIT_SYNC_LOCAL
                 && ngx_http_ratelimit_degraded(z))
             {
-                rc = ngx_http_ratelimit_fallback(r, ctx, t);
+                rc = ngx_http_ratelimit_fallback(t);
 
                 if (rc == NGX_DECLINED) {
                     t->skip = 1;
@@ -570,7 +553,7 @@ ngx_http_ratelimit_strict_fallback(ngx_http_request_t *r,
 
         t->strict = 0;
 
-        rc = ngx_http_ratelimit_fallback(r, ctx, t);
+        rc = ngx_http_ratelimit_fallback(t);
 
         if (rc == NGX_OK) {
             rc = ngx_http_ratelimit_check(t, 0,
@@ -634,39 +617,6 @@ ngx_http_ratelimit_keep_tries(ngx_http_request_t *r,
     }
 
     return NGX_OK;
-}
-
-
-/*
- * A fleet limit while Redis is away, as its on_redis_error says: NGX_OK
- * (enforce locally, the caller scales the cost), NGX_DECLINED (admit)
- * or NGX_BUSY (reject).
- */
-
-static ngx_int_t
-ngx_http_ratelimit_fallback(ngx_http_request_t *r,
-    ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_try_t *t)
-{
-    ngx_http_ratelimit_zone_t  *z;
-
-    z = t->zone;
-
-    (void) ngx_atomic_fetch_add(&z->sh->fallbacks, 1);
-
-    switch (z->on_error) {
-
-    case NGX_HTTP_RATELIMIT_ERR_OPEN:
-        return NGX_DECLINED;
-
-    case NGX_HTTP_RATELIMIT_ERR_CLOSED:
-        t->wait = 1000;
-        t->remaining = 0;
-        t->reset = 1000;
-        return NGX_BUSY;
-
-    default:
-        return NGX_OK;
-    }
 }
 
 

@@ -12,6 +12,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_md5.h>
 
 #include "ngx_http_ratelimit.h"
 
@@ -210,6 +211,33 @@ ngx_http_ratelimit_lookup(ngx_http_ratelimit_zone_t *z, uint32_t hash,
     }
 
     return NULL;
+}
+
+
+/* a key as stored: longer ones become their MD5, kept in the try */
+
+void
+ngx_http_ratelimit_set_key(ngx_http_ratelimit_try_t *t, u_char *key,
+    size_t len)
+{
+    ngx_md5_t  md5;
+
+    if (len > NGX_HTTP_RATELIMIT_KEY_MAX) {
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, key, len);
+        ngx_md5_final(t->hashed, &md5);
+
+        t->flags = NGX_HTTP_RATELIMIT_HASHED;
+        t->key.data = t->hashed;
+        t->key.len = 16;
+
+    } else {
+        t->flags = 0;
+        t->key.data = key;
+        t->key.len = len;
+    }
+
+    t->hash = ngx_crc32_short(t->key.data, t->key.len);
 }
 
 
@@ -429,6 +457,67 @@ ngx_http_ratelimit_unpin(ngx_http_ratelimit_try_t *t)
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     t->node = NULL;
+}
+
+
+/*
+ * Gives a charge back (lua-compat's uncommit): GCRA moves the key's
+ * arrival time back by the cost, never before now; the sliding window
+ * takes it off the current window.  What a sync already sent to Redis
+ * stays charged there.  Returns NGX_DECLINED for a key the zone does not
+ * hold, else NGX_OK with t->remaining as it now stands.
+ */
+
+ngx_int_t
+ngx_http_ratelimit_uncommit(ngx_http_ratelimit_try_t *t)
+{
+    int64_t                     limit;
+    uint64_t                    wall;
+    ngx_http_ratelimit_zone_t  *z;
+    ngx_http_ratelimit_node_t  *rn;
+
+    z = t->zone;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    rn = ngx_http_ratelimit_lookup(z, t->hash, t->flags, t->key.data,
+                                   t->key.len);
+
+    if (rn == NULL) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+        rn->excess = ngx_max(rn->excess - t->cost, -1000);
+
+        limit = t->limit->burst + 1000;
+        t->remaining = (limit - ngx_http_ratelimit_base(z, rn,
+                                                        ngx_current_msec))
+                       / 1000;
+
+    } else {
+        wall = ngx_http_ratelimit_wall();
+
+        ngx_http_ratelimit_roll(z, rn, wall);
+        rn->excess = ngx_max(rn->excess - t->cost, 0);
+
+        limit = (int64_t) z->rate.milli + t->limit->burst;
+        t->remaining = (limit - ngx_http_ratelimit_estimate(z, rn, wall))
+                       / 1000;
+    }
+
+    if (z->sync != NGX_HTTP_RATELIMIT_SYNC_LOCAL) {
+        rn->delta = ngx_max(rn->delta - t->cost, 0);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    if (t->remaining < 0) {
+        t->remaining = 0;
+    }
+
+    return NGX_OK;
 }
 
 

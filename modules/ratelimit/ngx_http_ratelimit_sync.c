@@ -265,6 +265,38 @@ ngx_http_ratelimit_degraded(ngx_http_ratelimit_zone_t *z)
 }
 
 
+/*
+ * A fleet limit while Redis is away, as its on_redis_error says: NGX_OK
+ * (enforce locally, the caller scales the cost), NGX_DECLINED (admit)
+ * or NGX_BUSY (reject).
+ */
+
+ngx_int_t
+ngx_http_ratelimit_fallback(ngx_http_ratelimit_try_t *t)
+{
+    ngx_http_ratelimit_zone_t  *z;
+
+    z = t->zone;
+
+    (void) ngx_atomic_fetch_add(&z->sh->fallbacks, 1);
+
+    switch (z->on_error) {
+
+    case NGX_HTTP_RATELIMIT_ERR_OPEN:
+        return NGX_DECLINED;
+
+    case NGX_HTTP_RATELIMIT_ERR_CLOSED:
+        t->wait = 1000;
+        t->remaining = 0;
+        t->reset = 1000;
+        return NGX_BUSY;
+
+    default:
+        return NGX_OK;
+    }
+}
+
+
 static void
 ngx_http_ratelimit_sync_tick(ngx_event_t *ev)
 {

@@ -305,7 +305,7 @@ metric() {
 
 
 # wait_ready PID PORT MODE PREFIX: /status answers; with Redis, the
-# command connection is up and (sync=redis) the zone has synced once
+# command connections are up (an idle zone sends nothing but its census)
 wait_ready() {
     local pid="$1" port="$2" mode="$3" prefix="$4" i
 
@@ -315,11 +315,7 @@ wait_ready() {
 
         if curl -s -m 2 -f -o /dev/null "http://127.0.0.1:$port/status"; then
             case "$mode" in
-                redis)
-                    [ "$(metric "$port" \
-                         'ratelimit_syncs_total\\{zone="acc"')" -gt 0 ] \
-                        && return 0 ;;
-                strict)
+                redis|strict)
                     [ "$(metric "$port" \
                          'redis_connected\\{.*connection="command"')" \
                          -ge "$WORKERS" ] && return 0 ;;
