@@ -572,3 +572,73 @@ checking AAAA up joined
 --- timeout: 6
 --- no_error_log
 [alert]
+
+
+
+=== TEST 16: health_check_balance least_conn: a busy peer is skipped while another has fewer requests in flight
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check_balance least_conn;
+        health_check interval=10s;
+        server 127.0.0.1:$TEST_NGINX_SLOW_PORT;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 1.5, 4);
+# the first request goes to the slow peer (a tie: the first) and stays
+NR::Net::hold_request($ENV{TEST_NGINX_SERVER_PORT}, "/", 2);
+sleep 0.3;
+main::result(main::bodies("/", 4) . "\n");
+--- request
+GET /result
+--- response_body
+AAAA
+--- timeout: 5
+--- no_error_log
+[alert]
+
+
+
+=== TEST 17: grace: a peer gone from discovery that still passes its checks stays for the grace period
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=200ms passes=1;
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms grace=1s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("health-A.txt", "ok\n");
+my $c = "127.0.0.1:$ENV{TEST_NGINX_C_PORT}";
+main::put_file("peers.json", qq(["$c"]));
+my $t = time;
+sleep 0.1 while main::peer_state($c) ne 'up' && time - $t < 3;
+main::put_file("peers.json", "[]");
+sleep 0.4;
+my $kept = main::peer_state($c) . " " . (main::bodies("/", 4) =~ /C/ ? "served" : "unused");
+sleep 1.2;
+my $gone = main::peer_state($c);
+main::result("$kept $gone\n");
+--- request
+GET /result
+--- response_body
+up served none
+--- timeout: 8
+--- error_log
+left discovery, draining
+--- no_error_log
+[alert]

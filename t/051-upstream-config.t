@@ -269,3 +269,16 @@ upstream "app": "discovery dns=" needs a "resolver" at http level
 --- must_die
 --- error_log
 "discovery" "service=" goes with "dns="
+
+
+
+=== TEST 21: a balancing mode it does not have
+--- http_config
+    upstream app {
+        health_check_balance ip_hash;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check_balance" directive: invalid value "ip_hash", expected "round_robin" or "least_conn"

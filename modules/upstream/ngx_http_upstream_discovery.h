@@ -98,6 +98,7 @@ typedef struct {
     ngx_msec_t                 source_started;
     uint32_t                   source_crc;
     uint64_t                   consul_index;
+    ngx_uint_t                 grace_pending; /* gone peers in grace */
     ngx_uint_t                 source_ok;    /* fetched at least once */
     ngx_atomic_t               version;      /* bumped on every change */
     ngx_http_ud_peer_t         peers[NGX_HTTP_UD_MAX_PEERS];
@@ -121,6 +122,7 @@ typedef struct {
     ngx_str_t                  match_name;
     ngx_http_ud_match_t       *match;
     ngx_int_t                  panic;        /* basis points, -1 off */
+    ngx_uint_t                 least_conn;
 
     /* discovery */
     ngx_uint_t                 source;       /* 0: none */

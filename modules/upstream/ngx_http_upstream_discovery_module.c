@@ -39,6 +39,9 @@ static void ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static ngx_uint_t ngx_http_ud_usable(ngx_http_ud_peer_t *p,
     ngx_msec_t now);
+static ngx_uint_t ngx_http_ud_candidate(ngx_http_ud_request_t *rp,
+    ngx_http_ud_peer_t *p, ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass,
+    ngx_msec_t now);
 static void ngx_http_ud_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_ud_collect(ngx_http_resilience_metrics_t *m,
     void *data);
@@ -59,6 +62,8 @@ static char *ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ud_balance(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_ud_consul_url(ngx_conf_t *cf,
     ngx_http_ud_srv_conf_t *udcf, ngx_str_t *val);
@@ -88,6 +93,13 @@ static ngx_command_t  ngx_http_ud_commands[] = {
     { ngx_string("health_check_panic"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
       ngx_http_ud_panic,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("health_check_balance"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_ud_balance,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -210,6 +222,27 @@ ngx_http_ud_usable(ngx_http_ud_peer_t *p, ngx_msec_t now)
 }
 
 
+/* may the request try this peer now (primaries or backups, by "pass") */
+
+static ngx_uint_t
+ngx_http_ud_candidate(ngx_http_ud_request_t *rp, ngx_http_ud_peer_t *p,
+    ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass, ngx_msec_t now)
+{
+    if ((rp->tried & ((uint64_t) 1 << i)) || p->backup != pass) {
+        return 0;
+    }
+
+    if (panic) {
+        /* every peer but the drained and those set by hand */
+        return p->state != NGX_HTTP_UD_FREE
+               && p->state != NGX_HTTP_UD_DRAINING
+               && p->admin == NGX_HTTP_UD_ADMIN_NONE;
+    }
+
+    return ngx_http_ud_usable(p, now);
+}
+
+
 static ngx_int_t
 ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
 {
@@ -218,7 +251,7 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_int_t                total, best_w;
     ngx_uint_t               i, pass, up, all, panic;
     ngx_msec_t               now;
-    ngx_http_ud_peer_t      *p, *best;
+    ngx_http_ud_peer_t      *p, *best, *least;
     ngx_http_ud_table_t     *t;
     ngx_http_ud_srv_conf_t  *udcf;
 
@@ -262,24 +295,34 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     for (pass = 0; pass < 2 && best == NULL; pass++) {
         total = 0;
         best_w = 0;
+        least = NULL;
+
+        /*
+         * least_conn: the fewest requests in flight for the weight, all
+         * workers together; round robin among the peers that tie
+         */
+
+        for (i = 0; udcf->least_conn && i < t->npeers && i < 64; i++) {
+            p = &t->peers[i];
+
+            if (ngx_http_ud_candidate(rp, p, i, panic, pass, now)
+                && (least == NULL
+                    || p->conns * least->weight < least->conns * p->weight))
+            {
+                least = p;
+            }
+        }
 
         for (i = 0; i < t->npeers && i < 64; i++) {
             p = &t->peers[i];
 
-            if (rp->tried & ((uint64_t) 1 << i)) {
+            if (!ngx_http_ud_candidate(rp, p, i, panic, pass, now)) {
                 continue;
             }
 
-            if (panic) {
-                if (p->state == NGX_HTTP_UD_FREE
-                    || p->state == NGX_HTTP_UD_DRAINING
-                    || p->admin != NGX_HTTP_UD_ADMIN_NONE
-                    || p->backup != pass)
-                {
-                    continue;
-                }
-
-            } else if (!ngx_http_ud_usable(p, now) || p->backup != pass) {
+            if (least
+                && p->conns * least->weight != least->conns * p->weight)
+            {
                 continue;
             }
 
@@ -1373,6 +1416,45 @@ ngx_http_ud_consul_url(ngx_conf_t *cf, ngx_http_ud_srv_conf_t *udcf,
     udcf->consul_uri = u.uri;
 
     return NGX_OK;
+}
+
+
+/* health_check_balance round_robin | least_conn */
+
+static char *
+ngx_http_ud_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                    *err;
+    ngx_str_t               *value;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    err = NULL;
+    udcf = ngx_http_ud_enable(cf, &err);
+    if (udcf == NULL) {
+        return err;
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 11
+        && ngx_strncmp(value[1].data, "round_robin", 11) == 0)
+    {
+        udcf->least_conn = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 10
+        && ngx_strncmp(value[1].data, "least_conn", 10) == 0)
+    {
+        udcf->least_conn = 1;
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"health_check_balance\" directive: invalid value "
+                       "\"%V\", expected \"round_robin\" or \"least_conn\"",
+                       &value[1]);
+    return NGX_CONF_ERROR;
 }
 
 

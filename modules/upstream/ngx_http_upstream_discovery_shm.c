@@ -288,7 +288,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     ngx_uint_t source, ngx_log_t *log)
 {
     ngx_uint_t                 i, k, seen[NGX_HTTP_UD_MAX_PEERS];
-    ngx_uint_t                 added, removed;
+    ngx_uint_t                 added, removed, pending;
     ngx_msec_t                 now;
     ngx_slab_pool_t           *shpool;
     ngx_http_ud_addr_t        *a;
@@ -303,6 +303,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     now = ngx_current_msec;
     added = 0;
     removed = 0;
+    pending = 0;
 
     ngx_memzero(seen, sizeof(seen));
 
@@ -376,6 +377,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
             if ((ngx_msec_int_t) (now - p->vanished)
                 < (ngx_msec_int_t) udcf->grace)
             {
+                pending++;
                 continue;
             }
         }
@@ -389,6 +391,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     }
 
     t->version++;
+    t->grace_pending = pending;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
