@@ -491,3 +491,43 @@ before=PP closed=R open=PP took=bounded
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 12: Redis killed and restarted under on_redis_error=closed and open: rejected, let through, then strict again
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_FLAKY_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=500ms command_timeout=200ms;
+    ratelimit_zone fc key=$arg_k size=1m rate=1r/m sync=strict on_redis_error=closed;
+    ratelimit_zone fo key=$arg_k size=1m rate=1r/m sync=strict on_redis_error=open;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /fc { ratelimit fc burst=1 nodelay; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location /fo { ratelimit fo burst=1 nodelay; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_FLAKY_REDIS_PORT};
+my $h = $ENV{TEST_NGINX_SERVER_PORT};
+NR::Redis::redis_start($port);
+main::wait_clients(1, $port);
+my $up = main::letters($h, "/fc?k=a", 3) . "/" . main::letters($h, "/fo?k=a", 3);
+NR::Redis::redis_kill($port);
+sleep 0.2;
+my $down = main::letters($h, "/fc?k=b", 3) . "/" . main::letters($h, "/fo?k=b", 3);
+NR::Redis::redis_start($port);
+main::wait_clients(1, $port);
+sleep 0.5;
+my $back = main::letters($h, "/fc?k=c", 3) . "/" . main::letters($h, "/fo?k=c", 3);
+NR::Redis::redis_kill($port);
+main::result("up=$up down=$down back=$back\n");
+--- request
+GET /result
+--- response_body
+up=PPR/PPR down=RRR/PPP back=PPR/PPR
+--- timeout: 15
+--- no_error_log
+[alert]
+[crit]
