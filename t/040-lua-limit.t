@@ -446,3 +446,84 @@ GET /t
 ratelimit zones are not ready in init_by_lua: call new() in init_worker_by_lua or in a request
 --- no_error_log
 [alert]
+
+
+
+=== TEST 13: resty.limit.conn's contract on a zone: delays per max, rejected beyond burst, leaving, uncommit, commit=false
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_PATH";
+    ratelimit_zone conns key=$arg_k size=1m rate=1r/s;
+--- config
+    location = /t {
+        content_by_lua_block {
+            local conn = require "resty.resilience.limit.conn"
+            local lim = assert(conn.new("conns", 2, 1, 0.5))
+            for i = 1, 4 do
+                local delay, c = lim:incoming("k", true)
+                ngx.say(i, ": ", tostring(delay), " ", tostring(c), " ",
+                        tostring(lim:is_committed()))
+            end
+            ngx.say("leaving: ", lim:leaving("k"))
+            local d, c = lim:incoming("k", false)
+            ngx.say("peek: ", d, " ", c, " ", tostring(lim:is_committed()))
+            ngx.say("leaving with latency: ", lim:leaving("k", 0.1),
+                    " unit ", lim.unit_delay)
+            ngx.say("again: ", lim:incoming("k", true))
+            ngx.say("uncommit: ", lim:uncommit("k"))
+            ngx.say("others: ", lim:incoming("j", true))
+            ngx.say("unknown: ", select(2, lim:leaving("nobody")))
+        }
+    }
+--- request
+GET /t
+--- response_body
+1: 0 1 true
+2: 0 2 true
+3: 0.5 3 true
+4: nil rejected false
+leaving: 2
+peek: 0.5 3 false
+leaving with latency: 1 unit 0.3
+again: 02
+uncommit: 1
+others: 01
+unknown: not found
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 14: the counts are the zone's: every worker, and the shim keeps require "resty.limit.conn"
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_COMPAT";
+    ratelimit_zone conns key=$arg_k size=1m rate=1r/s;
+--- config
+    location = /t {
+        content_by_lua_block {
+            local conn = require "resty.limit.conn"
+            ngx.say(conn == require "resty.resilience.limit.conn")
+            local a = assert(conn.new("conns", 1, 0, 0.1))
+            local b = assert(conn.new("conns", 1, 0, 0.1))
+            ngx.say(a:incoming("shared", true))
+            ngx.say(b:incoming("shared", true))
+            ngx.say(a:leaving("shared"))
+            ngx.say(b:incoming("shared", true))
+            local ok, err = pcall(conn.new, "conns", 0, 1, 0.1)
+            ngx.say(ok, " ", err:match("max must.*"))
+            ok, err = pcall(a.incoming, a, 42, true)
+            ngx.say(ok, " ", err:match("the key must.*"))
+        }
+    }
+--- request
+GET /t
+--- response_body
+true
+01
+nilrejected
+0
+01
+false max must be a number >= 1, got 0
+false the key must be a non-empty string, got number
+--- no_error_log
+[alert]

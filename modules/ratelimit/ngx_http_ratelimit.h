@@ -71,6 +71,7 @@ typedef struct {
     int64_t                    prev;         /* sliding: previous window */
     int64_t                    delta;        /* charged, not yet synced */
     ngx_msec_t                 touched;      /* last request here */
+    uint32_t                   conns;        /* resty.limit.conn's count */
     u_char                     data[1];
 } ngx_http_ratelimit_node_t;
 
@@ -222,11 +223,15 @@ int ngx_http_ratelimit_lua_incoming(void *zone, const u_char *key,
 int ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key,
     size_t len, int64_t burst, int64_t cost,
     ngx_http_ratelimit_lua_result_t *out);
+int ngx_http_ratelimit_lua_conn(void *zone, const u_char *key, size_t len,
+    int delta, int64_t limit, int64_t *conns);
 
 
 /* the shm side: ngx_http_ratelimit_shm.c */
 
 ngx_int_t ngx_http_ratelimit_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_http_ratelimit_conn(ngx_http_ratelimit_try_t *t,
+    ngx_int_t delta, int64_t limit, int64_t *conns);
 void ngx_http_ratelimit_set_key(ngx_http_ratelimit_try_t *t, u_char *key,
     size_t len);
 ngx_int_t ngx_http_ratelimit_uncommit(ngx_http_ratelimit_try_t *t);

@@ -209,6 +209,41 @@ ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key, size_t len,
 }
 
 
+/*
+ * resty.limit.conn: delta 1 (incoming, committed), 0 (incoming, not
+ * committed), -1 (leaving, uncommit); "limit" is max + burst; the count
+ * in flight for the key in *conns.  NGX_OK, NGX_BUSY (rejected),
+ * NGX_DECLINED (leaving a key with nothing in flight, or no memory for
+ * the key: not limited), NGX_ERROR.
+ */
+
+int
+ngx_http_ratelimit_lua_conn(void *zone, const u_char *key, size_t len,
+    int delta, int64_t limit, int64_t *conns)
+{
+    ngx_int_t                        rc;
+    ngx_http_ratelimit_try_t         t;
+    ngx_http_ratelimit_limit_t       lim;
+    ngx_http_ratelimit_lua_result_t  out;
+
+    if (conns == NULL || delta < -1 || delta > 1
+        || (delta >= 0 && (limit < 1 || limit > 100000000)))
+    {
+        return NGX_ERROR;
+    }
+
+    *conns = 0;
+
+    rc = ngx_http_ratelimit_lua_try(&t, &lim, zone, key, len, 0, 1, &out);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_ratelimit_conn(&t, delta, limit, conns);
+}
+
+
 /* the checks both calls share; NGX_DECLINED: an empty key */
 
 static ngx_int_t

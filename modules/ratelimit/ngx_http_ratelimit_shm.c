@@ -468,6 +468,77 @@ ngx_http_ratelimit_unpin(ngx_http_ratelimit_try_t *t)
  * hold, else NGX_OK with t->remaining as it now stands.
  */
 
+/*
+ * resty.limit.conn's count of requests in flight per key, kept in the
+ * zone's node for the key: delta 1 takes a place when the count stays
+ * within "limit" (NGX_BUSY when it would not), 0 only tells the count a
+ * request would make, -1 gives a place back (NGX_DECLINED: no such key).
+ * A key with places taken is never evicted.
+ */
+
+ngx_int_t
+ngx_http_ratelimit_conn(ngx_http_ratelimit_try_t *t, ngx_int_t delta,
+    int64_t limit, int64_t *conns)
+{
+    ngx_http_ratelimit_zone_t  *z;
+    ngx_http_ratelimit_node_t  *rn;
+
+    z = t->zone;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    rn = ngx_http_ratelimit_lookup(z, t->hash, t->flags, t->key.data,
+                                   t->key.len);
+
+    if (delta < 0) {
+        if (rn == NULL || rn->conns == 0) {
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            *conns = 0;
+            return NGX_DECLINED;
+        }
+
+        rn->conns--;
+        *conns = rn->conns;
+
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_OK;
+    }
+
+    *conns = (rn ? (int64_t) rn->conns : 0) + 1;
+
+    if (*conns > limit) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    if (delta == 0) {
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NGX_OK;
+    }
+
+    if (rn == NULL) {
+        rn = ngx_http_ratelimit_create(z, t);
+
+        if (rn == NULL) {
+            /* no memory for the key: not limited, as the directives */
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+    } else {
+        ngx_queue_remove(&rn->queue);
+        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+    }
+
+    rn->touched = ngx_current_msec;
+    rn->conns++;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_ratelimit_uncommit(ngx_http_ratelimit_try_t *t)
 {
@@ -807,6 +878,7 @@ ngx_http_ratelimit_create(ngx_http_ratelimit_zone_t *z,
     rn->prev = 0;
     rn->delta = 0;
     rn->touched = ngx_current_msec;
+    rn->conns = 0;
 
     if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
         rn->excess = 0;
@@ -854,7 +926,7 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
         prev = ngx_queue_prev(q);
         rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
 
-        if (rn->pins) {
+        if (rn->pins || rn->conns) {
             continue;
         }
 
