@@ -84,8 +84,9 @@ else
 fi
 
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'accuracy.sh: %s\n' "$*" >&2; exit 1; }
+SCRIPT=accuracy.sh
+LEFT_COLUMNS=1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 
 # ---------------------------------------------------------------------------
@@ -97,98 +98,13 @@ USED_PORTS=" "
 FAILED=1
 
 
-stop_pid() {
-    local pid="$1" sig="${2:-QUIT}" timeout="${3:-10}" children i
-
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-
-    children="$(pgrep -P "$pid" 2>/dev/null || true)"
-    kill -s "$sig" "$pid" 2>/dev/null || true
-
-    for ((i = 0; i < timeout * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-
-    if kill -0 "$pid" 2>/dev/null; then
-        say "pid $pid did not exit on SIG$sig in ${timeout}s: killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-
-    wait "$pid" 2>/dev/null || true
-
-    for i in $children; do
-        kill -KILL "$i" 2>/dev/null || true
-    done
-}
-
-
-cleanup() {
-    local pid
-
-    trap - EXIT INT TERM
-
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid" TERM 5
-    done
-
-    if [ -n "$RUN" ] && [ -d "$RUN" ]; then
-        if [ "$FAILED" = 1 ] || [ "$KEEP" = 1 ]; then
-            say "run directory kept: $RUN"
-        else
-            rm -rf "$RUN"
-        fi
-    fi
-}
-
-
 PORT=""
-
-free_port() {
-    local port
-
-    for port in $(shuf -i 20000-32000 -n 100); do
-        case "$USED_PORTS" in *" $port "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS="$USED_PORTS$port "
-            PORT="$port"
-            return 0
-        fi
-    done
-
-    die "no free port found"
-}
 
 
 # ---------------------------------------------------------------------------
 # Redis and the nginx instances
 
 REDIS_PORT=""
-
-redis_start() {
-    local dir="$RUN/redis" pid i
-
-    free_port
-    REDIS_PORT="$PORT"
-    mkdir -p "$dir"
-
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
-        --appendonly no --daemonize no --dir "$dir" \
-        --logfile "$dir/redis.log" >/dev/null 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null \
-            || { tail "$dir/redis.log" >&2; die "redis-server exited"; }
-        if redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
-            return 0
-        fi
-        sleep 0.1
-    done
-
-    die "redis-server does not answer on port $REDIS_PORT"
-}
 
 
 # redis_line MODE SCENARIO: resilience_redis for the fleet modes; every
@@ -435,39 +351,6 @@ run_scenario() {
 
 # ---------------------------------------------------------------------------
 # report
-
-render_table() {
-    awk -F'\t' -v format="$1" '
-        {
-            rows = NR
-            cols = NF > cols ? NF : cols
-            for (i = 1; i <= NF; i++) {
-                cell[NR, i] = $i
-                if (length($i) > width[i]) width[i] = length($i)
-            }
-        }
-        END {
-            for (r = 1; r <= rows; r++) {
-                line = ""
-                for (i = 1; i <= cols; i++) {
-                    if (format == "md") {
-                        line = line "| " cell[r, i] " "
-                    } else {
-                        f = i <= 1 ? "%-" width[i] "s" : "%" width[i] "s"
-                        line = line (i > 1 ? "   " : "") sprintf(f, cell[r, i])
-                    }
-                }
-                print format == "md" ? line "|" : line
-
-                if (r == 1 && format == "md") {
-                    line = ""
-                    for (i = 1; i <= cols; i++)
-                        line = line (i <= 1 ? "|---" : "|--:")
-                    print line "|"
-                }
-            }
-        }'
-}
 
 
 table_rows() {
