@@ -180,6 +180,19 @@ typedef struct {
     ngx_str_t                  name;
 } ngx_http_ud_addr_t;
 
+/* one exchange over an nginx connection: ngx_http_upstream_discovery_http.c */
+
+typedef struct ngx_http_ud_http_s  ngx_http_ud_http_t;
+
+/* rc: NGX_OK (answer in "in"), NGX_DONE (connected, no request sent),
+   NGX_ERROR (err says why), NGX_ABORT (the worker is exiting) */
+typedef void (*ngx_http_ud_http_done_pt)(void *data, ngx_pool_t *pool,
+    ngx_int_t rc, ngx_buf_t *in, const char *err);
+
+ngx_int_t ngx_http_ud_http_start(ngx_pool_t *pool, ngx_addr_t *peer,
+    ngx_buf_t *out, size_t size, size_t max, ngx_msec_t timeout,
+    ngx_log_t *log, ngx_http_ud_http_done_pt done, void *data);
+
 /* probes: ngx_http_upstream_discovery_check.c */
 
 void ngx_http_ud_check_peers(ngx_http_ud_srv_conf_t *udcf);

@@ -25,24 +25,18 @@ typedef struct {
     ngx_http_ud_srv_conf_t    *udcf;
     ngx_http_ud_peer_t        *peer;
     ngx_atomic_t               generation;
-    ngx_peer_connection_t      pc;
     ngx_sockaddr_t             sockaddr;
-    ngx_str_t                  name;
-    ngx_buf_t                 *out;
+    ngx_addr_t                 addr;
     ngx_buf_t                 *in;
-    ngx_event_t                timer;
     ngx_msec_t                 started;
     ngx_pool_t                *pool;
-    unsigned                   sent:1;
 } ngx_http_ud_probe_t;
 
 
 static void ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf,
     ngx_http_ud_peer_t *p);
-static void ngx_http_ud_probe_write(ngx_event_t *ev);
-static void ngx_http_ud_probe_read(ngx_event_t *ev);
-static void ngx_http_ud_probe_timeout(ngx_event_t *ev);
-static ngx_int_t ngx_http_ud_probe_connected(ngx_connection_t *c);
+static void ngx_http_ud_probe_answer(void *data, ngx_pool_t *pool,
+    ngx_int_t rc, ngx_buf_t *in, const char *err);
 static void ngx_http_ud_probe_done(ngx_http_ud_probe_t *pr, ngx_uint_t ok,
     const char *why);
 static ngx_uint_t ngx_http_ud_probe_match(ngx_http_ud_probe_t *pr,
@@ -104,9 +98,8 @@ ngx_http_ud_check_peers(ngx_http_ud_srv_conf_t *udcf)
 static void
 ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p)
 {
-    ngx_int_t             rc;
+    ngx_buf_t            *out;
     ngx_pool_t           *pool;
-    ngx_connection_t     *c;
     ngx_http_ud_probe_t  *pr;
 
     pool = ngx_create_pool(1024, udcf->log);
@@ -134,207 +127,82 @@ ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p)
         ngx_inet_set_port(&pr->sockaddr.sockaddr, udcf->port);
     }
 
-    pr->name.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
-    if (pr->name.data == NULL) {
+    pr->addr.sockaddr = &pr->sockaddr.sockaddr;
+    pr->addr.socklen = p->socklen;
+    pr->addr.name.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
+
+    if (pr->addr.name.data == NULL) {
         ngx_http_ud_probe_done(pr, 0, "no memory");
         return;
     }
 
-    pr->name.len = ngx_sock_ntop(&pr->sockaddr.sockaddr, p->socklen,
-                                 pr->name.data, NGX_SOCKADDR_STRLEN, 1);
+    pr->addr.name.len = ngx_sock_ntop(&pr->sockaddr.sockaddr, p->socklen,
+                                      pr->addr.name.data,
+                                      NGX_SOCKADDR_STRLEN, 1);
+
+    out = NULL;
 
     if (udcf->check_type == NGX_HTTP_UD_CHECK_HTTP) {
-        pr->out = ngx_create_temp_buf(pool, udcf->uri.len + udcf->name.len
-                                            + 128);
-        pr->in = ngx_create_temp_buf(pool, NGX_HTTP_UD_PROBE_BUF);
-
-        if (pr->out == NULL || pr->in == NULL) {
+        out = ngx_create_temp_buf(pool, udcf->uri.len + udcf->name.len
+                                        + 128);
+        if (out == NULL) {
             ngx_http_ud_probe_done(pr, 0, "no memory");
             return;
         }
 
-        pr->out->last = ngx_sprintf(pr->out->last,
-                                    "GET %V HTTP/1.0" CRLF
-                                    "Host: %V" CRLF
-                                    "User-Agent: nginx-resilience/"
-                                    NGX_HTTP_RESILIENCE_VERSION
-                                    " health check" CRLF
-                                    "Connection: close" CRLF CRLF,
-                                    &udcf->uri, &udcf->name);
+        out->last = ngx_sprintf(out->last,
+                                "GET %V HTTP/1.0" CRLF
+                                "Host: %V" CRLF
+                                "User-Agent: nginx-resilience/"
+                                NGX_HTTP_RESILIENCE_VERSION
+                                " health check" CRLF
+                                "Connection: close" CRLF CRLF,
+                                &udcf->uri, &udcf->name);
     }
-
-    /*
-     * a worker that exits does not wait for its probes: the timer is
-     * cancelable and the connection idle, so nginx closes it (c->close)
-     */
-
-    pr->timer.handler = ngx_http_ud_probe_timeout;
-    pr->timer.data = pr;
-    pr->timer.log = udcf->log;
-    pr->timer.cancelable = 1;
-
-    ngx_add_timer(&pr->timer, udcf->timeout);
-
-    pr->pc.sockaddr = &pr->sockaddr.sockaddr;
-    pr->pc.socklen = p->socklen;
-    pr->pc.name = &pr->name;
-    pr->pc.get = ngx_event_get_peer;
-    pr->pc.log = udcf->log;
-    pr->pc.log_error = NGX_ERROR_INFO;
 
     (void) ngx_atomic_fetch_add(&p->probes, 1);
 
-    rc = ngx_event_connect_peer(&pr->pc);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+    if (ngx_http_ud_http_start(pool, &pr->addr, out, NGX_HTTP_UD_PROBE_BUF,
+                               NGX_HTTP_UD_PROBE_BUF, udcf->timeout,
+                               udcf->log, ngx_http_ud_probe_answer, pr)
+        != NGX_OK)
+    {
         ngx_http_ud_probe_done(pr, 0, "connect() failed");
-        return;
     }
-
-    c = pr->pc.connection;
-    c->data = pr;
-    c->pool = pool;
-    c->idle = 1;
-    c->read->handler = ngx_http_ud_probe_read;
-    c->write->handler = ngx_http_ud_probe_write;
-
-    if (rc == NGX_OK) {
-        ngx_http_ud_probe_write(c->write);
-    }
-}
-
-
-static ngx_int_t
-ngx_http_ud_probe_connected(ngx_connection_t *c)
-{
-    int        err;
-    socklen_t  len;
-
-    err = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
-        err = ngx_socket_errno;
-    }
-
-    return err ? NGX_ERROR : NGX_OK;
 }
 
 
 static void
-ngx_http_ud_probe_write(ngx_event_t *ev)
+ngx_http_ud_probe_answer(void *data, ngx_pool_t *pool, ngx_int_t rc,
+    ngx_buf_t *in, const char *err)
 {
-    ssize_t               n;
-    ngx_connection_t     *c;
-    ngx_http_ud_probe_t  *pr;
+    ngx_http_ud_probe_t *pr = data;
 
-    c = ev->data;
-    pr = c->data;
+    ngx_uint_t   ok;
+    const char  *why;
 
-    if (c->close) {
-        ngx_http_ud_probe_done(pr, 2, "the worker is exiting");
+    switch (rc) {
+
+    case NGX_ABORT:
+        ngx_http_ud_probe_done(pr, 2, err);
+        return;
+
+    case NGX_DONE:
+        /* a TCP check: connected */
+        ngx_http_ud_probe_done(pr, 1, err);
+        return;
+
+    case NGX_OK:
+        pr->in = in;
+        why = "matched";
+        ok = ngx_http_ud_probe_match(pr, &why);
+        ngx_http_ud_probe_done(pr, ok, why);
+        return;
+
+    default:
+        ngx_http_ud_probe_done(pr, 0, err);
         return;
     }
-
-    if (pr->sent) {
-        return;
-    }
-
-    if (ngx_http_ud_probe_connected(c) != NGX_OK) {
-        ngx_http_ud_probe_done(pr, 0, "connection refused or failed");
-        return;
-    }
-
-    if (pr->udcf->check_type == NGX_HTTP_UD_CHECK_TCP) {
-        ngx_http_ud_probe_done(pr, 1, "connected");
-        return;
-    }
-
-    while (pr->out->pos < pr->out->last) {
-        n = c->send(c, pr->out->pos, pr->out->last - pr->out->pos);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_ud_probe_done(pr, 0, "event error");
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR) {
-            ngx_http_ud_probe_done(pr, 0, "send() failed");
-            return;
-        }
-
-        pr->out->pos += n;
-    }
-
-    pr->sent = 1;
-
-    ngx_http_ud_probe_read(c->read);
-}
-
-
-static void
-ngx_http_ud_probe_read(ngx_event_t *ev)
-{
-    ssize_t               n;
-    ngx_uint_t            ok;
-    const char           *why;
-    ngx_connection_t     *c;
-    ngx_http_ud_probe_t  *pr;
-
-    c = ev->data;
-    pr = c->data;
-
-    if (c->close) {
-        ngx_http_ud_probe_done(pr, 2, "the worker is exiting");
-        return;
-    }
-
-    if (!pr->sent) {
-        return;
-    }
-
-    for ( ;; ) {
-        if (pr->in->last == pr->in->end) {
-            /* enough to judge by */
-            break;
-        }
-
-        n = c->recv(c, pr->in->last, pr->in->end - pr->in->last);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                ngx_http_ud_probe_done(pr, 0, "event error");
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR) {
-            ngx_http_ud_probe_done(pr, 0, "recv() failed");
-            return;
-        }
-
-        if (n == 0) {
-            break;
-        }
-
-        pr->in->last += n;
-    }
-
-    why = "matched";
-    ok = ngx_http_ud_probe_match(pr, &why);
-
-    ngx_http_ud_probe_done(pr, ok, why);
-}
-
-
-static void
-ngx_http_ud_probe_timeout(ngx_event_t *ev)
-{
-    ngx_http_ud_probe_done(ev->data, 0, "timed out");
 }
 
 
@@ -456,15 +324,6 @@ ngx_http_ud_probe_done(ngx_http_ud_probe_t *pr, ngx_uint_t ok,
 
     udcf = pr->udcf;
     p = pr->peer;
-
-    if (pr->timer.timer_set) {
-        ngx_del_timer(&pr->timer);
-    }
-
-    if (pr->pc.connection) {
-        ngx_close_connection(pr->pc.connection);
-        pr->pc.connection = NULL;
-    }
 
     if (ok == 2) {
         /* not a result: the lease lapses for another worker */

@@ -35,17 +35,6 @@
 #define NGX_HTTP_UD_DOC_MAX  (1024 * 1024)
 
 
-typedef struct {
-    ngx_http_ud_srv_conf_t    *udcf;
-    ngx_peer_connection_t      pc;
-    ngx_buf_t                 *out;
-    ngx_buf_t                 *in;
-    ngx_event_t                timer;
-    ngx_pool_t                *pool;
-    unsigned                   sent:1;
-} ngx_http_ud_fetch_t;
-
-
 static void ngx_http_ud_file_fetch(ngx_http_ud_srv_conf_t *udcf);
 static void ngx_http_ud_set_crc(ngx_array_t *set, uint32_t *crc);
 static void ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf,
@@ -56,11 +45,8 @@ static void ngx_http_ud_redis_reply(ngx_int_t rc, redisReply *reply,
 static void ngx_http_ud_redis_message(ngx_str_t *channel,
     ngx_str_t *message, void *data);
 static void ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf);
-static void ngx_http_ud_consul_write(ngx_event_t *ev);
-static void ngx_http_ud_consul_read(ngx_event_t *ev);
-static void ngx_http_ud_consul_timeout(ngx_event_t *ev);
-static void ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f,
-    const char *err);
+static void ngx_http_ud_consul_done(void *data, ngx_pool_t *xpool,
+    ngx_int_t rc, ngx_buf_t *in, const char *err);
 static ngx_int_t ngx_http_ud_consul_parse(u_char *data, size_t len,
     ngx_array_t *set, ngx_pool_t *pool, ngx_str_t *err);
 static void ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf);
@@ -396,11 +382,9 @@ invalid:
 static void
 ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
 {
-    ngx_int_t             rc;
-    ngx_str_t             err;
-    ngx_pool_t           *pool;
-    ngx_connection_t     *c;
-    ngx_http_ud_fetch_t  *f;
+    ngx_buf_t   *out;
+    ngx_str_t    err;
+    ngx_pool_t  *pool;
 
     pool = ngx_create_pool(4096, udcf->log);
     if (pool == NULL) {
@@ -408,26 +392,15 @@ ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
         return;
     }
 
-    f = ngx_pcalloc(pool, sizeof(ngx_http_ud_fetch_t));
-    if (f == NULL) {
+    out = ngx_create_temp_buf(pool, udcf->consul_uri.len
+                                    + udcf->consul_host.len + 256);
+    if (out == NULL) {
         ngx_destroy_pool(pool);
         udcf->table->source_lock = 0;
         return;
     }
 
-    f->pool = pool;
-    f->udcf = udcf;
-
-    f->out = ngx_create_temp_buf(pool, udcf->consul_uri.len
-                                       + udcf->consul_host.len + 256);
-    f->in = ngx_create_temp_buf(pool, 65536);
-
-    if (f->out == NULL || f->in == NULL) {
-        ngx_http_ud_consul_done(f, "no memory");
-        return;
-    }
-
-    f->out->last = ngx_sprintf(f->out->last,
+    out->last = ngx_sprintf(out->last,
                      "GET %V%cpassing&index=%uL&wait=%Ms HTTP/1.0" CRLF
                      "Host: %V" CRLF
                      "User-Agent: nginx-resilience/"
@@ -442,212 +415,53 @@ ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
                      ngx_max(udcf->source_interval / 1000, 1),
                      &udcf->consul_host);
 
-    /* an exiting worker does not wait for a blocking query: see read() */
+    /* the blocking query's wait, and then some */
 
-    f->timer.handler = ngx_http_ud_consul_timeout;
-    f->timer.data = f;
-    f->timer.log = udcf->log;
-    f->timer.cancelable = 1;
-
-    ngx_add_timer(&f->timer, udcf->source_interval + 5000);
-
-    f->pc.sockaddr = udcf->consul_addr.sockaddr;
-    f->pc.socklen = udcf->consul_addr.socklen;
-    f->pc.name = &udcf->consul_addr.name;
-    f->pc.get = ngx_event_get_peer;
-    f->pc.log = udcf->log;
-    f->pc.log_error = NGX_ERROR_ERR;
-
-    rc = ngx_event_connect_peer(&f->pc);
-
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_http_ud_consul_done(f, "cannot connect to Consul");
-        return;
-    }
-
-    c = f->pc.connection;
-    c->data = f;
-    c->pool = pool;
-    c->idle = 1;
-    c->read->handler = ngx_http_ud_consul_read;
-    c->write->handler = ngx_http_ud_consul_write;
-
-    if (rc == NGX_OK) {
-        ngx_http_ud_consul_write(c->write);
-    }
-
-    (void) err;
-}
-
-
-static void
-ngx_http_ud_consul_write(ngx_event_t *ev)
-{
-    int                   e;
-    ssize_t               n;
-    socklen_t             len;
-    ngx_connection_t     *c;
-    ngx_http_ud_fetch_t  *f;
-
-    c = ev->data;
-    f = c->data;
-
-    if (c->close) {
-        ngx_http_ud_consul_done(f, "the worker is exiting");
-        return;
-    }
-
-    if (f->sent) {
-        return;
-    }
-
-    e = 0;
-    len = sizeof(int);
-
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &e, &len) == -1
-        || e)
+    if (ngx_http_ud_http_start(pool, &udcf->consul_addr, out, 65536,
+                               NGX_HTTP_UD_DOC_MAX,
+                               udcf->source_interval + 5000, udcf->log,
+                               ngx_http_ud_consul_done, udcf)
+        != NGX_OK)
     {
-        ngx_http_ud_consul_done(f, "cannot connect to Consul");
-        return;
+        ngx_destroy_pool(pool);
+        ngx_str_set(&err, "cannot connect to Consul");
+        ngx_http_ud_result(udcf, NULL, 0, &err);
     }
-
-    while (f->out->pos < f->out->last) {
-        n = c->send(c, f->out->pos, f->out->last - f->out->pos);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_http_ud_consul_done(f, "event error");
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR) {
-            ngx_http_ud_consul_done(f, "send() to Consul failed");
-            return;
-        }
-
-        f->out->pos += n;
-    }
-
-    f->sent = 1;
-
-    ngx_http_ud_consul_read(c->read);
 }
 
 
 static void
-ngx_http_ud_consul_read(ngx_event_t *ev)
+ngx_http_ud_consul_done(void *data, ngx_pool_t *xpool, ngx_int_t rc,
+    ngx_buf_t *in, const char *reason)
 {
-    size_t                size;
-    ssize_t               n;
-    ngx_buf_t            *b;
-    ngx_connection_t     *c;
-    ngx_http_ud_fetch_t  *f;
+    ngx_http_ud_srv_conf_t *udcf = data;
 
-    c = ev->data;
-    f = c->data;
+    u_char               *p, *last, *body, *h;
+    uint32_t              crc;
+    uint64_t              index;
+    ngx_str_t             err;
+    ngx_pool_t           *pool;
+    ngx_array_t           set;
+    ngx_http_ud_table_t  *t;
 
-    if (c->close) {
-        ngx_http_ud_consul_done(f, "the worker is exiting");
-        return;
-    }
-
-    if (!f->sent) {
-        return;
-    }
-
-    for ( ;; ) {
-        if (f->in->last == f->in->end) {
-            size = 2 * (f->in->end - f->in->start);
-
-            if (size > NGX_HTTP_UD_DOC_MAX) {
-                ngx_http_ud_consul_done(f, "an answer larger than 1m");
-                return;
-            }
-
-            b = ngx_create_temp_buf(f->pool, size);
-            if (b == NULL) {
-                ngx_http_ud_consul_done(f, "no memory");
-                return;
-            }
-
-            b->last = ngx_cpymem(b->last, f->in->pos, f->in->last - f->in->pos);
-            f->in = b;
-        }
-
-        n = c->recv(c, f->in->last, f->in->end - f->in->last);
-
-        if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                ngx_http_ud_consul_done(f, "event error");
-            }
-
-            return;
-        }
-
-        if (n == NGX_ERROR) {
-            ngx_http_ud_consul_done(f, "recv() from Consul failed");
-            return;
-        }
-
-        if (n == 0) {
-            break;
-        }
-
-        f->in->last += n;
-    }
-
-    ngx_http_ud_consul_done(f, NULL);
-}
-
-
-static void
-ngx_http_ud_consul_timeout(ngx_event_t *ev)
-{
-    ngx_http_ud_consul_done(ev->data, "Consul timed out");
-}
-
-
-static void
-ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f, const char *reason)
-{
-    u_char                  *p, *last, *body, *h;
-    uint32_t                 crc;
-    uint64_t                 index;
-    ngx_str_t                err;
-    ngx_array_t              set;
-    ngx_http_ud_table_t     *t;
-    ngx_http_ud_srv_conf_t  *udcf;
-
-    udcf = f->udcf;
     t = udcf->table;
+    pool = NULL;
 
-    if (f->timer.timer_set) {
-        ngx_del_timer(&f->timer);
-    }
-
-    if (f->pc.connection) {
-        ngx_close_connection(f->pc.connection);
-        f->pc.connection = NULL;
-    }
-
-    if (ngx_exiting || ngx_quit || ngx_terminate) {
+    if (rc == NGX_ABORT || ngx_exiting || ngx_quit || ngx_terminate) {
         /* no result: the next worker asks again */
         t->source_next = ngx_current_msec;
         t->source_lock = 0;
-        ngx_destroy_pool(f->pool);
-        return;
+        goto done;
     }
 
-    if (reason) {
+    if (rc != NGX_OK) {
         err.data = (u_char *) reason;
         err.len = ngx_strlen(reason);
         goto failed;
     }
 
-    p = f->in->pos;
-    last = f->in->last;
+    p = in->pos;
+    last = in->last;
 
     if (last - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0
         || ngx_strncmp(p + 8, " 200", 4) != 0)
@@ -698,14 +512,17 @@ ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f, const char *reason)
 
     body += 4;
 
-    if (ngx_array_init(&set, f->pool, 8, sizeof(ngx_http_ud_addr_t))
-        != NGX_OK)
+    pool = ngx_create_pool(4096, udcf->log);
+
+    if (pool == NULL
+        || ngx_array_init(&set, pool, 8, sizeof(ngx_http_ud_addr_t))
+           != NGX_OK)
     {
         ngx_str_set(&err, "no memory");
         goto failed;
     }
 
-    if (ngx_http_ud_consul_parse(body, last - body, &set, f->pool, &err)
+    if (ngx_http_ud_consul_parse(body, last - body, &set, pool, &err)
         != NGX_OK)
     {
         goto failed;
@@ -715,13 +532,20 @@ ngx_http_ud_consul_done(ngx_http_ud_fetch_t *f, const char *reason)
 
     ngx_http_ud_result(udcf, &set, crc, &err);
 
-    ngx_destroy_pool(f->pool);
-    return;
+    goto done;
 
 failed:
 
     ngx_http_ud_result(udcf, NULL, 0, &err);
-    ngx_destroy_pool(f->pool);
+
+done:
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+
+    /* the exchange's pool, with the answer */
+    ngx_destroy_pool(xpool);
 }
 
 
