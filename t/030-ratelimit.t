@@ -172,7 +172,7 @@ GET /result
 --- init
 # k=a: the first passes, the next two wait 500 and 1000 ms
 NR::Net::hold_request($ENV{TEST_NGINX_SERVER_PORT}, "/t?k=a", 2) for 1 .. 3;
-sleep 0.1;
+Time::HiRes::sleep(0.1);
 --- request
 GET /t?k=b
 --- response_body
@@ -491,11 +491,11 @@ qr/\[error\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
 --- init
 # the first window: 4 pass, the 5th does not; 60% into the next one the
 # previous counts 40% (1.6): two more pass, the third does not
-my $t = time;
-sleep(1.05 - ($t - int($t)));
+my $t = Time::HiRes::time();
+Time::HiRes::sleep(1.05 - ($t - int($t)));
 my $a = main::seq('/t', 5);
-$t = time;
-sleep(1.6 - ($t - int($t)));
+$t = Time::HiRes::time();
+Time::HiRes::sleep(1.6 - ($t - int($t)));
 my $b = main::seq('/t', 3);
 main::result("$a $b\n");
 --- request

@@ -102,7 +102,7 @@ sub wait_clients {
         my @lines = grep { /^id=/ && !/cmd=client/ } split /\n/,
                     redis_cli($port, "CLIENT", "LIST");
         return if @lines >= $n;
-        sleep 0.05;
+        Time::HiRes::sleep(0.05);
     }
     die "fewer than $n clients on port $port";
 }
@@ -145,7 +145,7 @@ my ($h, $p) = ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT});
 my $s = '';
 for my $port ($h, $p, $h, $p, $h) {
     $s .= ($port == $h ? " here=" : " peer=") . main::letters($port, "/shared", 1);
-    sleep 0.3;
+    Time::HiRes::sleep(0.3);
 }
 main::result("$s\n");
 --- request
@@ -175,19 +175,19 @@ my %out;
 for my $path ("/accurate", "/alone") {
     # 25 r/s configured, each instance offered 25 r/s: 50 r/s in all
     my ($ok, $n) = (0, 0);
-    my $start = time;
+    my $start = Time::HiRes::time();
     my $next = $start;
-    while (time - $start < 4) {
+    while (Time::HiRes::time() - $start < 4) {
         for my $p (@ports) {
             my ($st) = NR::Net::http_get($p, $path);
             $ok++ if $st == 200;
             $n++;
         }
         $next += 0.04;
-        my $left = $next - time;
-        sleep $left if $left > 0;
+        my $left = $next - Time::HiRes::time();
+        Time::HiRes::sleep($left) if $left > 0;
     }
-    my $expected = 25 * (time - $start) + 1;
+    my $expected = 25 * (Time::HiRes::time() - $start) + 1;
     $out{$path} = $ok / $expected;
     $out{"n$path"} = $n;
 }
@@ -227,7 +227,7 @@ for (1 .. 20) {
         $ok++ if $r->[0] == 200;
     }
 }
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 my $calls = main::evalsha_calls() - $before;
 my $syncs = main::metric($ENV{TEST_NGINX_SERVER_PORT},
                          qr/^nginx_resilience_ratelimit_syncs_total\{zone="many"\} (\d+)/m);
@@ -355,10 +355,10 @@ here=PPP peer=PPR checks=3+3 commands=at-least-one-per-request
 main::wait_clients(1);
 my ($st0) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/p");
 NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", "1500");
-my $t = time;
+my $t = Time::HiRes::time();
 my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/p");
-my $took = time - $t;
-sleep 1.6;
+my $took = Time::HiRes::time() - $t;
+Time::HiRes::sleep(1.6);
 main::result("before=$st0 paused=$st took=" . ($took >= 0.15 && $took < 0.9 ? "about-command_timeout" : $took) . "\n");
 --- request
 GET /result
@@ -391,11 +391,11 @@ NR::Redis::redis_start($port);
 main::wait_clients(1, $port);
 my $up = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/f?k=a", 3);
 NR::Redis::redis_kill($port);
-sleep 0.2;
+Time::HiRes::sleep(0.2);
 my $down = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/f?k=b", 3);
 NR::Redis::redis_start($port);
 main::wait_clients(1, $port);
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 my $before = main::evalsha_calls($port) + 0;
 my $back = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/f?k=c", 3);
 my $calls = main::evalsha_calls($port) - $before;
@@ -476,11 +476,11 @@ main::wait_clients(1);
 my $before = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/pc", 1)
              . main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/po", 1);
 NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", "1500");
-my $t = time;
+my $t = Time::HiRes::time();
 my $closed = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/pc", 1);
 my $open = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/po", 2);
-my $took = time - $t;
-sleep 1.6;
+my $took = Time::HiRes::time() - $t;
+Time::HiRes::sleep(1.6);
 main::result("before=$before closed=$closed open=$open took="
              . ($took < 1.4 ? "bounded" : $took) . "\n");
 --- request
@@ -515,11 +515,11 @@ NR::Redis::redis_start($port);
 main::wait_clients(1, $port);
 my $up = main::letters($h, "/fc?k=a", 3) . "/" . main::letters($h, "/fo?k=a", 3);
 NR::Redis::redis_kill($port);
-sleep 0.2;
+Time::HiRes::sleep(0.2);
 my $down = main::letters($h, "/fc?k=b", 3) . "/" . main::letters($h, "/fo?k=b", 3);
 NR::Redis::redis_start($port);
 main::wait_clients(1, $port);
-sleep 0.5;
+Time::HiRes::sleep(0.5);
 my $back = main::letters($h, "/fc?k=c", 3) . "/" . main::letters($h, "/fo?k=c", 3);
 NR::Redis::redis_kill($port);
 main::result("up=$up down=$down back=$back\n");

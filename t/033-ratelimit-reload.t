@@ -57,7 +57,7 @@ sub reload {
     kill 'HUP', $master or die "HUP $master: $!";
 
     my $deadline = time + 5;
-    sleep 0.02 while time < $deadline && kill(0, $old) && !zombie($old);
+    Time::HiRes::sleep(0.02) while Time::HiRes::time() < $deadline && kill(0, $old) && !zombie($old);
     die "worker $old still there 5 s after the HUP\n"
         if kill(0, $old) && !zombie($old);
 

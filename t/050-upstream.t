@@ -120,14 +120,14 @@ __DATA__
 --- init
 main::put_file("health-A.txt", "ok\n");
 main::put_file("health-B.txt", "ok\n");
-sleep 0.5;
+Time::HiRes::sleep(0.5);
 my $before = main::bodies("/", 4);
 unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
-sleep 0.8;
+Time::HiRes::sleep(0.8);
 my $down = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
 my $during = main::bodies("/", 4);
 main::put_file("health-B.txt", "ok\n");
-sleep 0.8;
+Time::HiRes::sleep(0.8);
 my $up = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
 my $after = main::bodies("/", 4);
 main::result("$before $down $during $up "
@@ -169,11 +169,11 @@ is up (was down): 2 probe(s) passed
 # A: 200 "ok" but no X-Ready header; B: X-Ready, body "ok", then "bad"
 main::put_file("health-A.txt", "ok\n");
 main::put_file("health-B.txt", "ok\n");
-sleep 0.6;
+Time::HiRes::sleep(0.6);
 my $a = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_A_PORT}");
 my $b = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
 main::put_file("health-B.txt", "bad\n");
-sleep 0.6;
+Time::HiRes::sleep(0.6);
 my $b2 = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}");
 main::result("A=$a B=$b then B=$b2\n");
 --- request
@@ -201,7 +201,7 @@ body not matched
     location / { proxy_pass http://app; }
     location = /status { resilience_status prometheus; }
 --- init
-sleep 0.6;
+Time::HiRes::sleep(0.6);
 --- request eval
 ["GET /status", "GET /", "GET /", "GET /"]
 --- response_body_like eval
@@ -229,7 +229,7 @@ sleep 0.6;
     }
 --- init
 # one probe at start (one failure), then live traffic: two more
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 my $s = main::bodies("/", 6);
 main::result("$s " . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}") . "\n");
 --- request
@@ -267,7 +267,7 @@ AAAAAA down
 --- init
 unlink "$Test::Nginx::Util::HtmlDir/health-A.txt";
 unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
-sleep 0.6;
+Time::HiRes::sleep(0.6);
 main::result(main::bodies("/", 4) . " " . main::bodies("/strict", 2) . "\n");
 --- request
 GET /result
@@ -295,12 +295,12 @@ GET /result
     }
 --- init
 main::put_file("peers.json", qq({"peers": [{"address": "127.0.0.1:$ENV{TEST_NGINX_B_PORT}", "weight": 1}]}));
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 my $one = main::bodies("/", 4);
 main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}"]));
 my $during = '';
-my $t = time;
-while (time - $t < 0.6) { $during .= main::bodies("/", 1) }
+my $t = Time::HiRes::time();
+while (Time::HiRes::time() - $t < 0.6) { $during .= main::bodies("/", 1) }
 my $two = main::bodies("/", 4);
 main::result("$one $two " . ($during =~ /\[/ ? "errors:$during" : "no-errors")
              . " B=" . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_B_PORT}") . "\n");
@@ -334,13 +334,13 @@ drained, removed
     }
 --- init
 main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_B_PORT}"]));
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 my $one = main::bodies("/", 2);
 main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}", "example.com:80"]));
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 my $two = main::bodies("/", 2);
 main::put_file("peers.json", qq({"peers": [ "127.0.0.1:$ENV{TEST_NGINX_C_PORT}"));
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 my $three = main::bodies("/", 2);
 main::result("$one $two $three\n");
 --- request
@@ -374,7 +374,7 @@ not valid JSON; the previous set stays
 my $slow = "127.0.0.1:$ENV{TEST_NGINX_SLOW_PORT}";
 NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 1, 4);
 main::put_file("peers.json", qq(["$slow"]));
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 my $pid = fork();
 if ($pid == 0) {
     my ($st, $b) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/");
@@ -382,15 +382,15 @@ if ($pid == 0) {
     main::put_file("inflight.txt", "$st $b");
     POSIX::_exit(0);
 }
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}"]));
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 my $state = main::peer_state($slow);
 my $after = main::bodies("/", 2);
 waitpid($pid, 0);
 open my $fh, '<', "$Test::Nginx::Util::HtmlDir/inflight.txt" or die;
 my $inflight = <$fh>;
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 main::result("$inflight $state $after " . main::peer_state($slow) . "\n");
 --- request
 GET /result
@@ -415,7 +415,7 @@ GET /result
 --- init
 unlink "/tmp/nr-t050.dump";
 main::put_file("peers.json", qq([{"address": "127.0.0.1:$ENV{TEST_NGINX_B_PORT}", "weight": 3}]));
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 --- request
 GET /
 --- response_body
@@ -437,7 +437,7 @@ B
 --- config
     location / { proxy_pass http://app; }
 --- init
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 --- request
 GET /
 --- response_body
@@ -522,7 +522,7 @@ GET /result
     location / { proxy_pass http://app; }
     location = /status { resilience_status prometheus; }
 --- init
-sleep 0.5;
+Time::HiRes::sleep(0.5);
 NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/") for 1 .. 3;
 --- request
 GET /status
@@ -557,11 +557,11 @@ nginx_resilience_upstream_peer_probes_total\{[^}]+\}[ ][1-9]\d*\n/sx
 main::put_file("health-A.txt", "ok\n");
 main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_C_PORT}"]));
 my $c = "127.0.0.1:$ENV{TEST_NGINX_C_PORT}";
-my $t = time;
+my $t = Time::HiRes::time();
 my $first = main::peer_state($c);
-$first = main::peer_state($c) while $first eq 'none' && time - $t < 2;
+$first = main::peer_state($c) while $first eq 'none' && Time::HiRes::time() - $t < 2;
 my $during = main::bodies("/", 4);
-sleep 1;
+Time::HiRes::sleep(1);
 my $later = main::peer_state($c);
 my $after = main::bodies("/", 4);
 main::result("$first $during $later " . ($after =~ /C/ ? "joined" : $after) . "\n");
@@ -594,7 +594,7 @@ checking AAAA up joined
 NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 1.5, 4);
 # the first request goes to the slow peer (a tie: the first) and stays
 NR::Net::hold_request($ENV{TEST_NGINX_SERVER_PORT}, "/", 2);
-sleep 0.3;
+Time::HiRes::sleep(0.3);
 main::result(main::bodies("/", 4) . "\n");
 --- request
 GET /result
@@ -625,12 +625,12 @@ AAAA
 main::put_file("health-A.txt", "ok\n");
 my $c = "127.0.0.1:$ENV{TEST_NGINX_C_PORT}";
 main::put_file("peers.json", qq(["$c"]));
-my $t = time;
-sleep 0.1 while main::peer_state($c) ne 'up' && time - $t < 3;
+my $t = Time::HiRes::time();
+Time::HiRes::sleep(0.1) while main::peer_state($c) ne 'up' && Time::HiRes::time() - $t < 3;
 main::put_file("peers.json", "[]");
-sleep 0.4;
+Time::HiRes::sleep(0.4);
 my $kept = main::peer_state($c) . " " . (main::bodies("/", 4) =~ /C/ ? "served" : "unused");
-sleep 1.2;
+Time::HiRes::sleep(1.2);
 my $gone = main::peer_state($c);
 main::result("$kept $gone\n");
 --- request

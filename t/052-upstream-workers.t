@@ -41,7 +41,7 @@ __DATA__
         alias $TEST_NGINX_HTML_DIR/result.txt;
     }
 --- init
-sleep 2.2;
+Time::HiRes::sleep(2.2);
 open my $fh, '<', "$Test::Nginx::Util::HtmlDir/probes.log" or die $!;
 my $n = grep { m{GET /healthz} } <$fh>;
 close $fh;

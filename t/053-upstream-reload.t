@@ -47,13 +47,13 @@ __DATA__
     location / { proxy_pass http://app; }
     location = /status { resilience_status prometheus; }
 --- init
-sleep 0.5;
+Time::HiRes::sleep(0.5);
 my $pidfile = "$Test::Nginx::Util::ServRoot/logs/nginx.pid";
 open my $fh, '<', $pidfile or die "$pidfile: $!";
 my $pid = <$fh>;
 chomp $pid;
 kill 'HUP', $pid;
-sleep 1.5;
+Time::HiRes::sleep(1.5);
 --- request
 GET /status
 --- response_body_like eval
@@ -78,7 +78,7 @@ reconfiguring
 --- init
 # a server that answers after 20 s: probes and the Consul query hang
 NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 20, 25);
-sleep 0.6;
+Time::HiRes::sleep(0.6);
 my (undef, $old) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/");
 chomp $old;
 my $pidfile = "$Test::Nginx::Util::ServRoot/logs/nginx.pid";
@@ -88,7 +88,7 @@ chomp $pid;
 kill 'HUP', $pid;
 my $gone = 0;
 for (1 .. 30) {
-    sleep 0.1;
+    Time::HiRes::sleep(0.1);
     if (!kill(0, $old) || `cat /proc/$old/stat 2>/dev/null` =~ /^\d+ \(.*\) Z/) {
         $gone = 1;
         last;

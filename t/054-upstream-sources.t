@@ -42,11 +42,11 @@ sub bodies {
 
 sub wait_for {
     my ($path, $re) = @_;
-    my $t = time;
-    while (time - $t < 5) {
+    my $t = Time::HiRes::time();
+    while (Time::HiRes::time() - $t < 5) {
         my $b = bodies($path, 2);
         return $b if $b =~ $re;
-        sleep 0.1;
+        Time::HiRes::sleep(0.1);
     }
     return bodies($path, 2);
 }
@@ -82,7 +82,7 @@ sub dnsmasq {
         exit 1;
     }
     $Dnsmasq = $pid;
-    sleep 0.3;
+    Time::HiRes::sleep(0.3);
 }
 
 sub stop_dnsmasq {
@@ -121,16 +121,16 @@ NR::Redis::redis_cli($port, "HSET", $key, "127.0.0.1:$ENV{TEST_NGINX_A_PORT}", "
 # the first fetch may have come before the HSET: a notice, once subscribed
 for (1 .. 100) {
     last if NR::Redis::redis_cli($port, "PUBSUB", "NUMSUB", $key) =~ /^1\s*$/m;
-    sleep 0.05;
+    Time::HiRes::sleep(0.05);
 }
 NR::Redis::redis_cli($port, "PUBLISH", $key, "changed");
 my $one = main::wait_for("/", qr/^AA$/);
 NR::Redis::redis_cli($port, "HSET", $key, "127.0.0.1:$ENV{TEST_NGINX_B_PORT}", "1");
 NR::Redis::redis_cli($port, "HDEL", $key, "127.0.0.1:$ENV{TEST_NGINX_A_PORT}");
-my $t = time;
+my $t = Time::HiRes::time();
 NR::Redis::redis_cli($port, "PUBLISH", $key, "changed");
 my $two = main::wait_for("/", qr/^BB$/);
-my $took = time - $t;
+my $took = Time::HiRes::time() - $t;
 main::put_file("result.txt", "$one $two " . ($took < 2 ? "at-once" : $took) . "\n");
 --- request
 GET /result
@@ -178,7 +178,7 @@ main::put_file("consul.json", qq([
                "Weights": {"Passing": 3, "Warning": 1}}}]));
 my $two = main::wait_for("/", qr/^BB$/);
 main::put_file("consul.json", "not json");
-sleep 1.5;
+Time::HiRes::sleep(1.5);
 my $three = main::bodies("/", 2);
 main::put_file("result.txt", "$one $two $three\n");
 --- request
@@ -212,7 +212,7 @@ discovery from consul failed: not a JSON array of Consul service entries; the pr
         alias $TEST_NGINX_HTML_DIR/result.txt;
     }
 --- init
-sleep 0.6;
+Time::HiRes::sleep(0.6);
 open my $fh, '<', "$Test::Nginx::Util::HtmlDir/consul.log" or die $!;
 my @q = map { m{"GET (\S+) HTTP/1.0"} ? $1 : () } <$fh>;
 main::put_file("result.txt", "first=$q[0] then=$q[1]\n");
