@@ -282,3 +282,28 @@ upstream "app": "discovery dns=" needs a "resolver" at http level
 --- must_die
 --- error_log
 "health_check_balance" directive: invalid value "ip_hash", expected "round_robin" or "least_conn"
+
+
+
+=== TEST 22: 256 health-checked upstreams fit in the module's zone
+--- http_config eval
+join "", map { "upstream u$_ { health_check interval=60s; server 127.0.0.1:1; }\n" } 1 .. 256;
+--- config
+    location = /t { return 200 "started\n"; }
+--- request
+GET /t
+--- response_body
+started
+--- no_error_log
+[emerg]
+[alert]
+
+
+
+=== TEST 23: a 257th is refused, with the reason
+--- http_config eval
+join "", map { "upstream u$_ { health_check interval=60s; server 127.0.0.1:1; }\n" } 1 .. 257;
+--- config
+--- must_die
+--- error_log
+upstream discovery: more than 256 upstreams

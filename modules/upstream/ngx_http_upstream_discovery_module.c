@@ -960,8 +960,10 @@ ngx_http_ud_init(ngx_conf_t *cf)
         }
     }
 
+    /* room for NGX_HTTP_UD_MAX_UPSTREAMS tables of 64 peers (24k each) */
+
     mcf->shm_zone = ngx_shared_memory_add(cf, &ngx_http_ud_zone_name,
-                                          4 * 1024 * 1024,
+                                          8 * 1024 * 1024,
                                           &ngx_http_upstream_discovery_module);
     if (mcf->shm_zone == NULL) {
         return NGX_ERROR;
