@@ -642,3 +642,56 @@ up served none
 left discovery, draining
 --- no_error_log
 [alert]
+
+
+
+=== TEST 18: hostile documents: each rejected whole with a reason, the set stays, no worker harmed
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms grace=0;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT down;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_B_PORT}"]));
+Time::HiRes::sleep(0.4);
+my @hostile = (
+    '["127.0.0.1:0"]',
+    '["127.0.0.1:99999"]',
+    '[{"address": 5}]',
+    '[{"address": "127.0.0.1:80", "weight": 1e308}]',
+    '[{"address": "127.0.0.1:80", "weight": -1}]',
+    '[{"address": "127.0.0.1:80", "backup": "yes"}]',
+    '{"peers": {"address": "127.0.0.1:80"}}',
+    ("[" x 5000) . ("]" x 5000),
+    '["' . ("1" x 100000) . '"]',
+    "\x00\xff\xfe garbage",
+    '[' . join(",", map { qq("127.0.0.1:$_") } 20000 .. 20070) . ']',
+);
+my $s = '';
+for my $doc (@hostile) {
+    main::put_file("peers.json", $doc);
+    Time::HiRes::sleep(0.25);
+    $s .= main::bodies("/", 1);
+}
+main::result("$s\n");
+--- request
+GET /result
+--- response_body
+BBBBBBBBBBB
+--- timeout: 10
+--- error_log
+"127.0.0.1:0" is not an IP address with a port
+a "weight" is not a number from 1 to 1000
+a "backup" is not true or false
+more than 64 peers
+--- no_error_log
+[alert]
+[crit]
+signal
