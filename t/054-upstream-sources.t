@@ -285,3 +285,51 @@ BB
 --- timeout: 12
 --- no_error_log
 [alert]
+
+
+
+=== TEST 6: redis=: a hash with a name instead of an address, or a bad weight, is rejected whole
+--- http_config
+    $TEST_NGINX_BACKENDS
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT connect_timeout=2s
+                     command_timeout=1s;
+    upstream app {
+        discovery redis=$TEST_NGINX_KEY:bad interval=30s grace=0;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT down;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my ($port, $key) = ($ENV{TEST_NGINX_REDIS_PORT}, "$ENV{TEST_NGINX_KEY}:bad");
+NR::Redis::redis_cli($port, "DEL", $key);
+NR::Redis::redis_cli($port, "HSET", $key, "127.0.0.1:$ENV{TEST_NGINX_A_PORT}", "1");
+for (1 .. 100) {
+    last if NR::Redis::redis_cli($port, "PUBSUB", "NUMSUB", $key) =~ /^1\s*$/m;
+    Time::HiRes::sleep(0.05);
+}
+NR::Redis::redis_cli($port, "PUBLISH", $key, "changed");
+my $one = main::wait_for("/", qr/^AA$/);
+NR::Redis::redis_cli($port, "HSET", $key, "example.com:80", "1");
+NR::Redis::redis_cli($port, "PUBLISH", $key, "changed");
+Time::HiRes::sleep(0.4);
+my $two = main::bodies("/", 2);
+NR::Redis::redis_cli($port, "HDEL", $key, "example.com:80");
+NR::Redis::redis_cli($port, "HSET", $key, "127.0.0.1:$ENV{TEST_NGINX_B_PORT}", "0");
+NR::Redis::redis_cli($port, "PUBLISH", $key, "changed");
+Time::HiRes::sleep(0.4);
+my $three = main::bodies("/", 2);
+main::put_file("result.txt", "$one $two $three\n");
+--- request
+GET /result
+--- response_body
+AA AA AA
+--- timeout: 10
+--- error_log
+discovery from redis failed: a field is not an IP address with a port; the previous set stays
+discovery from redis failed: a weight is not a number from 1 to 1000; the previous set stays
+--- no_error_log
+[alert]
