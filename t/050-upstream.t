@@ -695,3 +695,43 @@ more than 64 peers
 [alert]
 [crit]
 signal
+
+
+
+=== TEST 19: without health_check, a peer failing max_fails times on live traffic is out for fail_timeout, as with round robin
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
+        server 127.0.0.1:$TEST_NGINX_CLOSED_PORT max_fails=1 fail_timeout=1s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", "[]");
+Time::HiRes::sleep(0.3);
+# the closed peer fails once (the request goes on to A), then is skipped
+my $s = main::bodies("/", 4);
+my (undef, $m) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/status");
+my ($n) = $m =~ /^nginx_resilience_upstream_peer_requests_total\{[^}]*peer="127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}"[^}]*\} (\d+)/m;
+Time::HiRes::sleep(1.2);
+# back after fail_timeout: tried again (and fails again)
+main::bodies("/", 2);
+(undef, $m) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/status");
+my ($n2) = $m =~ /^nginx_resilience_upstream_peer_requests_total\{[^}]*peer="127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}"[^}]*\} (\d+)/m;
+main::result("$s tried=$n then=" . ($n2 > $n ? "tried-again" : $n2) . "\n");
+--- request
+GET /result
+--- response_body
+AAAA tried=1 then=tried-again
+--- timeout: 6
+--- error_log
+failed 1 times, out for 1000 ms
+--- no_error_log
+[alert]
