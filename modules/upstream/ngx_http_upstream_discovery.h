@@ -1,7 +1,9 @@
 
 /*
  * nginx-resilience: ngx_http_upstream_discovery_module, what crosses its
- * files.
+ * files.  Its symbols take the prefix ngx_http_ud_ ("upstream
+ * discovery"), as nginx's round robin takes ngx_http_upstream_rr_: the
+ * module's full name would push its lines past 80 columns.
  */
 
 
