@@ -656,3 +656,36 @@ nginx_resilience_ratelimit_keys\{zone="m2"\}[ ]1\n/xs
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 24: a ratelimit delay counts against the request's deadline (they meet on the request's arrival time)
+--- http_config
+    ratelimit_zone rl key=one size=1m rate=2r/s;
+--- config
+    location = /echo { return 200 "left=$http_x_deadline_ms\n"; }
+    location /t {
+        ratelimit rl burst=1;
+        deadline 2s;
+        deadline_propagate X-Deadline-Ms ms;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+# the first passes at once, the second waits 500 ms in ratelimit
+my @r = map { my (undef, $b) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t"); $b } 1 .. 2;
+my ($a) = $r[0] =~ /left=(\d+)/;
+my ($b) = $r[1] =~ /left=(\d+)/;
+main::result(($a >= 1900 ? "first-full" : "first=$a") . " "
+             . ($a - $b >= 400 && $b > 1000 ? "second-less-by-the-delay" : "second=$b") . "\n");
+--- request
+GET /result
+--- response_body
+first-full second-less-by-the-delay
+--- timeout: 5
+--- no_error_log
+[alert]
+[crit]
