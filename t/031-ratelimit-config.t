@@ -129,7 +129,7 @@ qr{\[emerg\] .*\Q"ratelimit_zone" "a" size "16k" is too small, at least\E}
 --- config
 --- must_die
 --- error_log eval
-qr{\[emerg\] .*\Qinvalid algorithm "leaky_bucket" in "ratelimit_zone", expected "gcra" or "sliding_window"\E}
+qr{\[emerg\] .*\Q"ratelimit_zone" directive: invalid algorithm "leaky_bucket", expected "gcra" or "sliding_window"\E}
 
 
 
@@ -139,7 +139,7 @@ qr{\[emerg\] .*\Qinvalid algorithm "leaky_bucket" in "ratelimit_zone", expected 
 --- config
 --- must_die
 --- error_log eval
-qr{\[emerg\] .*\Qinvalid sync "both" in "ratelimit_zone", expected "local", "redis" or "strict"\E}
+qr{\[emerg\] .*\Q"ratelimit_zone" directive: invalid sync "both", expected "local", "redis" or "strict"\E}
 
 
 
@@ -149,7 +149,7 @@ qr{\[emerg\] .*\Qinvalid sync "both" in "ratelimit_zone", expected "local", "red
 --- config
 --- must_die
 --- error_log eval
-qr{\[emerg\] .*\Qinvalid on_redis_error "ignore" in "ratelimit_zone", expected "local", "open" or "closed"\E}
+qr{\[emerg\] .*\Q"ratelimit_zone" directive: invalid on_redis_error "ignore", expected "local", "open" or "closed"\E}
 
 
 
@@ -487,7 +487,7 @@ qr{\[emerg\] .*\Q"ratelimit_status" directive: invalid number "busy", expected 4
     }
 --- must_die
 --- error_log eval
-qr{\[emerg\] .*\Q"ratelimit_headers" directive: invalid value "ietf", expected "off", "draft", "legacy"\E}
+qr{\[emerg\] .*\Q"ratelimit_headers" directive: invalid value "ietf", expected "off", "draft" or "legacy"\E}
 
 
 
@@ -501,7 +501,7 @@ qr{\[emerg\] .*\Q"ratelimit_headers" directive: invalid value "ietf", expected "
     }
 --- must_die
 --- error_log eval
-qr{\[emerg\] .*\Q"ratelimit_log_level" directive: invalid value "debug", expected "info", "notice", "warn", "error"\E}
+qr{\[emerg\] .*\Q"ratelimit_log_level" directive: invalid value "debug", expected "info", "notice", "warn" or "error"\E}
 
 
 

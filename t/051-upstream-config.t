@@ -66,7 +66,7 @@ invalid parameter "intervall=2s" in "health_check"
 
 
 
-=== TEST 5: a bad type, uri, fails
+=== TEST 5: a bad type
 --- http_config
     upstream app {
         health_check type=udp;
@@ -75,7 +75,7 @@ invalid parameter "intervall=2s" in "health_check"
 --- config
 --- must_die
 --- error_log
-invalid parameter "type=udp" in "health_check"
+"health_check" directive: invalid type "udp", expected "http" or "tcp"
 
 
 

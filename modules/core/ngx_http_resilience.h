@@ -53,6 +53,8 @@ ngx_int_t ngx_http_resilience_parse_uint(ngx_conf_t *cf, ngx_str_t *value,
     ngx_uint_t min, ngx_uint_t max, ngx_uint_t *n);
 ngx_int_t ngx_http_resilience_split_option(ngx_str_t *arg, ngx_str_t *name,
     ngx_str_t *value);
+ngx_int_t ngx_http_resilience_parse_enum(ngx_conf_t *cf, const char *what,
+    ngx_str_t *value, ngx_conf_enum_t *e, ngx_uint_t *out);
 
 
 /* metrics registry */

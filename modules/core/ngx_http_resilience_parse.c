@@ -310,3 +310,42 @@ ngx_http_resilience_split_option(ngx_str_t *arg, ngx_str_t *name,
 
     return NGX_OK;
 }
+
+
+/*
+ * one of a directive's words ("gcra", "least_conn"...), its value in
+ * "out"; the error lists the words it takes
+ */
+
+ngx_int_t
+ngx_http_resilience_parse_enum(ngx_conf_t *cf, const char *what,
+    ngx_str_t *value, ngx_conf_enum_t *e, ngx_uint_t *out)
+{
+    u_char      *p, *last;
+    ngx_uint_t   i, n;
+    u_char       hint[256];
+
+    for (n = 0; e[n].name.len; n++) {
+        if (e[n].name.len == value->len
+            && ngx_strncmp(e[n].name.data, value->data, value->len) == 0)
+        {
+            *out = e[n].value;
+            return NGX_OK;
+        }
+    }
+
+    p = ngx_cpymem(hint, "expected ", 9);
+    last = hint + sizeof(hint) - 1;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_slprintf(p, last, "%s\"%V\"",
+                         i == 0 ? "" : (i == n - 1 ? " or " : ", "),
+                         &e[i].name);
+    }
+
+    *p = '\0';
+
+    ngx_http_resilience_parse_error(cf, what, value, (char *) hint);
+
+    return NGX_ERROR;
+}

@@ -73,6 +73,29 @@ static ngx_conf_enum_t  ngx_http_ratelimit_log_levels[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_ratelimit_algorithms[] = {
+    { ngx_string("gcra"), NGX_HTTP_RATELIMIT_GCRA },
+    { ngx_string("sliding_window"), NGX_HTTP_RATELIMIT_SLIDING },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_ratelimit_syncs[] = {
+    { ngx_string("local"), NGX_HTTP_RATELIMIT_SYNC_LOCAL },
+    { ngx_string("redis"), NGX_HTTP_RATELIMIT_SYNC_REDIS },
+    { ngx_string("strict"), NGX_HTTP_RATELIMIT_SYNC_STRICT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_ratelimit_on_errors[] = {
+    { ngx_string("local"), NGX_HTTP_RATELIMIT_ERR_LOCAL },
+    { ngx_string("open"), NGX_HTTP_RATELIMIT_ERR_OPEN },
+    { ngx_string("closed"), NGX_HTTP_RATELIMIT_ERR_CLOSED },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_ratelimit_header_modes[] = {
     { ngx_string("off"), NGX_HTTP_RATELIMIT_HEADERS_OFF },
     { ngx_string("draft"), NGX_HTTP_RATELIMIT_HEADERS_DRAFT },
@@ -1436,19 +1459,11 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (name.len == 9 && ngx_strncmp(name.data, "algorithm", 9) == 0) {
-            if (val.len == 4 && ngx_strncmp(val.data, "gcra", 4) == 0) {
-                z->algorithm = NGX_HTTP_RATELIMIT_GCRA;
-
-            } else if (val.len == 14
-                       && ngx_strncmp(val.data, "sliding_window", 14) == 0)
+            if (ngx_http_resilience_parse_enum(cf, "algorithm", &val,
+                                               ngx_http_ratelimit_algorithms,
+                                               &z->algorithm)
+                != NGX_OK)
             {
-                z->algorithm = NGX_HTTP_RATELIMIT_SLIDING;
-
-            } else {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid algorithm \"%V\" in "
-                                   "\"ratelimit_zone\", expected \"gcra\" "
-                                   "or \"sliding_window\"", &val);
                 return NGX_CONF_ERROR;
             }
 
@@ -1456,23 +1471,11 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (name.len == 4 && ngx_strncmp(name.data, "sync", 4) == 0) {
-            if (val.len == 5 && ngx_strncmp(val.data, "local", 5) == 0) {
-                z->sync = NGX_HTTP_RATELIMIT_SYNC_LOCAL;
-
-            } else if (val.len == 5 && ngx_strncmp(val.data, "redis", 5) == 0)
+            if (ngx_http_resilience_parse_enum(cf, "sync", &val,
+                                               ngx_http_ratelimit_syncs,
+                                               &z->sync)
+                != NGX_OK)
             {
-                z->sync = NGX_HTTP_RATELIMIT_SYNC_REDIS;
-
-            } else if (val.len == 6
-                       && ngx_strncmp(val.data, "strict", 6) == 0)
-            {
-                z->sync = NGX_HTTP_RATELIMIT_SYNC_STRICT;
-
-            } else {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid sync \"%V\" in "
-                                   "\"ratelimit_zone\", expected \"local\", "
-                                   "\"redis\" or \"strict\"", &val);
                 return NGX_CONF_ERROR;
             }
 
@@ -1502,23 +1505,11 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (name.len == 14
             && ngx_strncmp(name.data, "on_redis_error", 14) == 0)
         {
-            if (val.len == 5 && ngx_strncmp(val.data, "local", 5) == 0) {
-                z->on_error = NGX_HTTP_RATELIMIT_ERR_LOCAL;
-
-            } else if (val.len == 4 && ngx_strncmp(val.data, "open", 4) == 0)
+            if (ngx_http_resilience_parse_enum(cf, "on_redis_error", &val,
+                                               ngx_http_ratelimit_on_errors,
+                                               &z->on_error)
+                != NGX_OK)
             {
-                z->on_error = NGX_HTTP_RATELIMIT_ERR_OPEN;
-
-            } else if (val.len == 6
-                       && ngx_strncmp(val.data, "closed", 6) == 0)
-            {
-                z->on_error = NGX_HTTP_RATELIMIT_ERR_CLOSED;
-
-            } else {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid on_redis_error \"%V\" in "
-                                   "\"ratelimit_zone\", expected \"local\", "
-                                   "\"open\" or \"closed\"", &val);
                 return NGX_CONF_ERROR;
             }
 
@@ -1787,11 +1778,8 @@ ngx_http_ratelimit_enum_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
-    u_char           *q, *last;
-    ngx_str_t        *value;
-    ngx_uint_t       *np, i;
-    ngx_conf_enum_t  *e;
-    u_char            choices[128];
+    ngx_str_t   *value;
+    ngx_uint_t  *np;
 
     np = (ngx_uint_t *) (p + cmd->offset);
 
@@ -1800,27 +1788,12 @@ ngx_http_ratelimit_enum_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
-    e = cmd->post;
 
-    for (i = 0; e[i].name.len; i++) {
-        if (e[i].name.len == value[1].len
-            && ngx_strcasecmp(e[i].name.data, value[1].data) == 0)
-        {
-            *np = e[i].value;
-            return NGX_CONF_OK;
-        }
+    if (ngx_http_resilience_parse_enum(cf, "value", &value[1], cmd->post, np)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
-    q = choices;
-    last = choices + sizeof(choices);
-
-    for (i = 0; e[i].name.len; i++) {
-        q = ngx_slprintf(q, last, "%s\"%V\"", i ? ", " : "", &e[i].name);
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"%V\" directive: invalid value \"%V\", expected %*s",
-                       &cmd->name, &value[1], q - choices, choices);
-
-    return NGX_CONF_ERROR;
+    return NGX_CONF_OK;
 }

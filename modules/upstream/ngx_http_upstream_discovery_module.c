@@ -74,6 +74,20 @@ static char *ngx_http_ud_match_line(ngx_conf_t *cf, ngx_command_t *dummy,
 static ngx_regex_t *ngx_http_ud_regex(ngx_conf_t *cf, ngx_str_t *pattern);
 
 
+static ngx_conf_enum_t  ngx_http_ud_check_types[] = {
+    { ngx_string("http"), NGX_HTTP_UD_CHECK_HTTP },
+    { ngx_string("tcp"), NGX_HTTP_UD_CHECK_TCP },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_ud_balances[] = {
+    { ngx_string("round_robin"), 0 },
+    { ngx_string("least_conn"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_ud_commands[] = {
 
     { ngx_string("health_check"),
@@ -1086,14 +1100,12 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (name.len == 4 && ngx_strncmp(name.data, "type", 4) == 0) {
-            if (val.len == 4 && ngx_strncmp(val.data, "http", 4) == 0) {
-                udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
-
-            } else if (val.len == 3 && ngx_strncmp(val.data, "tcp", 3) == 0) {
-                udcf->check_type = NGX_HTTP_UD_CHECK_TCP;
-
-            } else {
-                goto invalid;
+            if (ngx_http_resilience_parse_enum(cf, "type", &val,
+                                               ngx_http_ud_check_types,
+                                               &udcf->check_type)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
             continue;
@@ -1438,25 +1450,15 @@ ngx_http_ud_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len == 11
-        && ngx_strncmp(value[1].data, "round_robin", 11) == 0)
+    if (ngx_http_resilience_parse_enum(cf, "value", &value[1],
+                                       ngx_http_ud_balances,
+                                       &udcf->least_conn)
+        != NGX_OK)
     {
-        udcf->least_conn = 0;
-        return NGX_CONF_OK;
+        return NGX_CONF_ERROR;
     }
 
-    if (value[1].len == 10
-        && ngx_strncmp(value[1].data, "least_conn", 10) == 0)
-    {
-        udcf->least_conn = 1;
-        return NGX_CONF_OK;
-    }
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"health_check_balance\" directive: invalid value "
-                       "\"%V\", expected \"round_robin\" or \"least_conn\"",
-                       &value[1]);
-    return NGX_CONF_ERROR;
+    return NGX_CONF_OK;
 }
 
 
