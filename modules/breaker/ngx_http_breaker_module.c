@@ -246,24 +246,12 @@ static ngx_http_breaker_t  ngx_http_breaker_off;
 static ngx_http_breaker_ctx_t *
 ngx_http_breaker_get_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t      *cln;
-    ngx_http_breaker_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_breaker_module);
-
-    if (ctx != NULL || !r->internal) {
-        return ctx;
+    if (!r->internal) {
+        return ngx_http_get_module_ctx(r, ngx_http_breaker_module);
     }
 
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_breaker_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_breaker_module);
-            return ctx;
-        }
-    }
-
-    return NULL;
+    return ngx_http_resilience_ctx(r, &ngx_http_breaker_module,
+                                   ngx_http_breaker_cleanup);
 }
 
 

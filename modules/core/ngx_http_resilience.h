@@ -122,6 +122,10 @@ ngx_int_t ngx_http_resilience_admin_register(ngx_conf_t *cf,
  */
 
 void ngx_http_resilience_set_deadline(ngx_http_request_t *r, uint64_t at);
+
+/* a request's module context, found again after an internal redirect */
+void *ngx_http_resilience_ctx(ngx_http_request_t *r, ngx_module_t *module,
+    ngx_pool_cleanup_pt handler);
 ngx_uint_t ngx_http_resilience_deadline_spent(ngx_http_request_t *r);
 
 

@@ -580,6 +580,37 @@ ngx_http_resilience_redis_configured(ngx_conf_t *cf)
 }
 
 
+/*
+ * A module's request context after an internal redirect (error_page, a
+ * named location), which clears r->ctx: found again through the request
+ * pool's cleanup that the module registered with it as its data, as
+ * nginx's realip module does, and set again.
+ */
+
+void *
+ngx_http_resilience_ctx(ngx_http_request_t *r, ngx_module_t *module,
+    ngx_pool_cleanup_pt handler)
+{
+    void                *ctx;
+    ngx_pool_cleanup_t  *cln;
+
+    ctx = r->ctx[module->ctx_index];
+
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == handler) {
+            r->ctx[module->ctx_index] = cln->data;
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* the request's deadline, in Unix milliseconds, set by the deadline module */
 
 void

@@ -432,12 +432,10 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     }
 
     if (ctx == NULL && (r->internal || r->filter_finalize)) {
-        for (cln = r->pool->cleanup; cln; cln = cln->next) {
-            if (cln->handler == ngx_http_deadline_cleanup) {
-                ctx = cln->data;
-                ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
-                return ctx;
-            }
+        ctx = ngx_http_resilience_ctx(r, &ngx_http_deadline_module,
+                                      ngx_http_deadline_cleanup);
+        if (ctx) {
+            return ctx;
         }
     }
 

@@ -847,7 +847,6 @@ static ngx_http_ratelimit_ctx_t *
 ngx_http_ratelimit_get_ctx(ngx_http_request_t *r)
 {
     ngx_connection_t          *c;
-    ngx_pool_cleanup_t        *cln;
     ngx_http_ratelimit_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_ratelimit_module);
@@ -873,15 +872,8 @@ ngx_http_ratelimit_get_ctx(ngx_http_request_t *r)
         }
     }
 
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_ratelimit_cleanup) {
-            ctx = cln->data;
-            ngx_http_set_ctx(r, ctx, ngx_http_ratelimit_module);
-            return ctx;
-        }
-    }
-
-    return NULL;
+    return ngx_http_resilience_ctx(r, &ngx_http_ratelimit_module,
+                                   ngx_http_ratelimit_cleanup);
 }
 
 
