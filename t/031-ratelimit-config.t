@@ -720,3 +720,13 @@ ok
  "GET /burst?k=b", "GET /burst?k=b"]
 --- error_code eval
 [200, 429, 200, 200, 200, 429]
+
+
+
+=== TEST 55: ratelimit_zone: a zone name longer than 64 bytes (part of its Redis keys)
+--- http_config eval
+"ratelimit_zone " . ("z" x 65) . " key=\$binary_remote_addr size=1m rate=1r/s;"
+--- config
+--- must_die
+--- error_log eval
+qr{\[emerg\] .*\Q"ratelimit_zone" directive: zone name "\E z{65} \Q" is longer than 64 bytes\E}x

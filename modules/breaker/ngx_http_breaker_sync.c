@@ -178,31 +178,21 @@ ngx_http_breaker_sync_conf(ngx_conf_t *cf)
 
 
 /*
- * "<prefix>breaker:<name>:<key>" into buf: the prefix (64 bytes at most),
- * the name (64) and the key (NGX_HTTP_BREAKER_MAX_KEY) are bounded, so a
- * buffer on the stack does; hiredis copies the command before we return.
+ * "<prefix>breaker:<name>:<key>" into buf: the name (64) and the key
+ * (NGX_HTTP_BREAKER_MAX_KEY) are bounded, so a buffer on the stack does;
+ * hiredis copies the command before we return.
  */
 
 #define NGX_HTTP_BREAKER_SYNC_KEY_LEN                                         \
-    (64 + sizeof("breaker::") - 1 + 64 + NGX_HTTP_BREAKER_MAX_KEY)
+    NGX_HTTP_RESILIENCE_REDIS_KEY_LEN("breaker", 64, NGX_HTTP_BREAKER_MAX_KEY)
 
 static void
 ngx_http_breaker_sync_key(u_char *buf, ngx_str_t *name, ngx_str_t *key,
     ngx_str_t *out)
 {
-    u_char     *p;
-    ngx_str_t  *prefix;
-
-    prefix = ngx_http_resilience_redis_prefix();
-
-    p = ngx_cpymem(buf, prefix->data, prefix->len);
-    p = ngx_cpymem(p, "breaker:", 8);
-    p = ngx_cpymem(p, name->data, name->len);
-    *p++ = ':';
-    p = ngx_cpymem(p, key->data, key->len);
-
     out->data = buf;
-    out->len = p - buf;
+    out->len = ngx_http_resilience_redis_key(buf, "breaker", name,
+                                             key->data, key->len);
 }
 
 

@@ -205,6 +205,13 @@ ngx_int_t ngx_http_resilience_redis_subscribe(ngx_str_t *channel,
 ngx_http_resilience_redis_state_e ngx_http_resilience_redis_state(void);
 ngx_uint_t ngx_http_resilience_redis_configured(ngx_conf_t *cf);
 ngx_str_t *ngx_http_resilience_redis_prefix(void);
+
+/* "<prefix><space>:<name>:<key>"; the prefix is 64 bytes at most */
+#define NGX_HTTP_RESILIENCE_REDIS_KEY_LEN(space, name_max, key_max)           \
+    (64 + sizeof(space) - 1 + 2 + (name_max) + (key_max))
+
+size_t ngx_http_resilience_redis_key(u_char *buf, const char *space,
+    ngx_str_t *name, u_char *key, size_t len);
 ngx_http_resilience_redis_stats_t *ngx_http_resilience_redis_stats(void);
 const char *ngx_http_resilience_redis_state_name(ngx_uint_t state);
 

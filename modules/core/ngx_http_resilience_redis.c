@@ -1313,6 +1313,32 @@ ngx_http_resilience_redis_state(void)
 }
 
 
+/*
+ * The modules' Redis keys: "<prefix><space>:<name>:<key>", binary-safe,
+ * into buf, which the caller sizes with NGX_HTTP_RESILIENCE_REDIS_KEY_LEN
+ * for its longest name and key; the length written
+ */
+
+size_t
+ngx_http_resilience_redis_key(u_char *buf, const char *space,
+    ngx_str_t *name, u_char *key, size_t len)
+{
+    u_char     *p;
+    ngx_str_t  *prefix;
+
+    prefix = ngx_http_resilience_redis_prefix();
+
+    p = ngx_cpymem(buf, prefix->data, prefix->len);
+    p = ngx_cpymem(p, space, ngx_strlen(space));
+    *p++ = ':';
+    p = ngx_cpymem(p, name->data, name->len);
+    *p++ = ':';
+    p = ngx_cpymem(p, key, len);
+
+    return p - buf;
+}
+
+
 ngx_str_t *
 ngx_http_resilience_redis_prefix(void)
 {

@@ -1394,6 +1394,14 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (value[1].len > 64) {
+        /* it is part of the zone's Redis keys */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ratelimit_zone\" directive: zone name \"%V\" "
+                           "is longer than 64 bytes", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_http_resilience_split_option(&value[i], &name, &val)

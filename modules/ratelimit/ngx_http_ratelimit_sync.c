@@ -29,9 +29,9 @@
 
 
 #define NGX_HTTP_RATELIMIT_SYNC_BATCH   512
-/* a Redis key: prefix, "rl:", zone, ":", key */
+/* a Redis key: "<prefix>rl:<zone>:<key>" (zone names: 64 bytes at most) */
 #define NGX_HTTP_RATELIMIT_KEY_BUF                                            \
-    (64 + 256 + 8 + NGX_HTTP_RATELIMIT_KEY_MAX)
+    NGX_HTTP_RESILIENCE_REDIS_KEY_LEN("rl", 64, NGX_HTTP_RATELIMIT_KEY_MAX)
 
 
 typedef struct {
@@ -879,18 +879,7 @@ static size_t
 ngx_http_ratelimit_redis_key(u_char *buf, ngx_http_ratelimit_zone_t *z,
     u_char *key, size_t len)
 {
-    u_char     *p;
-    ngx_str_t  *prefix;
-
-    prefix = ngx_http_resilience_redis_prefix();
-
-    p = ngx_cpymem(buf, prefix->data, ngx_min(prefix->len, 64));
-    p = ngx_cpymem(p, "rl:", 3);
-    p = ngx_cpymem(p, z->name.data, ngx_min(z->name.len, 256));
-    *p++ = ':';
-    p = ngx_cpymem(p, key, ngx_min(len, NGX_HTTP_RATELIMIT_KEY_MAX));
-
-    return p - buf;
+    return ngx_http_resilience_redis_key(buf, "rl", &z->name, key, len);
 }
 
 
