@@ -67,22 +67,6 @@ SYNC_INTERVAL="${ACCURACY_SYNC_INTERVAL:-100ms}"
 SCENARIOS="${ACCURACY_SCENARIOS:-limit_req:1 limit_req:2 local:1 local:2 redis:1 redis:2 strict:2}"
 KEEP="${ACCURACY_KEEP:-0}"
 
-MODULES=(
-    ngx_http_resilience_module
-    ngx_http_breaker_module
-    ngx_http_ratelimit_module
-    ngx_http_deadline_module
-    ngx_http_upstream_discovery_module
-)
-
-if [ -n "${NGINX_BINARY:-}" ]; then
-    NGINX="$NGINX_BINARY"
-elif [ -n "${NGINX_SRC:-}" ]; then
-    NGINX="$BUILD/objs/nginx"
-else
-    NGINX=/usr/sbin/nginx
-fi
-
 
 SCRIPT=accuracy.sh
 LEFT_COLUMNS=1

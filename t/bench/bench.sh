@@ -77,23 +77,6 @@ WRK_CONNECTIONS=32
 BASELINE=proxy_keepalive
 BASELINE_RETURN=return200
 
-# the modules, in load order: the core module first
-MODULES=(
-    ngx_http_resilience_module
-    ngx_http_breaker_module
-    ngx_http_ratelimit_module
-    ngx_http_deadline_module
-    ngx_http_upstream_discovery_module
-)
-
-if [ -n "${NGINX_BINARY:-}" ]; then
-    NGINX="$NGINX_BINARY"
-elif [ -n "${NGINX_SRC:-}" ]; then
-    NGINX="$BUILD/objs/nginx"
-else
-    NGINX=/usr/sbin/nginx
-fi
-
 
 SCRIPT=bench.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

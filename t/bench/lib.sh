@@ -1,9 +1,29 @@
 # t/bench/lib.sh: what bench.sh and accuracy.sh share, sourced by both.
 #
-# The caller sets SCRIPT (its name, for die), and the globals these use:
+# The caller sets BUILD and SCRIPT (its name, for die), and the globals
+# these use:
 # RUN (the run directory), PIDS (every process started), USED_PORTS,
 # FAILED and KEEP; render_table reads LEFT_COLUMNS (how many first
 # columns are left-aligned, 2 unless set).
+
+# the modules, in load order: the core module first
+MODULES=(
+    ngx_http_resilience_module
+    ngx_http_breaker_module
+    ngx_http_ratelimit_module
+    ngx_http_deadline_module
+    ngx_http_upstream_discovery_module
+)
+
+# the nginx to run: NGINX_BINARY, the one built from NGINX_SRC, or Debian's
+if [ -n "${NGINX_BINARY:-}" ]; then
+    NGINX="$NGINX_BINARY"
+elif [ -n "${NGINX_SRC:-}" ]; then
+    NGINX="$BUILD/objs/nginx"
+else
+    NGINX=/usr/sbin/nginx
+fi
+
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "${SCRIPT:-bench}" "$*" >&2; exit 1; }
