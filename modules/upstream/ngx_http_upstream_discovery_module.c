@@ -22,6 +22,8 @@
 
 typedef struct {
     ngx_http_ud_srv_conf_t    *udcf;
+    ngx_uint_t                 up;           /* peers up, at init_peer */
+    ngx_uint_t                 all;          /* peers not drained */
     uint64_t                   tried;
     ngx_int_t                  current;      /* slot, or -1 */
     ngx_atomic_t               generation;
@@ -39,6 +41,8 @@ static void ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static ngx_uint_t ngx_http_ud_usable(ngx_http_ud_peer_t *p,
     ngx_msec_t now);
+static void ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now,
+    ngx_uint_t *up, ngx_uint_t *all);
 static ngx_uint_t ngx_http_ud_candidate(ngx_http_ud_request_t *rp,
     ngx_http_ud_peer_t *p, ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass,
     ngx_msec_t now);
@@ -186,9 +190,6 @@ ngx_http_ud_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 static ngx_int_t
 ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_uint_t               i, live;
-    ngx_msec_t               now;
-    ngx_http_ud_table_t     *t;
     ngx_http_ud_request_t   *rp;
     ngx_http_ud_srv_conf_t  *udcf;
 
@@ -207,20 +208,12 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     /* as many tries as live peers, at least one */
 
-    t = udcf->table;
-    now = ngx_current_msec;
-    live = 0;
-
-    for (i = 0; i < t->npeers; i++) {
-        if (ngx_http_ud_usable(&t->peers[i], now)) {
-            live++;
-        }
-    }
+    ngx_http_ud_count(udcf->table, ngx_current_msec, &rp->up, &rp->all);
 
     r->upstream->peer.data = rp;
     r->upstream->peer.get = ngx_http_ud_get_peer;
     r->upstream->peer.free = ngx_http_ud_free_peer;
-    r->upstream->peer.tries = live ? live : 1;
+    r->upstream->peer.tries = rp->up ? rp->up : 1;
 
     return NGX_OK;
 }
@@ -233,6 +226,36 @@ ngx_http_ud_usable(ngx_http_ud_peer_t *p, ngx_msec_t now)
            && p->admin == NGX_HTTP_UD_ADMIN_NONE
            && (p->down_until == 0
                || (ngx_msec_int_t) (now - p->down_until) >= 0);
+}
+
+
+/* the peers that are up, and those that are not drained nor set by hand */
+
+static void
+ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now, ngx_uint_t *up,
+    ngx_uint_t *all)
+{
+    ngx_uint_t           i;
+    ngx_http_ud_peer_t  *p;
+
+    *up = 0;
+    *all = 0;
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state == NGX_HTTP_UD_FREE || p->state == NGX_HTTP_UD_DRAINING
+            || p->admin != NGX_HTTP_UD_ADMIN_NONE)
+        {
+            continue;
+        }
+
+        (*all)++;
+
+        if (ngx_http_ud_usable(p, now)) {
+            (*up)++;
+        }
+    }
 }
 
 
@@ -276,26 +299,17 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
-    /* panic: too few peers up, so every peer is tried rather than none */
+    /*
+     * panic: too few peers up, so every peer is tried rather than none;
+     * the first try uses the counts init_peer made, a retry counts again
+     */
 
-    up = 0;
-    all = 0;
-
-    for (i = 0; i < t->npeers; i++) {
-        p = &t->peers[i];
-
-        if (p->state == NGX_HTTP_UD_FREE || p->state == NGX_HTTP_UD_DRAINING
-            || p->admin != NGX_HTTP_UD_ADMIN_NONE)
-        {
-            continue;
-        }
-
-        all++;
-
-        if (ngx_http_ud_usable(p, now)) {
-            up++;
-        }
+    if (rp->tried) {
+        ngx_http_ud_count(t, now, &rp->up, &rp->all);
     }
+
+    up = rp->up;
+    all = rp->all;
 
     panic = udcf->panic >= 0
             && all > 0
