@@ -249,7 +249,7 @@ void ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
     u_char flags, u_char *key, size_t len, int64_t a, int64_t c,
     uint64_t start, int64_t restore, ngx_uint_t fleet);
 void ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
-    int64_t prev, uint64_t wall, ngx_uint_t pass, ngx_uint_t ok);
+    int64_t prev, uint64_t wall, ngx_uint_t pass);
 uint64_t ngx_http_ratelimit_wall(void);
 
 /* the fleet: ngx_http_ratelimit_sync.c */

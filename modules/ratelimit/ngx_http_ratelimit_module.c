@@ -1072,36 +1072,58 @@ ngx_http_ratelimit_collect(ngx_http_resilience_metrics_t *m, void *data)
     ngx_keyval_t                 labels[2];
     ngx_http_ratelimit_zone_t  **zones, *z;
 
-    static const char  *outcomes[] = {
-        "passed", "delayed", "rejected", "dry_run_rejected"
+    /* requests_total: one sample per outcome, from these counters */
+
+    static const struct {
+        const char  *outcome;
+        size_t       offset;
+    } outcomes[] = {
+        { "passed", offsetof(ngx_http_ratelimit_shctx_t, passed) },
+        { "delayed", offsetof(ngx_http_ratelimit_shctx_t, delayed) },
+        { "rejected", offsetof(ngx_http_ratelimit_shctx_t, rejected) },
+        { "dry_run_rejected", offsetof(ngx_http_ratelimit_shctx_t, dry_run) }
     };
 
-    static const char  *families[][3] = {
-        { "ratelimit_requests_total", "c",
-          "Requests checked by a ratelimit zone, by outcome." },
-        { "ratelimit_evicted_total", "c",
-          "Keys evicted from a full zone while still remembering a rate." },
-        { "ratelimit_keys", "g",
-          "Keys in a zone now." },
-        { "ratelimit_unlimited_total", "c",
-          "Requests let through because no key fitted in the zone." },
-        { "ratelimit_redis_errors_total", "c",
-          "Failed or timed out Redis syncs and strict checks." },
-        { "ratelimit_fallbacks_total", "c",
-          "Decisions taken by on_redis_error while Redis was away." },
-        { "ratelimit_syncs_total", "c",
-          "Successful syncs with Redis (sync=redis) and strict checks." }
+    /* the other families: one counter each; offset 0 is requests_total */
+
+    static const struct {
+        const char                          *name;
+        ngx_http_resilience_metric_type_e    type;
+        const char                          *help;
+        size_t                               offset;
+    } families[] = {
+        { "ratelimit_requests_total", NGX_HTTP_RESILIENCE_COUNTER,
+          "Requests checked by a ratelimit zone, by outcome.", 0 },
+        { "ratelimit_evicted_total", NGX_HTTP_RESILIENCE_COUNTER,
+          "Keys evicted from a full zone while still remembering a rate.",
+          offsetof(ngx_http_ratelimit_shctx_t, evicted) },
+        { "ratelimit_keys", NGX_HTTP_RESILIENCE_GAUGE,
+          "Keys in a zone now.",
+          offsetof(ngx_http_ratelimit_shctx_t, keys) },
+        { "ratelimit_unlimited_total", NGX_HTTP_RESILIENCE_COUNTER,
+          "Requests let through because no key fitted in the zone.",
+          offsetof(ngx_http_ratelimit_shctx_t, unlimited) },
+        { "ratelimit_redis_errors_total", NGX_HTTP_RESILIENCE_COUNTER,
+          "Failed or timed out Redis syncs and strict checks.",
+          offsetof(ngx_http_ratelimit_shctx_t, redis_errors) },
+        { "ratelimit_fallbacks_total", NGX_HTTP_RESILIENCE_COUNTER,
+          "Decisions taken by on_redis_error while Redis was away.",
+          offsetof(ngx_http_ratelimit_shctx_t, fallbacks) },
+        { "ratelimit_syncs_total", NGX_HTTP_RESILIENCE_COUNTER,
+          "Successful syncs with Redis (sync=redis) and strict checks.",
+          offsetof(ngx_http_ratelimit_shctx_t, syncs) }
     };
+
+#define ngx_http_ratelimit_counter(z, offset)                                 \
+    ((double) *(ngx_atomic_t *) ((u_char *) (z)->sh + (offset)))
 
     zones = rmcf->zones.elts;
 
     for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
 
-        if (ngx_http_resilience_metrics_family(m, families[f][0],
-                                               families[f][1][0] == 'c'
-                                               ? NGX_HTTP_RESILIENCE_COUNTER
-                                               : NGX_HTTP_RESILIENCE_GAUGE,
-                                               families[f][2])
+        if (ngx_http_resilience_metrics_family(m, families[f].name,
+                                               families[f].type,
+                                               families[f].help)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1116,41 +1138,33 @@ ngx_http_ratelimit_collect(ngx_http_resilience_metrics_t *m, void *data)
 
             ngx_str_set(&labels[0].key, "zone");
             labels[0].value = z->name;
+            ngx_str_set(&labels[1].key, "outcome");
 
-            if (f == 0) {
-                ngx_str_set(&labels[1].key, "outcome");
+            for (o = 0; f == 0 && o < sizeof(outcomes) / sizeof(outcomes[0]);
+                 o++)
+            {
+                labels[1].value.data = (u_char *) outcomes[o].outcome;
+                labels[1].value.len = ngx_strlen(outcomes[o].outcome);
 
-                for (o = 0; o < 4; o++) {
-                    labels[1].value.data = (u_char *) outcomes[o];
-                    labels[1].value.len = ngx_strlen(outcomes[o]);
-
-                    if (ngx_http_resilience_metrics_sample(m, labels, 2,
-                            (double) (o == 0 ? z->sh->passed
-                                      : o == 1 ? z->sh->delayed
-                                      : o == 2 ? z->sh->rejected
-                                      : z->sh->dry_run))
-                        != NGX_OK)
-                    {
-                        return NGX_ERROR;
-                    }
+                if (ngx_http_resilience_metrics_sample(m, labels, 2,
+                        ngx_http_ratelimit_counter(z, outcomes[o].offset))
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
                 }
-
-                continue;
             }
 
-            if (ngx_http_resilience_metrics_sample(m, labels, 1,
-                    (double) (f == 1 ? z->sh->evicted
-                              : f == 2 ? z->sh->keys
-                              : f == 3 ? z->sh->unlimited
-                              : f == 4 ? z->sh->redis_errors
-                              : f == 5 ? z->sh->fallbacks
-                              : z->sh->syncs))
-                != NGX_OK)
+            if (f != 0
+                && ngx_http_resilience_metrics_sample(m, labels, 1,
+                       ngx_http_ratelimit_counter(z, families[f].offset))
+                   != NGX_OK)
             {
                 return NGX_ERROR;
             }
         }
     }
+
+#undef ngx_http_ratelimit_counter
 
     return NGX_OK;
 }

@@ -804,7 +804,7 @@ ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
 
 void
 ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
-    int64_t prev, uint64_t wall, ngx_uint_t pass, ngx_uint_t ok)
+    int64_t prev, uint64_t wall, ngx_uint_t pass)
 {
     int64_t                     limit, est;
     ngx_http_ratelimit_zone_t  *z;
@@ -831,8 +831,6 @@ ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
         t->wait = ngx_http_ratelimit_sliding_wait(z, &tmp, wall, limit,
                                                   ngx_max(t->cost, 1000));
     }
-
-    (void) ok;
 }
 
 

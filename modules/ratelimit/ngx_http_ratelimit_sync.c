@@ -866,7 +866,7 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
         ngx_http_ratelimit_mirror(t, a, c, start);
 
         ngx_http_ratelimit_sliding(t, a, c, (uint64_t) (now_us / 1000),
-                                   pass, ok);
+                                   pass);
     }
 
     ngx_http_ratelimit_resume(r, ctx);
