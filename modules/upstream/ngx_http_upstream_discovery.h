@@ -100,7 +100,6 @@ typedef struct {
     ngx_msec_t                 source_started;
     uint32_t                   source_crc;
     uint64_t                   consul_index;
-    ngx_uint_t                 grace_pending; /* gone peers in grace */
     ngx_uint_t                 source_ok;    /* fetched at least once */
     ngx_atomic_t               version;      /* bumped on every change */
     ngx_http_ud_peer_t         peers[NGX_HTTP_UD_MAX_PEERS];

@@ -288,7 +288,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     ngx_uint_t source, ngx_log_t *log)
 {
     ngx_uint_t                 i, k, seen[NGX_HTTP_UD_MAX_PEERS];
-    ngx_uint_t                 added, removed, pending;
+    ngx_uint_t                 added, removed;
     ngx_msec_t                 now;
     ngx_slab_pool_t           *shpool;
     ngx_http_ud_addr_t        *a;
@@ -303,7 +303,6 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     now = ngx_current_msec;
     added = 0;
     removed = 0;
-    pending = 0;
 
     ngx_memzero(seen, sizeof(seen));
 
@@ -377,7 +376,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
             if ((ngx_msec_int_t) (now - p->vanished)
                 < (ngx_msec_int_t) udcf->grace)
             {
-                pending++;
+                /* ngx_http_ud_reap() drains it when the grace ends */
                 continue;
             }
         }
@@ -391,7 +390,6 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     }
 
     t->version++;
-    t->grace_pending = pending;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -441,12 +439,16 @@ ngx_http_ud_set_state(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p,
 }
 
 
-/* drained peers whose last request has finished give their slot back */
+/*
+ * Every tick: peers gone from discovery whose grace ended start draining,
+ * and drained peers whose last request has finished give their slot back.
+ */
 
 void
 ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 {
     ngx_uint_t                i;
+    ngx_msec_t                now;
     ngx_http_ud_peer_t       *p;
     ngx_http_ud_table_t      *t;
     ngx_http_ud_main_conf_t  *mcf;
@@ -457,8 +459,28 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
+    now = ngx_current_msec;
+
     for (i = 0; i < t->npeers; i++) {
         p = &t->peers[i];
+
+        /* gone from discovery: its grace ends, or it stops passing */
+
+        if (p->vanished
+            && (p->state == NGX_HTTP_UD_UP || p->state == NGX_HTTP_UD_DOWN
+                || p->state == NGX_HTTP_UD_CHECKING)
+            && (p->state != NGX_HTTP_UD_UP
+                || (ngx_msec_int_t) (now - p->vanished)
+                   >= (ngx_msec_int_t) udcf->grace))
+        {
+            p->state = NGX_HTTP_UD_DRAINING;
+            t->version++;
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "upstream \"%V\": peer %*s left discovery, "
+                          "draining", &udcf->name, (size_t) p->name_len,
+                          p->name);
+        }
 
         if (p->state != NGX_HTTP_UD_DRAINING || p->conns != 0
             || p->probe_owner != 0)

@@ -145,9 +145,7 @@ ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
         return;
     }
 
-    /* the same set again: applied only to end a grace period */
-
-    if (crc != t->source_crc || t->source_ok != 1 || t->grace_pending) {
+    if (crc != t->source_crc || t->source_ok != 1) {
         t->source_crc = crc;
 
         if (ngx_http_ud_apply(udcf, set, udcf->source, udcf->log) == NGX_OK)
