@@ -20,6 +20,13 @@
 
 #define NGX_HTTP_UD_PROBE_BUF  16384
 
+/*
+ * probes in flight per worker at most: a start or a reload with many
+ * upstreams would otherwise open one connection per peer at once; the
+ * peers left wait for the next tick (their lease is not taken)
+ */
+#define NGX_HTTP_UD_PROBES_MAX  32
+
 
 typedef struct {
     ngx_http_ud_srv_conf_t    *udcf;
@@ -43,6 +50,9 @@ static ngx_uint_t ngx_http_ud_probe_match(ngx_http_ud_probe_t *pr,
     const char **why);
 
 
+static ngx_uint_t  ngx_http_ud_probes;   /* this worker's, in flight */
+
+
 void
 ngx_http_ud_check_peers(ngx_http_ud_srv_conf_t *udcf)
 {
@@ -56,7 +66,9 @@ ngx_http_ud_check_peers(ngx_http_ud_srv_conf_t *udcf)
     now = ngx_current_msec;
     stale = 2 * udcf->timeout + 1000;
 
-    for (i = 0; i < t->npeers; i++) {
+    for (i = 0; i < t->npeers && ngx_http_ud_probes < NGX_HTTP_UD_PROBES_MAX;
+         i++)
+    {
         p = &t->peers[i];
 
         if (p->state == NGX_HTTP_UD_FREE
@@ -114,6 +126,8 @@ ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p)
         p->probe_owner = 0;
         return;
     }
+
+    ngx_http_ud_probes++;
 
     pr->pool = pool;
     pr->udcf = udcf;
@@ -324,6 +338,8 @@ ngx_http_ud_probe_done(ngx_http_ud_probe_t *pr, ngx_uint_t ok,
 
     udcf = pr->udcf;
     p = pr->peer;
+
+    ngx_http_ud_probes--;
 
     if (ok == 2) {
         /* not a result: the lease lapses for another worker */
