@@ -79,6 +79,11 @@ deadline: 0 ms left, less than 0: failing fast
 
 
 === TEST 2: grpc_pass to an h2c upstream: it gets what is left, less the offset, in grpc-timeout
+No body either, for the reason TEST 1 gives: grpc_pass streams the body,
+the upstream here answers on the headers, and when the answer reaches
+curl before curl's DATA frame reached nginx, nginx ends the stream with
+RST_STREAM(NO_ERROR), which curl 7.88 may report as error 92 (seen once
+in CI).
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_H2_PORT http2;
@@ -102,8 +107,7 @@ deadline: 0 ms left, less than 0: failing fast
 --- config
     location = /metrics { resilience_status prometheus; }
 --- init
-# one empty message: not compressed, length 0
-main::grpc_call('5S', "\0\0\0\0\0");
+main::grpc_call('5S');
 --- request
 GET /h2.txt
 --- response_body_like eval
