@@ -91,6 +91,24 @@ typedef struct {
 } ngx_http_ud_peer_t;
 
 
+/*
+ * One worker's requests in flight on each peer of a table, kept by that
+ * worker alone, so that a worker that dies with requests in flight (a
+ * crash, SIGKILL) does not leave them counted on the peers for ever: its
+ * successor in the same process slot, or any worker that starts after
+ * it, takes them off (ngx_http_ud_owner_init()).
+ */
+
+typedef struct ngx_http_ud_owner_s  ngx_http_ud_owner_t;
+
+struct ngx_http_ud_owner_s {
+    ngx_http_ud_owner_t       *next;
+    ngx_int_t                  slot;         /* ngx_process_slot */
+    ngx_pid_t                  pid;          /* 0: free */
+    uint32_t                   conns[NGX_HTTP_UD_MAX_PEERS];
+};
+
+
 typedef struct {
     u_char                     name[NGX_HTTP_UD_NAME_LEN];
     size_t                     name_len;
@@ -102,6 +120,7 @@ typedef struct {
     uint64_t                   consul_index;
     ngx_uint_t                 source_ok;    /* fetched at least once */
     ngx_atomic_t               version;      /* bumped on every change */
+    ngx_http_ud_owner_t       *owners;
     ngx_http_ud_peer_t         peers[NGX_HTTP_UD_MAX_PEERS];
 } ngx_http_ud_table_t;
 
@@ -141,6 +160,7 @@ typedef struct {
     ngx_msec_t                 grace;
 
     ngx_http_ud_table_t       *table;        /* in the zone */
+    ngx_http_ud_owner_t       *owner;        /* this worker's, or NULL */
     ngx_int_t                 *current;      /* this worker's SWRR weights */
     ngx_event_t                tick;
     ngx_log_t                 *log;
@@ -169,6 +189,7 @@ void ngx_http_ud_set_state(ngx_http_ud_srv_conf_t *udcf,
     ngx_http_ud_peer_t *p, ngx_uint_t state, const char *why,
     ngx_log_t *log);
 void ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);
+void ngx_http_ud_owner_init(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);
 const char *ngx_http_ud_state_name(ngx_uint_t state);
 
 /* the set a source gives: ngx_http_ud_addr_t */

@@ -395,6 +395,10 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     (void) ngx_atomic_fetch_add(&best->conns, 1);
     (void) ngx_atomic_fetch_add(&best->requests, 1);
 
+    if (udcf->owner) {
+        udcf->owner->conns[i]++;
+    }
+
     return NGX_OK;
 }
 
@@ -430,6 +434,10 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     }
 
     (void) ngx_atomic_fetch_add(&p->conns, -1);
+
+    if (udcf->owner) {
+        udcf->owner->conns[p - udcf->table->peers]--;
+    }
 
     if (!(state & NGX_PEER_FAILED)) {
         if (p->fails) {
@@ -530,6 +538,8 @@ ngx_http_ud_init_process(ngx_cycle_t *cycle)
         }
 
         udcf->log = cycle->log;
+
+        ngx_http_ud_owner_init(udcf, cycle->log);
 
         if (udcf->source == NGX_HTTP_UD_REDIS
             && ngx_http_ud_redis_init_worker(udcf) != NGX_OK)
@@ -988,10 +998,14 @@ ngx_http_ud_init(ngx_conf_t *cf)
         }
     }
 
-    /* room for NGX_HTTP_UD_MAX_UPSTREAMS tables of 64 peers (24k each) */
+    /*
+     * room for NGX_HTTP_UD_MAX_UPSTREAMS tables of 64 peers (24k each),
+     * and a record of 512 bytes per worker and table: 32 workers with
+     * every table in use (only the pages used take memory)
+     */
 
     mcf->shm_zone = ngx_shared_memory_add(cf, &ngx_http_ud_zone_name,
-                                          8 * 1024 * 1024,
+                                          12 * 1024 * 1024,
                                           &ngx_http_upstream_discovery_module);
     if (mcf->shm_zone == NULL) {
         return NGX_ERROR;

@@ -503,3 +503,109 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 }
+
+
+/*
+ * At a worker's start: the requests in flight counted by workers that
+ * have died are taken off their peers, and this worker gets its own
+ * record.  A process slot is given again only once the master has reaped
+ * its previous process, so a record of this slot belongs to a dead one
+ * (the worker respawned after a crash takes its predecessor's slot); a
+ * record of another slot is released when its process no longer exists
+ * (a worker killed while it shut down after a reload).
+ */
+
+void
+ngx_http_ud_owner_init(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
+{
+    ngx_uint_t                i, n;
+    ngx_http_ud_peer_t       *p;
+    ngx_http_ud_table_t      *t;
+    ngx_http_ud_owner_t      *o, *mine, *spare;
+    ngx_http_ud_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                          ngx_http_upstream_discovery_module);
+    t = udcf->table;
+    mine = NULL;
+    spare = NULL;
+
+    ngx_shmtx_lock(&mcf->shpool->mutex);
+
+    for (o = t->owners; o; o = o->next) {
+
+        if (o->pid == ngx_pid) {
+            /* the same process (single process mode, a second call) */
+            mine = o;
+            continue;
+        }
+
+        if (o->pid != 0
+            && o->slot != ngx_process_slot
+            && (kill(o->pid, 0) == 0 || ngx_errno != NGX_ESRCH))
+        {
+            continue;
+        }
+
+        if (o->pid != 0) {
+            n = 0;
+
+            for (i = 0; i < NGX_HTTP_UD_MAX_PEERS; i++) {
+                if (o->conns[i] == 0) {
+                    continue;
+                }
+
+                p = &t->peers[i];
+                n += o->conns[i];
+
+                (void) ngx_atomic_fetch_add(&p->conns,
+                                            - (ngx_atomic_int_t) o->conns[i]);
+
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "upstream \"%V\": %uD request(s) in flight "
+                              "on peer %*s released, their worker process "
+                              "%P has exited", &udcf->name, o->conns[i],
+                              (size_t) p->name_len, p->name, o->pid);
+            }
+
+            ngx_memzero(o->conns, sizeof(o->conns));
+            o->pid = 0;
+
+            if (n) {
+                t->version++;
+            }
+        }
+
+        if (spare == NULL || o->slot == ngx_process_slot) {
+            spare = o;
+        }
+    }
+
+    if (mine == NULL) {
+        mine = spare;
+    }
+
+    if (mine == NULL) {
+        mine = ngx_slab_calloc_locked(mcf->shpool,
+                                      sizeof(ngx_http_ud_owner_t));
+
+        if (mine == NULL) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "upstream \"%V\": no memory to count this "
+                          "worker's requests in flight apart; should it "
+                          "die with some, they stay counted", &udcf->name);
+        } else {
+            mine->next = t->owners;
+            t->owners = mine;
+        }
+    }
+
+    if (mine) {
+        mine->slot = ngx_process_slot;
+        mine->pid = ngx_pid;
+    }
+
+    udcf->owner = mine;
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
