@@ -531,3 +531,54 @@ up=PPR/PPR down=RRR/PPP back=PPR/PPR
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 13: sync=redis below the rate: nothing is rejected, though each sync carries ~30 requests and the burst is 5
+A sync dates an interval's charges over the interval; dated at the sync
+itself, the ~30 requests of each 100 ms would put the key 30 ms ahead of
+its 1 ms emission interval and burst=5 would turn requests away after
+every sync.  Requests are paced 3 ms apart (a third of the rate at most).
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX;
+    ratelimit_zone under key=one size=1m rate=1000r/s sync=redis
+                   sync_interval=100ms;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /under {
+        ratelimit under burst=5 nodelay;
+        proxy_pass http://127.0.0.1:$server_port/ok;
+    }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::wait_clients(1);
+my $h = $ENV{TEST_NGINX_SERVER_PORT};
+my %st;
+my $start = Time::HiRes::time();
+my $next = $start;
+while (Time::HiRes::time() - $start < 1.5) {
+    my ($s) = NR::Net::http_get($h, "/under");
+    $st{$s}++;
+    $next += 0.003;
+    my $left = $next - Time::HiRes::time();
+    Time::HiRes::sleep($left) if $left > 0;
+}
+my $syncs = main::metric($h,
+                         qr/^nginx_resilience_ratelimit_syncs_total\{zone="under"\} (\d+)/m);
+my $n = 0;
+$n += $_ for values %st;
+main::result(join(" ", map { "$_=" . ($_ == 200 && $st{$_} > 100 ? "all" : $st{$_}) }
+                       sort keys %st)
+             . " syncs=" . ($syncs >= 5 ? "several" : $syncs) . "\n");
+--- request
+GET /result
+--- response_body
+200=all syncs=several
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
