@@ -19,6 +19,8 @@ BEGIN {
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port);
+use NR::Net;
+use Time::HiRes ();
 
 repeat_each(1);
 no_shuffle();
@@ -27,6 +29,7 @@ log_level('info');
 
 $ENV{TEST_NGINX_H2_PORT} = free_port();
 $ENV{TEST_NGINX_H2_BACKEND_PORT} = free_port();
+$ENV{TEST_NGINX_SLOW_PORT} = free_port();
 
 # a gRPC call to the h2c server with this grpc-timeout (and body), as
 # a transcript in html/h2.txt
@@ -120,3 +123,48 @@ body: 0 bytes
 \z/
 --- no_error_log
 [error]
+
+
+
+=== TEST 3: grpc_pass to an upstream slower than the budget: cut at the deadline, answered the gRPC way (200, grpc-status 4), not 504
+The upstream (an h2c server proxying to a server that answers after 3 s)
+has not begun its response when the 400 ms budget ends.
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_H2_PORT http2;
+        location /pkg.Svc/ {
+            deadline_from grpc-timeout grpc;
+            grpc_pass grpc://127.0.0.1:$TEST_NGINX_H2_BACKEND_PORT;
+        }
+    }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_H2_BACKEND_PORT http2;
+        location / {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SLOW_PORT;
+        }
+    }
+--- config
+    location = /metrics { resilience_status prometheus; }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 3, 5);
+my $start = Time::HiRes::time();
+my $text = main::grpc_call('400m');
+my $took = Time::HiRes::time() - $start;
+open my $fh, '>>', "$Test::Nginx::Util::HtmlDir/h2.txt" or die $!;
+print $fh ($took >= 0.35 && $took < 1.5 ? "cut at the deadline\n"
+                                        : "took $took s\n");
+close $fh;
+--- request
+GET /h2.txt
+--- response_body
+HTTP/2 200
+content-type: application/grpc
+content-length: 0
+grpc-status: 4
+grpc-message: deadline exceeded while waiting for the upstream
+body: 0 bytes
+cut at the deadline
+--- error_log
+deadline: the upstream was cut, answering gRPC status 4
+--- no_error_log
+[alert]

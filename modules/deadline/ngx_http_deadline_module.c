@@ -106,6 +106,7 @@ typedef struct {
     ngx_event_t                timer;        /* fires at the deadline */
     ngx_http_request_t        *request;      /* the one with the upstream */
     unsigned                   computed:1;
+    unsigned                   cut:1;        /* the deadline cut a try */
 } ngx_http_deadline_ctx_t;
 
 
@@ -119,6 +120,10 @@ int64_t ngx_http_deadline_lua_remaining(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_fail(ngx_http_request_t *r,
     ngx_http_deadline_loc_conf_t *dlcf);
+static ngx_uint_t ngx_http_deadline_is_grpc(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_grpc_answer(ngx_http_request_t *r,
+    char *message);
+static ngx_int_t ngx_http_deadline_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_propagate(ngx_http_request_t *r,
     ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left);
 static u_char *ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left);
@@ -133,6 +138,10 @@ static ngx_int_t ngx_http_deadline_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_deadline_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_deadline_postconfiguration(ngx_conf_t *cf);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
 static ngx_int_t ngx_http_deadline_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static void ngx_http_deadline_intern(ngx_http_deadline_main_conf_t *dmcf,
@@ -725,6 +734,8 @@ ngx_http_deadline_expire(ngx_event_t *ev)
         (void) ngx_atomic_fetch_add(&dmcf->sh->cut, 1);
     }
 
+    ctx->cut = 1;
+
     if (c->read->timer_set) {
         ngx_add_timer(c->read, 1);
     }
@@ -884,15 +895,9 @@ static ngx_int_t
 ngx_http_deadline_fail(ngx_http_request_t *r,
     ngx_http_deadline_loc_conf_t *dlcf)
 {
-    ngx_int_t         rc;
-    ngx_table_elt_t  *h;
+    ngx_int_t  rc;
 
-    if (r->headers_in.content_type == NULL
-        || r->headers_in.content_type->value.len < 16
-        || ngx_strncasecmp(r->headers_in.content_type->value.data,
-                           (u_char *) "application/grpc", 16)
-           != 0)
-    {
+    if (!ngx_http_deadline_is_grpc(r)) {
         return dlcf->status;
     }
 
@@ -901,14 +906,55 @@ ngx_http_deadline_fail(ngx_http_request_t *r,
         return rc;
     }
 
+    if (ngx_http_deadline_grpc_answer(r,
+                                 "deadline exceeded before the upstream")
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_send_header(r);
+}
+
+
+static ngx_uint_t
+ngx_http_deadline_is_grpc(ngx_http_request_t *r)
+{
+    return r->headers_in.content_type != NULL
+           && r->headers_in.content_type->value.len >= 16
+           && ngx_strncasecmp(r->headers_in.content_type->value.data,
+                              (u_char *) "application/grpc", 16)
+              == 0;
+}
+
+
+/*
+ * A gRPC "trailers-only" answer: HTTP 200, grpc-status 4
+ * (DEADLINE_EXCEEDED) and a message in the headers, no body.
+ */
+
+static ngx_int_t
+ngx_http_deadline_grpc_answer(ngx_http_request_t *r, char *message)
+{
+    ngx_table_elt_t  *h;
+
     r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.status_line.len = 0;
     r->headers_out.content_length_n = 0;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
     ngx_str_set(&r->headers_out.content_type, "application/grpc");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
@@ -917,16 +963,54 @@ ngx_http_deadline_fail(ngx_http_request_t *r,
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
     ngx_str_set(&h->key, "grpc-message");
-    ngx_str_set(&h->value, "deadline exceeded before the upstream");
+    h->value.data = (u_char *) message;
+    h->value.len = ngx_strlen(message);
 
     r->header_only = 1;
 
-    return ngx_http_send_header(r);
+    return NGX_OK;
+}
+
+
+/*
+ * The deadline cut the upstream before its response began: nginx answers
+ * 504 (its special response); a gRPC client gets the gRPC way instead,
+ * as when failing fast.  A try cut after the response began cannot be
+ * changed: the stream is reset, as nginx does for any upstream timeout.
+ */
+
+static ngx_int_t
+ngx_http_deadline_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_deadline_ctx_t  *ctx;
+
+    if (r->headers_out.status != NGX_HTTP_GATEWAY_TIME_OUT || r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
+
+    if (ctx == NULL || !ctx->cut || !ngx_http_deadline_is_grpc(r)) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "deadline: the upstream was cut, answering gRPC status 4");
+
+    if (ngx_http_deadline_grpc_answer(r,
+                              "deadline exceeded while waiting for the "
+                              "upstream")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_next_header_filter(r);
 }
 
 
@@ -1243,6 +1327,9 @@ ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
 
     dmcf->shm_zone->init = ngx_http_deadline_init_zone;
     dmcf->shm_zone->data = dmcf;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_deadline_header_filter;
 
     return ngx_http_resilience_metrics_add_collector(cf,
                                                  ngx_http_deadline_collect,
