@@ -9,6 +9,8 @@
 #   ./build.sh run [stop]      start (or stop) the quickstart nginx
 #   ./build.sh bench           wrk + callgrind benchmarks, as a table
 #   ./build.sh bench accuracy  rate limits: configured vs admitted rate
+#   NGINX_SRC=<tree> ./build.sh fuzz [target ...]
+#                              libFuzzer over the parsers of outside input
 #
 # NGINX_SRC=<nginx source tree> builds against that tree (and its nginx
 # binary) instead of Debian's nginx-dev tree and /usr/sbin/nginx.
@@ -385,6 +387,23 @@ cmd_bench() {
 }
 
 
+# the fuzz targets link nginx's own objects: a whole source tree is needed
+cmd_fuzz() {
+    [ -n "${NGINX_SRC:-}" ] \
+        || die "fuzz needs NGINX_SRC=<an nginx source tree> (Debian's nginx-dev has headers only)"
+
+    cmd_deps
+    dpkg-query -W -f='${Status}' clang 2>/dev/null \
+        | grep -q "install ok installed" \
+        || { as_root apt-get update -q;
+             as_root env DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q --no-install-recommends clang; }
+    cmd_build
+
+    exec "$ROOT/t/fuzz/fuzz.sh" "$BUILD/objs" "$BUILD/nginx-src" "$@"
+}
+
+
 main() {
     local cmd="${1:-}"
 
@@ -396,8 +415,9 @@ main() {
         test)  cmd_test "$@" ;;
         run)   cmd_run "$@" ;;
         bench) cmd_bench "$@" ;;
+        fuzz)  cmd_fuzz "$@" ;;
         *)
-            sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
             [ -z "$cmd" ] || exit 2
             ;;
     esac

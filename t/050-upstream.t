@@ -78,6 +78,10 @@ $ENV{TEST_NGINX_BACKENDS} = <<"_EOC_";
     }
 _EOC_
 
+# 60 seeds that nothing listens on (for a table that fills up)
+$ENV{TEST_NGINX_SIXTY_SEEDS} = join "", map { "        server 127.0.2.1:$_;\n" }
+                                      20001 .. 20060;
+
 run_tests();
 
 __DATA__
@@ -735,3 +739,37 @@ AAAA tried=1 then=tried-again
 failed 1 times, out for 1000 ms
 --- no_error_log
 [alert]
+
+
+
+=== TEST 20: a table with no room left: the peers that do not fit are named in the warning, the others join
+60 seeds and a document of 6 peers: 4 fit in the 64 slots.  The warning
+names each peer left out as its address (the name was once unset memory).
+--- http_config
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
+$TEST_NGINX_SIXTY_SEEDS
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", '["127.0.3.1:80", "127.0.3.2:80", "127.0.3.3:80", "127.0.3.4:80", "127.0.3.5:80", "[::1]:8080"]');
+Time::HiRes::sleep(0.5);
+my (undef, $m) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/status");
+my $n = () = $m =~ /^nginx_resilience_upstream_peer_state\{[^}]*source="file"[^}]*\} 1$/mg;
+main::result("discovered=$n\n");
+--- request
+GET /result
+--- response_body
+discovered=4
+--- error_log
+upstream "app": no room for peer "127.0.3.5:80", at most 64 peers
+upstream "app": no room for peer "[::1]:8080", at most 64 peers
+--- no_error_log
+[alert]
+[crit]

@@ -53,6 +53,7 @@ static void ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf);
 static void ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx);
 static ngx_int_t ngx_http_ud_read(ngx_str_t *path, ngx_pool_t *pool,
     ngx_str_t *out, ngx_log_t *log);
+static void ngx_http_ud_addr_name(ngx_http_ud_addr_t *a, ngx_pool_t *pool);
 static ngx_int_t ngx_http_ud_parse_peer(cJSON *item, ngx_http_ud_addr_t *a,
     ngx_pool_t *pool, ngx_str_t *err);
 
@@ -354,7 +355,7 @@ ngx_http_ud_redis_reply(ngx_int_t rc, redisReply *reply, void *data)
         ngx_memcpy(&a->sockaddr, na.sockaddr, na.socklen);
         a->socklen = na.socklen;
         a->weight = (ngx_uint_t) w;
-        a->name = na.name;
+        ngx_http_ud_addr_name(a, pool);
     }
 
     ngx_http_ud_set_crc(&set, &crc);
@@ -631,7 +632,7 @@ ngx_http_ud_consul_parse(u_char *data, size_t len, ngx_array_t *set,
         ngx_memzero(a, sizeof(ngx_http_ud_addr_t));
         ngx_memcpy(&a->sockaddr, na.sockaddr, na.socklen);
         a->socklen = na.socklen;
-        a->name = na.name;
+        ngx_http_ud_addr_name(a, pool);
         a->weight = (cJSON_IsNumber(w) && w->valuedouble >= 1
                      && w->valuedouble <= 1000)
                     ? (ngx_uint_t) w->valuedouble : 1;
@@ -734,6 +735,8 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
 
         a->weight = ctx->addrs[i].weight ? ctx->addrs[i].weight : 1;
         a->weight = ngx_min(a->weight, 1000);
+
+        ngx_http_ud_addr_name(a, pool);
     }
 
     /* again at the TTL, within [1 s, interval] */
@@ -934,9 +937,31 @@ ngx_http_ud_parse_peer(cJSON *item, ngx_http_ud_addr_t *a, ngx_pool_t *pool,
 
     ngx_memcpy(&a->sockaddr, na.sockaddr, na.socklen);
     a->socklen = na.socklen;
-    a->name = na.name;
+    ngx_http_ud_addr_name(a, pool);
 
     return NGX_OK;
+}
+
+
+/*
+ * A peer's name for the logs, "10.0.0.12:8080" or "[2001:db8::7]:8080",
+ * from its address: ngx_parse_addr_port() leaves the name unset (it held
+ * stack garbage until the fuzzer's invariant caught it, and a warning
+ * printed it when a table had no room).
+ */
+
+static void
+ngx_http_ud_addr_name(ngx_http_ud_addr_t *a, ngx_pool_t *pool)
+{
+    a->name.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
+
+    if (a->name.data == NULL) {
+        a->name.len = 0;
+        return;
+    }
+
+    a->name.len = ngx_sock_ntop(&a->sockaddr.sockaddr, a->socklen,
+                                a->name.data, NGX_SOCKADDR_STRLEN, 1);
 }
 
 
