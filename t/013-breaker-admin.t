@@ -181,9 +181,10 @@ PUT /admin/breakers/orders
  "PUT /admin/breakers/orders\n[1, 2]",
  "PUT /admin/breakers/orders\n{}",
  "PUT /admin/breakers/orders\n{\"mode\": \"force_open\", \"open\": \"x\"}",
+ "PUT /admin/breakers/orders\n{\"open\": \"50d\"}",
  "GET /admin/breakers/orders"]
 --- error_code eval
-[400, 400, 400, 400, 400, 400, 400, 400, 200]
+[400, 400, 400, 400, 400, 400, 400, 400, 400, 200]
 --- response_body_like eval
 [qr/invalid mode \\"sometimes\\"/, qr/unknown field \\"colour\\"/,
  qr/field \\"consecutive_failures\\" has the wrong type/,
@@ -191,6 +192,7 @@ PUT /admin/breakers/orders
  qr/field \\"open\\" has the wrong type/,
  qr/the body is not a JSON object/, qr/nothing to change/,
  qr/invalid value for \\"open\\"/,
+ qr/\\"open\\" is at most 1d, not \\"50d\\"/,
  qr/"breakers":\[\]|"mode":"default"/]
 --- no_error_log
 [error]

@@ -37,6 +37,9 @@
 #define NGX_HTTP_BREAKER_O_MIN         0x04
 #define NGX_HTTP_BREAKER_O_OPEN        0x08
 
+/* the longest open time resilience_admin sets (the override's 32 bits) */
+#define NGX_HTTP_BREAKER_OPEN_MAX      86400000
+
 /* with those bits, what "clear" gives back to nginx.conf */
 #define NGX_HTTP_BREAKER_CLEAR_MODE    0x100
 

@@ -373,6 +373,14 @@ ngx_http_breaker_admin_parse(ngx_http_request_t *r, cJSON *body,
                     goto bad_value;
                 }
 
+                /* the override holds 32 bits: "50d" wrapped to 25 s */
+                if (n > NGX_HTTP_BREAKER_OPEN_MAX) {
+                    return ngx_http_breaker_admin_err(r, err,
+                                 NGX_HTTP_BAD_REQUEST,
+                                 "\"open\" is at most 1d, not \"%s\"",
+                                 item->valuestring);
+                }
+
                 o->open_time = (uint32_t) n;
             }
 

@@ -664,7 +664,12 @@ ngx_http_breaker_sync_override(ngx_http_breaker_t *b, u_char *p,
         p = (sp < last) ? sp + 1 : last;
     }
 
-    if (v[0] > NGX_HTTP_BREAKER_OFF || v[1] > 0xff) {
+    /* the bounds resilience_admin holds its own changes to */
+
+    if (v[0] > NGX_HTTP_BREAKER_OFF || v[1] > 0xff || v[2] > 10000
+        || v[3] > 100000000 || v[4] > 100000000
+        || v[5] > NGX_HTTP_BREAKER_OPEN_MAX)
+    {
         return NGX_ERROR;
     }
 
