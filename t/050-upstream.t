@@ -773,3 +773,96 @@ upstream "app": no room for peer "[::1]:8080", at most 64 peers
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 21: $upstream_health: healthy, degraded, panic, unavailable, and empty elsewhere
+B fails its checks, A passes them.
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream ok {
+        health_check uri=/healthz interval=100ms fails=1;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+    upstream deg {
+        health_check uri=/healthz interval=100ms fails=1;
+        health_check_panic off;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+    upstream pan {
+        health_check uri=/healthz interval=100ms fails=1;
+        health_check_panic 60%;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+    upstream none {
+        health_check uri=/healthz interval=100ms fails=1;
+        health_check_panic off;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    add_header X-Health "[$upstream_health]" always;
+    location /ok { proxy_pass http://ok; }
+    location /deg { proxy_pass http://deg; }
+    location /pan { proxy_pass http://pan; }
+    location /none { proxy_pass http://none; }
+    location /plain { return 200 "plain\n"; }
+--- init
+main::put_file("health-A.txt", "ok\n");
+unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
+Time::HiRes::sleep(0.6);
+--- request eval
+["GET /ok", "GET /deg", "GET /pan", "GET /none", "GET /plain"]
+--- error_code eval
+[200, 200, 200, 502, 200]
+--- response_headers eval
+["X-Health: [healthy]", "X-Health: [degraded]", "X-Health: [panic]",
+ "X-Health: [unavailable]", "X-Health: []"]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 22: health_check_slow_start: a peer back up starts with a small share and grows to its weight
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=100ms fails=1 passes=1;
+        health_check_slow_start 2s;
+        health_check_panic off;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $b = "127.0.0.1:$ENV{TEST_NGINX_B_PORT}";
+main::put_file("health-A.txt", "ok\n");
+unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
+Time::HiRes::sleep(0.5);
+my $down = main::peer_state($b);
+main::put_file("health-B.txt", "ok\n");
+for (1 .. 100) {
+    last if main::peer_state($b) eq 'up';
+    Time::HiRes::sleep(0.02);
+}
+# just back: B's weight is a few hundredths of A's
+my $early = () = main::bodies("/", 20) =~ /B/g;
+Time::HiRes::sleep(2.2);
+# the slow start over: equal weights, one in two
+my $late = () = main::bodies("/", 20) =~ /B/g;
+main::result("$down early=" . ($early <= 6 ? "few" : $early)
+             . " late=" . ($late >= 9 && $late <= 11 ? "half" : $late) . "\n");
+--- request
+GET /result
+--- response_body
+down early=few late=half
+--- timeout: 8
+--- no_error_log
+[alert]

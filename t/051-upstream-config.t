@@ -307,3 +307,29 @@ join "", map { "upstream u$_ { health_check interval=60s; server 127.0.0.1:1; }\
 --- must_die
 --- error_log
 upstream discovery: more than 256 upstreams
+
+
+
+=== TEST 24: health_check_slow_start: not a time
+--- http_config
+    upstream app {
+        health_check_slow_start soon;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check_slow_start" directive: invalid duration "soon", expected a time such as 500ms, 3s, 1m or 1h
+
+
+
+=== TEST 25: health_check_slow_start: more than an hour
+--- http_config
+    upstream app {
+        health_check_slow_start 2h;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check_slow_start" directive: "2h" must be more than 0 and at most 1h (or "off")

@@ -85,6 +85,7 @@ typedef struct {
     ngx_msec_t                 probe_started;
     ngx_msec_t                 latency;      /* last probe */
     ngx_msec_t                 vanished;     /* left discovery at, or 0 */
+    ngx_msec_t                 up_since;     /* slow start from, or 0 */
     ngx_atomic_t               requests;
     ngx_atomic_t               probes;
     ngx_atomic_t               generation;   /* bumped on slot reuse */
@@ -143,6 +144,7 @@ typedef struct {
     ngx_http_ud_match_t       *match;
     ngx_int_t                  panic;        /* basis points, -1 off */
     ngx_uint_t                 least_conn;
+    ngx_msec_t                 slow_start;   /* 0: off */
 
     /* discovery */
     ngx_uint_t                 source;       /* 0: none */

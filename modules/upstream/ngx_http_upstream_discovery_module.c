@@ -28,6 +28,8 @@ typedef struct {
     ngx_int_t                  current;      /* slot, or -1 */
     ngx_atomic_t               generation;
     ngx_str_t                  name;
+    unsigned                   panic:1;      /* routed in panic mode */
+    unsigned                   none:1;       /* no live peer at all */
 } ngx_http_ud_request_t;
 
 
@@ -58,6 +60,9 @@ static void *ngx_http_ud_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_ud_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ud_create_srv_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ud_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ud_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ud_health_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_ud_init_process(ngx_cycle_t *cycle);
 static ngx_http_ud_srv_conf_t *ngx_http_ud_enable(ngx_conf_t *cf,
     char **err);
@@ -68,6 +73,8 @@ static char *ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ud_balance(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ud_slow_start(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_ud_consul_url(ngx_conf_t *cf,
     ngx_http_ud_srv_conf_t *udcf, ngx_str_t *val);
@@ -122,6 +129,13 @@ static ngx_command_t  ngx_http_ud_commands[] = {
       0,
       NULL },
 
+    { ngx_string("health_check_slow_start"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_ud_slow_start,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("health_check_match"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_ud_match_block,
@@ -134,7 +148,7 @@ static ngx_command_t  ngx_http_ud_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_ud_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_ud_add_variables,             /* preconfiguration */
     ngx_http_ud_init,                      /* postconfiguration */
 
     ngx_http_ud_create_main_conf,          /* create main configuration */
@@ -205,6 +219,11 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
     rp->tried = 0;
     rp->current = -1;
     ngx_str_null(&rp->name);
+    rp->panic = 0;
+    rp->none = 0;
+
+    /* for $upstream_health */
+    ngx_http_set_ctx(r, rp, ngx_http_upstream_discovery_module);
 
     /* as many tries as live peers, at least one */
 
@@ -280,13 +299,47 @@ ngx_http_ud_candidate(ngx_http_ud_request_t *rp, ngx_http_ud_peer_t *p,
 }
 
 
+/*
+ * The weight a peer is chosen by.  With health_check_slow_start, weights
+ * count in hundredths, and a peer back up (or newly discovered) grows from
+ * one hundredth to its full weight over the slow start.
+ */
+
+static ngx_uint_t
+ngx_http_ud_weight(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p,
+    ngx_msec_t now)
+{
+    ngx_msec_int_t  elapsed;
+
+    if (udcf->slow_start == 0) {
+        return p->weight;
+    }
+
+    if (p->up_since) {
+        elapsed = (ngx_msec_int_t) (now - p->up_since);
+
+        if (elapsed < 0) {
+            /* still out (passive checks): only panic chooses it */
+            return 1;
+        }
+
+        if ((ngx_msec_t) elapsed < udcf->slow_start) {
+            return ngx_max(1, p->weight * 100 * (ngx_msec_t) elapsed
+                              / udcf->slow_start);
+        }
+    }
+
+    return p->weight * 100;
+}
+
+
 static ngx_int_t
 ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_ud_request_t  *rp = data;
 
     ngx_int_t                total, best_w;
-    ngx_uint_t               i, pass, up, all, panic;
+    ngx_uint_t               i, pass, up, all, panic, w, least_w;
     ngx_msec_t               now;
     ngx_http_ud_peer_t      *p, *best, *least;
     ngx_http_ud_table_t     *t;
@@ -324,6 +377,7 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
         total = 0;
         best_w = 0;
         least = NULL;
+        least_w = 0;
 
         /*
          * least_conn: the fewest requests in flight for the weight, all
@@ -333,11 +387,15 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
         for (i = 0; udcf->least_conn && i < t->npeers && i < 64; i++) {
             p = &t->peers[i];
 
-            if (ngx_http_ud_candidate(rp, p, i, panic, pass, now)
-                && (least == NULL
-                    || p->conns * least->weight < least->conns * p->weight))
-            {
+            if (!ngx_http_ud_candidate(rp, p, i, panic, pass, now)) {
+                continue;
+            }
+
+            w = ngx_http_ud_weight(udcf, p, now);
+
+            if (least == NULL || p->conns * least_w < least->conns * w) {
                 least = p;
+                least_w = w;
             }
         }
 
@@ -348,14 +406,14 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
                 continue;
             }
 
-            if (least
-                && p->conns * least->weight != least->conns * p->weight)
-            {
+            w = ngx_http_ud_weight(udcf, p, now);
+
+            if (least && p->conns * least_w != least->conns * w) {
                 continue;
             }
 
-            udcf->current[i] += (ngx_int_t) p->weight;
-            total += (ngx_int_t) p->weight;
+            udcf->current[i] += (ngx_int_t) w;
+            total += (ngx_int_t) w;
 
             if (best == NULL || udcf->current[i] > best_w) {
                 best = p;
@@ -368,7 +426,11 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
         }
     }
 
+    rp->panic = panic;
+
     if (best == NULL) {
+        rp->none = 1;
+
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                       "upstream \"%V\": no live peer", &udcf->name);
         pc->name = &udcf->name;
@@ -472,6 +534,7 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     /* no probes: out for fail_timeout, as nginx's own max_fails */
 
     p->down_until = ngx_current_msec + p->fail_timeout;
+    p->up_since = p->down_until ? p->down_until : 1;
     p->fails = 0;
 
     ngx_log_error(NGX_LOG_WARN, pc->log, 0,
@@ -956,6 +1019,79 @@ ngx_http_ud_create_srv_conf(ngx_conf_t *cf)
     udcf->panic = 0;
 
     return udcf;
+}
+
+
+static ngx_http_variable_t  ngx_http_ud_vars[] = {
+
+    { ngx_string("upstream_health"), NULL, ngx_http_ud_health_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_ud_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_ud_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * $upstream_health: how the upstream stood when the request's last try
+ * chose its peer: "healthy" (every peer not drained nor set by hand was
+ * up), "degraded" (some were not), "panic" (too few were up: routed to
+ * all of them), "unavailable" (no live peer: 502); empty when the request
+ * went through no upstream with health_check or discovery.
+ */
+
+static ngx_int_t
+ngx_http_ud_health_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t               s;
+    ngx_http_ud_request_t  *rp;
+
+    rp = ngx_http_get_module_ctx(r, ngx_http_upstream_discovery_module);
+
+    if (rp == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (rp->none) {
+        ngx_str_set(&s, "unavailable");
+
+    } else if (rp->panic) {
+        ngx_str_set(&s, "panic");
+
+    } else if (rp->up >= rp->all) {
+        ngx_str_set(&s, "healthy");
+
+    } else {
+        ngx_str_set(&s, "degraded");
+    }
+
+    v->len = s.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    v->data = s.data;
+
+    return NGX_OK;
 }
 
 
@@ -1485,6 +1621,47 @@ ngx_http_ud_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     {
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* health_check_slow_start <time> | off */
+
+static char *
+ngx_http_ud_slow_start(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                    *err;
+    ngx_str_t               *value;
+    ngx_msec_t               t;
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    err = NULL;
+    udcf = ngx_http_ud_enable(cf, &err);
+    if (udcf == NULL) {
+        return err;
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        udcf->slow_start = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_resilience_parse_msec(cf, &value[1], &t) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (t == 0 || t > 3600000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"health_check_slow_start\" directive: \"%V\" "
+                           "must be more than 0 and at most 1h (or \"off\")",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    udcf->slow_start = t;
 
     return NGX_CONF_OK;
 }

@@ -337,6 +337,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
                                                   NGX_SOCKADDR_STRLEN, 1);
             p->source = (u_char) source;
             p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
+            p->up_since = (p->state == NGX_HTTP_UD_UP && now) ? now : 0;
             p->max_fails = udcf->check ? udcf->fails : 1;
             p->fail_timeout = 10000;
             p->probe_next = now;
@@ -428,6 +429,11 @@ ngx_http_ud_set_state(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p,
 
     p->state = (u_char) state;
     udcf->table->version++;
+
+    if (state == NGX_HTTP_UD_UP) {
+        /* back: health_check_slow_start ramps its weight up from here */
+        p->up_since = ngx_current_msec ? ngx_current_msec : 1;
+    }
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
 
