@@ -915,6 +915,13 @@ ngx_http_ud_admin_put(ngx_http_request_t *r, ngx_str_t *id, cJSON *body,
             continue;
         }
 
+        if (p->admin != NGX_HTTP_UD_ADMIN_NONE
+            && admin == NGX_HTTP_UD_ADMIN_NONE)
+        {
+            /* given back: health_check_slow_start ramps it up again */
+            p->up_since = ngx_current_msec ? ngx_current_msec : 1;
+        }
+
         p->admin = (u_char) admin;
         udcf->table->version++;
 
