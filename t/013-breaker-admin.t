@@ -199,7 +199,29 @@ PUT /admin/breakers/orders
 
 
 
-=== TEST 10: other methods are 405; PUT needs an item
+=== TEST 10: a key given twice: the last one wins, as JSON readers expect
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BREAKERS
+--- request eval
+["GET /api?s=200",
+ "PUT /admin/breakers/orders\n{\"mode\": \"force_open\", \"mode\": \"default\"}",
+ "GET /api?s=200",
+ "PUT /admin/breakers/orders\n{\"mode\": \"default\", \"mode\": \"force_open\"}",
+ "GET /api?s=200",
+ "PUT /admin/breakers/orders\n{\"mode\": \"default\", \"open\": \"5s\", \"open\": \"default\"}"]
+--- error_code eval
+[200, 200, 200, 200, 503, 200]
+--- response_body_like eval
+[qr/ok/, qr/"mode":"default"/, qr/ok/, qr/"mode":"force_open"/, qr/503/,
+ qr/"override":\{"mode":"default"\}/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: other methods are 405; PUT needs an item
 --- http_config
     breaker_zone breakers 1m;
 --- config

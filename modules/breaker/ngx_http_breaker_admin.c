@@ -305,10 +305,14 @@ ngx_http_breaker_admin_parse(ngx_http_request_t *r, cJSON *body,
                            item->valuestring);
             }
 
+            /* a key given twice: the last one wins, as in JSON */
+
             if (i == 0) {
                 *clear |= NGX_HTTP_BREAKER_CLEAR_MODE;
+                o->mode = 0;
 
             } else {
+                *clear &= ~NGX_HTTP_BREAKER_CLEAR_MODE;
                 o->mode = (u_char) i;
             }
 
@@ -338,6 +342,7 @@ ngx_http_breaker_admin_parse(ngx_http_request_t *r, cJSON *body,
             && ngx_strcmp(item->valuestring, "default") == 0)
         {
             *clear |= flag;
+            o->flags &= ~flag;
             continue;
         }
 
@@ -401,6 +406,7 @@ ngx_http_breaker_admin_parse(ngx_http_request_t *r, cJSON *body,
         }
 
         o->flags |= flag;
+        *clear &= ~flag;
     }
 
     return NGX_HTTP_OK;

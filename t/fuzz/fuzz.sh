@@ -35,7 +35,7 @@ CC_FUZZ="${CC_FUZZ:-clang}"
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
 JOBS="${FUZZ_JOBS:-1}"
 
-TARGETS=(deadline_value discovery_document probe_answer)
+TARGETS=(deadline_value discovery_document probe_answer breaker_admin)
 [ $# -gt 0 ] && TARGETS=("$@")
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -49,7 +49,7 @@ CFLAGS="-g -O1 -fno-omit-frame-pointer -Wno-unused-function"
 INCS=(-I "$SRC/src/core" -I "$SRC/src/event" -I "$SRC/src/event/modules"
       -I "$SRC/src/os/unix" -I "$SRC/src/http" -I "$SRC/src/http/modules"
       -I "$SRC/src/http/v2" -I "$OBJS" -I "$ROOT/modules/core"
-      -I "$ROOT/modules/upstream")
+      -I "$ROOT/modules/upstream" -I "$ROOT/modules/breaker")
 [ -d "$SRC/src/event/quic" ] && INCS+=(-I "$SRC/src/event/quic")
 LIBS=(-lhiredis -lcjson -lpcre2-8 -lssl -lcrypto -lz -lcrypt -lpthread)
 
@@ -82,9 +82,9 @@ done
 
 # a target's own sources: the module file it includes is left out
 
-upstream_objs() {
-    local skip="$1" f
-    for f in "$ROOT"/modules/upstream/*.c; do
+module_objs() {
+    local module="$1" skip="$2" f
+    for f in "$ROOT/modules/$module"/*.c; do
         [ "$(basename "$f")" = "$skip" ] && continue
         compile "$f"
     done
@@ -98,11 +98,14 @@ for t in "${TARGETS[@]}"; do
     case "$t" in
         deadline_value) extra=() ;;
         discovery_document)
-            mapfile -t extra < <(upstream_objs \
+            mapfile -t extra < <(module_objs upstream \
                 ngx_http_upstream_discovery_source.c) ;;
         probe_answer)
-            mapfile -t extra < <(upstream_objs \
+            mapfile -t extra < <(module_objs upstream \
                 ngx_http_upstream_discovery_check.c) ;;
+        breaker_admin)
+            mapfile -t extra < <(module_objs breaker \
+                ngx_http_breaker_admin.c) ;;
         *) extra=() ;;
     esac
 
