@@ -509,6 +509,17 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
+    if (pc->cached) {
+        /*
+         * a kept-alive connection the peer had closed (a peer reloading,
+         * its keepalive_timeout): nginx gives the request another try;
+         * the peer failed nothing and may be chosen again, on a new
+         * connection, instead of costing its only try a 502
+         */
+        rp->tried &= ~((uint64_t) 1 << (p - udcf->table->peers));
+        return;
+    }
+
     (void) ngx_atomic_fetch_add(&p->fails, 1);
     p->passes = 0;
 

@@ -1,0 +1,115 @@
+# Every module at once, reloaded three times under load: no request is
+# lost or fails (DESIGN.md: "a reload under load drops no request").  ab
+# opens a connection per request (no keepalive: a keepalive connection
+# that a closing worker shuts while a request is on its way is a race of
+# HTTP itself, stock nginx's too), eight at a time, for 3 s, while the
+# master gets HUP three times; each reload starts new workers whose Redis
+# connections, sync timers, probes and discovery start again and old
+# workers that must let go of theirs.
+
+BEGIN {
+    if ($ENV{TEST_NGINX_USE_VALGRIND}) {
+        print "1..0 # SKIP a reload needs master_process on, "
+              . "valgrind mode runs without\n";
+        exit 0;
+    }
+    if (system("command -v ab >/dev/null 2>&1") != 0) {
+        print "1..0 # SKIP ab (apache2-utils) is not installed\n";
+        exit 0;
+    }
+}
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port);
+use NR::Nginx;
+use Time::HiRes qw(time sleep);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+no_root_location();
+master_on();
+workers(2);
+log_level('info');
+
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+$ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
+$ENV{TEST_NGINX_BACKEND_PORT} = free_port();
+$ENV{TEST_NGINX_PREFIX} = "nr:t004:$$:";
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: three reloads during 3 s of load: every request answered 200
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX;
+    breaker_zone breakers 1m;
+    ratelimit_zone perip key=$binary_remote_addr size=1m rate=100000r/s
+                   sync=redis sync_interval=100ms;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        location / { return 200 "ok\n"; }
+    }
+    upstream app {
+        health_check uri=/ interval=200ms;
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
+        server 127.0.0.1:$TEST_NGINX_BACKEND_PORT;
+        keepalive 8;
+    }
+--- config
+    location /work {
+        ratelimit perip burst=100000 nodelay;
+        breaker work zone=breakers;
+        breaker_shared on;
+        deadline 2s;
+        deadline_propagate x-deadline-ms ms;
+        proxy_pass http://app/;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+open my $pf, '>', "$Test::Nginx::Util::HtmlDir/peers.json" or die $!;
+print $pf qq(["127.0.0.1:$ENV{TEST_NGINX_BACKEND_PORT}"]);
+close $pf;
+Time::HiRes::sleep(0.5);
+my $url = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/work";
+my $out = "$Test::Nginx::Util::HtmlDir/ab.txt";
+my $ab = fork() // die "fork: $!";
+if ($ab == 0) {
+    exec("ab -q -t 3 -n 1000000 -c 8 '$url' > '$out' 2>&1") or POSIX::_exit(1);
+}
+my $reloads = 0;
+for (1 .. 3) {
+    Time::HiRes::sleep(0.6);
+    NR::Nginx::reload_and_wait($Test::Nginx::Util::PidFile);
+    $reloads++;
+}
+waitpid($ab, 0);
+open my $fh, '<', $out or die "$out: $!";
+my $t = do { local $/; <$fh> };
+close $fh;
+my ($complete) = $t =~ /^Complete requests:\s+(\d+)/m;
+my ($failed) = $t =~ /^Failed requests:\s+(\d+)/m;
+my ($non2xx) = $t =~ /^Non-2xx responses:\s+(\d+)/m;
+$complete //= 0;
+$failed //= 'none';
+$non2xx //= 0;
+open $fh, '>', "$Test::Nginx::Util::HtmlDir/result.txt" or die $!;
+print $fh "reloads=$reloads requests=" . ($complete >= 1000 ? "many" : $complete)
+          . " failed=$failed non2xx=$non2xx\n";
+close $fh;
+--- request
+GET /result
+--- response_body
+reloads=3 requests=many failed=0 non2xx=0
+--- timeout: 20
+--- no_error_log
+[alert]
+[crit]
