@@ -754,10 +754,14 @@ ngx_http_ratelimit_mirror(ngx_http_ratelimit_try_t *t, int64_t cur,
 
 /*
  * sync=redis, with the zone's figures from Redis ("fleet"): GCRA's
- * (tat - now) in milli-requests in "a", the sliding window's current and
+ * (tat - now) in milli-requests in "a" and in "c" what the rate gave
+ * back while the sync was away, the sliding window's current and
  * previous counts in "a" and "c" for the window starting at "start";
- * what was charged here since the sync was sent is added on top.  Without
- * "fleet", a failed sync gives its charges back for the next one.
+ * what was charged here since the sync was sent is added on top (for
+ * GCRA as charges made over that time, as the script dates a sync's
+ * charges: added all at once, the requests of a slow round trip came out
+ * as a burst).  Without "fleet", a failed sync gives its charges back for
+ * the next one.
  */
 
 void
@@ -784,7 +788,7 @@ ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
         /* the fleet's view, and what was charged here since */
-        rn->excess = ngx_max(a, 0) + rn->delta - 1000;
+        rn->excess = ngx_max(ngx_max(a, -c) + rn->delta, 0) - 1000;
         rn->last = ngx_current_msec;
 
     } else {
