@@ -115,6 +115,23 @@ sub evalsha_calls {
     return $n || 0;
 }
 
+# GET $path on $port, one request every $gap seconds (or as fast as they
+# come back) for $seconds; the count of each status
+sub paced {
+    my ($port, $path, $seconds, $gap) = @_;
+    my %st;
+    my $start = Time::HiRes::time();
+    my $next = $start;
+    while (Time::HiRes::time() - $start < $seconds) {
+        my ($s) = http_get($port, $path);
+        $st{$s}++;
+        $next += $gap;
+        my $left = $next - Time::HiRes::time();
+        Time::HiRes::sleep($left) if $left > 0;
+    }
+    return %st;
+}
+
 sub metric {
     my ($port, $re) = @_;
     my (undef, $m) = http_get($port, "/status");
@@ -559,16 +576,7 @@ requests share one millisecond, as it would for limit_req.)
 --- init
 main::wait_clients(1);
 my $h = $ENV{TEST_NGINX_SERVER_PORT};
-my %st;
-my $start = Time::HiRes::time();
-my $next = $start;
-while (Time::HiRes::time() - $start < 1.5) {
-    my ($s) = NR::Net::http_get($h, "/under");
-    $st{$s}++;
-    $next += 0.003;
-    my $left = $next - Time::HiRes::time();
-    Time::HiRes::sleep($left) if $left > 0;
-}
+my %st = main::paced($h, "/under", 1.5, 0.003);
 my $syncs = main::metric($h,
                          qr/^nginx_resilience_ratelimit_syncs_total\{zone="under"\} (\d+)/m);
 my $n = 0;
@@ -622,16 +630,7 @@ if ($pauser == 0) {
     }
     POSIX::_exit(0);
 }
-my %st;
-my $start = Time::HiRes::time();
-my $next = $start;
-while (Time::HiRes::time() - $start < 1.5) {
-    my ($s) = NR::Net::http_get($h, "/slow");
-    $st{$s}++;
-    $next += 0.003;
-    my $left = $next - Time::HiRes::time();
-    Time::HiRes::sleep($left) if $left > 0;
-}
+my %st = main::paced($h, "/slow", 1.5, 0.003);
 waitpid($pauser, 0);
 my $syncs = main::metric($h,
                          qr/^nginx_resilience_ratelimit_syncs_total\{zone="slow"\} (\d+)/m);

@@ -56,6 +56,10 @@ ngx_int_t ngx_http_resilience_split_option(ngx_str_t *arg, ngx_str_t *name,
 ngx_int_t ngx_http_resilience_parse_enum(ngx_conf_t *cf, const char *what,
     ngx_str_t *value, ngx_conf_enum_t *e, ngx_uint_t *out);
 
+/* a module's variables, from a table ended by ngx_http_null_variable */
+ngx_int_t ngx_http_resilience_add_variables(ngx_conf_t *cf,
+    ngx_http_variable_t *vars);
+
 
 /* metrics registry */
 

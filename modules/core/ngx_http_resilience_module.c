@@ -580,6 +580,27 @@ ngx_http_resilience_redis_configured(ngx_conf_t *cf)
 }
 
 
+/* every module's preconfiguration: its variables, as nginx's modules add */
+
+ngx_int_t
+ngx_http_resilience_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * A module's request context after an internal redirect (error_page, a
  * named location), which clears r->ctx: found again through the request
