@@ -29,7 +29,7 @@ log_level('info');
 
 $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
-$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(C CLOSED SLOW SLOW2);
+$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(C CLOSED SLOW SLOW2 SLOW3);
 
 sub put_file {
     my ($name, $text) = @_;
@@ -175,4 +175,46 @@ GET /result
 --- no_error_log
 released
 [alert]
+[crit]
+
+
+
+=== TEST 3: a worker killed while it shuts down after a reload (not replaced): the new workers release its counts within a second or so
+--- http_config
+    $TEST_NGINX_UPSTREAM
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $slow = "127.0.0.1:$ENV{TEST_NGINX_SLOW3_PORT}";
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW3_PORT}, 4, 7);
+main::put_file("peers.json", qq(["$slow"]));
+Time::HiRes::sleep(0.4);
+my $client = main::request_in_background();
+Time::HiRes::sleep(0.4);
+my $before = main::peer($slow);
+my $master = main::master_pid();
+my @old = NR::Nginx::children($master);
+kill 'HUP', $master;
+main::wait_workers($master, 2, @old);
+# the old worker with the request still lives; kill it
+my @left = grep { kill 0, $_ } @old;
+kill 'KILL', @left;
+Time::HiRes::sleep(1.6);
+my $after = main::peer($slow);
+waitpid($client, 0);
+main::put_file("result.txt", "$before | " . (@left ? "killed" : "none left")
+                             . " | $after\n");
+--- request
+GET /result
+--- response_body
+1 up | killed | 0 up
+--- timeout: 10
+--- error_log eval
+qr/upstream "app": 1 request\(s\) in flight on peer 127\.0\.0\.1:\d+ released, their worker process \d+ has exited/
+--- no_error_log
 [crit]

@@ -668,7 +668,11 @@ ngx_http_breaker_sync_override(ngx_http_breaker_t *b, u_char *p,
 
     if (v[0] > NGX_HTTP_BREAKER_OFF || v[1] > 0xff || v[2] > 10000
         || v[3] > 100000000 || v[4] > 100000000
-        || v[5] > NGX_HTTP_BREAKER_OPEN_MAX)
+        || v[5] > NGX_HTTP_BREAKER_OPEN_MAX
+        || ((v[1] & NGX_HTTP_BREAKER_O_RATE) && v[2] < 1)
+        || ((v[1] & NGX_HTTP_BREAKER_O_CONSECUTIVE) && v[3] < 1)
+        || ((v[1] & NGX_HTTP_BREAKER_O_MIN) && v[4] < 1)
+        || ((v[1] & NGX_HTTP_BREAKER_O_OPEN) && v[5] < 1))
     {
         return NGX_ERROR;
     }

@@ -995,7 +995,15 @@ ngx_http_deadline_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
 
-    if (ctx == NULL || !ctx->cut || !ngx_http_deadline_is_grpc(r)) {
+    /*
+     * nginx's own 504 for the try the deadline cut: no header came from
+     * the upstream (a 504 a fallback's upstream sent is left alone)
+     */
+
+    if (ctx == NULL || !ctx->cut || !ngx_http_deadline_is_grpc(r)
+        || r->upstream == NULL || r->upstream->state == NULL
+        || r->upstream->state->header_time != (ngx_msec_t) -1)
+    {
         return ngx_http_next_header_filter(r);
     }
 

@@ -787,8 +787,15 @@ ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
     }
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-        /* the fleet's view, and what was charged here since */
-        rn->excess = ngx_max(ngx_max(a, -c) + rn->delta, 0) - 1000;
+        /*
+         * the fleet's view, and what was charged here since; never less
+         * than this instance's own view, which the fleet's includes (its
+         * charges since may have come at the very end of the round trip)
+         */
+        rn->excess = ngx_max(ngx_max(ngx_max(a, -c) + rn->delta, 0),
+                             ngx_http_ratelimit_base(z, rn,
+                                                     ngx_current_msec))
+                     - 1000;
         rn->last = ngx_current_msec;
 
     } else {

@@ -122,6 +122,7 @@ typedef struct {
     ngx_uint_t                 source_ok;    /* fetched at least once */
     ngx_atomic_t               version;      /* bumped on every change */
     ngx_http_ud_owner_t       *owners;
+    ngx_msec_t                 owners_swept; /* dead workers looked for */
     ngx_http_ud_peer_t         peers[NGX_HTTP_UD_MAX_PEERS];
 } ngx_http_ud_table_t;
 
@@ -192,6 +193,7 @@ void ngx_http_ud_set_state(ngx_http_ud_srv_conf_t *udcf,
     ngx_log_t *log);
 void ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);
 void ngx_http_ud_owner_init(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log);
+void ngx_http_ud_conns_sub(ngx_http_ud_peer_t *p, ngx_atomic_uint_t n);
 const char *ngx_http_ud_state_name(ngx_uint_t state);
 
 /* the set a source gives: ngx_http_ud_addr_t */

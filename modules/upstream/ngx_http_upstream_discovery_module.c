@@ -22,6 +22,7 @@
 
 typedef struct {
     ngx_http_ud_srv_conf_t    *udcf;
+    ngx_http_request_t        *request;
     ngx_uint_t                 up;           /* peers up, at init_peer */
     ngx_uint_t                 all;          /* peers not drained */
     uint64_t                   tried;
@@ -201,28 +202,45 @@ ngx_http_ud_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 }
 
 
+static void
+ngx_http_ud_request_cleanup(void *data)
+{
+    /* nothing to free: the cleanup only keeps the data findable */
+}
+
+
 static ngx_int_t
 ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_pool_cleanup_t      *cln;
     ngx_http_ud_request_t   *rp;
     ngx_http_ud_srv_conf_t  *udcf;
 
     udcf = ngx_http_conf_upstream_srv_conf(us,
                                           ngx_http_upstream_discovery_module);
 
-    rp = ngx_palloc(r->pool, sizeof(ngx_http_ud_request_t));
-    if (rp == NULL) {
+    /*
+     * the request's data, in a pool cleanup that does nothing: so that
+     * $upstream_health finds it again after an internal redirect
+     * (error_page 502 = @fallback), which clears module contexts
+     */
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_ud_request_t));
+    if (cln == NULL) {
         return NGX_ERROR;
     }
 
+    cln->handler = ngx_http_ud_request_cleanup;
+    rp = cln->data;
+
     rp->udcf = udcf;
+    rp->request = r;
     rp->tried = 0;
     rp->current = -1;
     ngx_str_null(&rp->name);
     rp->panic = 0;
     rp->none = 0;
 
-    /* for $upstream_health */
     ngx_http_set_ctx(r, rp, ngx_http_upstream_discovery_module);
 
     /* as many tries as live peers, at least one */
@@ -465,6 +483,33 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
 }
 
 
+/*
+ * A failed try on a kept-alive connection that nothing came back on, and
+ * not by a timeout: the peer had closed it (nginx's own test for giving
+ * such a request another try is the same error).  pc->cached stays set
+ * for the whole try, so a timeout or a bad answer on a cached connection
+ * is a failure as on a new one.
+ */
+
+static ngx_uint_t
+ngx_http_ud_stale(ngx_peer_connection_t *pc, ngx_http_ud_request_t *rp)
+{
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
+
+    c = pc->connection;
+    u = rp->request->upstream;
+
+    return pc->cached
+           && c != NULL
+           && !c->read->timedout
+           && !c->write->timedout
+           && u != NULL
+           && u->state != NULL
+           && u->state->bytes_received == 0;
+}
+
+
 /* passive checks: failures on live traffic count toward "fails" */
 
 static void
@@ -490,16 +535,18 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
         pc->tries--;
     }
 
+    /* this worker's own count, whatever became of the slot */
+
+    if (udcf->owner && udcf->owner->conns[p - udcf->table->peers]) {
+        udcf->owner->conns[p - udcf->table->peers]--;
+    }
+
     if (p->generation != rp->generation) {
         /* the slot was freed and reused: not this peer any more */
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&p->conns, -1);
-
-    if (udcf->owner) {
-        udcf->owner->conns[p - udcf->table->peers]--;
-    }
+    ngx_http_ud_conns_sub(p, 1);
 
     if (!(state & NGX_PEER_FAILED)) {
         if (p->fails) {
@@ -509,7 +556,7 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
-    if (pc->cached) {
+    if (ngx_http_ud_stale(pc, rp)) {
         /*
          * a kept-alive connection the peer had closed (a peer reloading,
          * its keepalive_timeout): nginx gives the request another try;
@@ -1071,7 +1118,8 @@ ngx_http_ud_health_variable(ngx_http_request_t *r,
     ngx_str_t               s;
     ngx_http_ud_request_t  *rp;
 
-    rp = ngx_http_get_module_ctx(r, ngx_http_upstream_discovery_module);
+    rp = ngx_http_resilience_ctx(r, &ngx_http_upstream_discovery_module,
+                                 ngx_http_ud_request_cleanup);
 
     if (rp == NULL) {
         v->not_found = 1;

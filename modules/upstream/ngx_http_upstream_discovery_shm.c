@@ -27,6 +27,8 @@ typedef struct {
 static ngx_int_t ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf,
     ngx_slab_pool_t *shpool, ngx_log_t *log);
 static ngx_http_ud_peer_t *ngx_http_ud_alloc(ngx_http_ud_table_t *t);
+static void ngx_http_ud_owner_sweep(ngx_http_ud_srv_conf_t *udcf,
+    ngx_msec_t now, ngx_log_t *log);
 
 
 static ngx_str_t  ngx_http_ud_state_names[] = {
@@ -195,7 +197,9 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
             }
 
             if (p->state == NGX_HTTP_UD_DRAINING) {
+                /* a seed back in the configuration: ramps up again */
                 p->state = NGX_HTTP_UD_UP;
+                p->up_since = ngx_current_msec ? ngx_current_msec : 1;
             }
         }
     }
@@ -351,6 +355,7 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
         } else if (p->state == NGX_HTTP_UD_DRAINING) {
             p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
             p->passes = 0;
+            p->up_since = (p->state == NGX_HTTP_UD_UP && now) ? now : 0;
         }
 
         p->weight = a[i].weight ? a[i].weight : 1;
@@ -467,8 +472,19 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 
     now = ngx_current_msec;
 
+    ngx_http_ud_owner_sweep(udcf, now, log);
+
     for (i = 0; i < t->npeers; i++) {
         p = &t->peers[i];
+
+        if (p->up_since
+            && (udcf->slow_start == 0
+                || (ngx_msec_int_t) (now - p->up_since)
+                   >= (ngx_msec_int_t) udcf->slow_start))
+        {
+            /* the slow start is over */
+            p->up_since = 0;
+        }
 
         /* gone from discovery: its grace ends, or it stops passing */
 
@@ -512,83 +528,110 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 
 
 /*
+ * Takes n off a peer's requests in flight, never below zero: a count
+ * released for a dead worker may meet a slot that a race gave a new peer.
+ */
+
+void
+ngx_http_ud_conns_sub(ngx_http_ud_peer_t *p, ngx_atomic_uint_t n)
+{
+    ngx_atomic_uint_t  old;
+
+    for ( ;; ) {
+        old = p->conns;
+
+        if (ngx_atomic_cmp_set(&p->conns, old, old > n ? old - n : 0)) {
+            return;
+        }
+    }
+}
+
+
+/* a dead worker's record, with the zone locked: its counts taken off */
+
+static void
+ngx_http_ud_owner_release(ngx_http_ud_srv_conf_t *udcf,
+    ngx_http_ud_owner_t *o, ngx_log_t *log)
+{
+    ngx_uint_t            i, n;
+    ngx_http_ud_peer_t   *p;
+    ngx_http_ud_table_t  *t;
+
+    t = udcf->table;
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_UD_MAX_PEERS; i++) {
+        if (o->conns[i] == 0) {
+            continue;
+        }
+
+        p = &t->peers[i];
+        n += o->conns[i];
+
+        ngx_http_ud_conns_sub(p, o->conns[i]);
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "upstream \"%V\": %uD request(s) in flight "
+                      "on peer %*s released, their worker process "
+                      "%P has exited", &udcf->name, o->conns[i],
+                      (size_t) p->name_len, p->name, o->pid);
+    }
+
+    ngx_memzero(o->conns, sizeof(o->conns));
+    o->pid = 0;
+
+    if (n) {
+        t->version++;
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_ud_owner_dead(ngx_http_ud_owner_t *o)
+{
+    /* EPERM: alive, as another user's; only ESRCH says it is gone */
+    return kill(o->pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+}
+
+
+/*
  * At a worker's start: the requests in flight counted by workers that
  * have died are taken off their peers, and this worker gets its own
  * record.  A process slot is given again only once the master has reaped
  * its previous process, so a record of this slot belongs to a dead one
- * (the worker respawned after a crash takes its predecessor's slot); a
- * record of another slot is released when its process no longer exists
- * (a worker killed while it shut down after a reload).
+ * (the worker respawned after a crash takes its predecessor's slot), and
+ * so does one with this worker's own pid (a pid used again); a record of
+ * another slot is released when its process no longer exists (a worker
+ * killed while it shut down after a reload), here or by the periodic
+ * sweep (ngx_http_ud_owner_sweep()).
  */
 
 void
 ngx_http_ud_owner_init(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
 {
-    ngx_uint_t                i, n;
-    ngx_http_ud_peer_t       *p;
     ngx_http_ud_table_t      *t;
-    ngx_http_ud_owner_t      *o, *mine, *spare;
+    ngx_http_ud_owner_t      *o, *mine;
     ngx_http_ud_main_conf_t  *mcf;
 
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                           ngx_http_upstream_discovery_module);
     t = udcf->table;
     mine = NULL;
-    spare = NULL;
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
 
     for (o = t->owners; o; o = o->next) {
 
-        if (o->pid == ngx_pid) {
-            /* the same process (single process mode, a second call) */
-            mine = o;
-            continue;
-        }
-
         if (o->pid != 0
-            && o->slot != ngx_process_slot
-            && (kill(o->pid, 0) == 0 || ngx_errno != NGX_ESRCH))
+            && (o->slot == ngx_process_slot || o->pid == ngx_pid
+                || ngx_http_ud_owner_dead(o)))
         {
-            continue;
+            ngx_http_ud_owner_release(udcf, o, log);
         }
 
-        if (o->pid != 0) {
-            n = 0;
-
-            for (i = 0; i < NGX_HTTP_UD_MAX_PEERS; i++) {
-                if (o->conns[i] == 0) {
-                    continue;
-                }
-
-                p = &t->peers[i];
-                n += o->conns[i];
-
-                (void) ngx_atomic_fetch_add(&p->conns,
-                                            - (ngx_atomic_int_t) o->conns[i]);
-
-                ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "upstream \"%V\": %uD request(s) in flight "
-                              "on peer %*s released, their worker process "
-                              "%P has exited", &udcf->name, o->conns[i],
-                              (size_t) p->name_len, p->name, o->pid);
-            }
-
-            ngx_memzero(o->conns, sizeof(o->conns));
-            o->pid = 0;
-
-            if (n) {
-                t->version++;
-            }
+        if (o->pid == 0 && (mine == NULL || o->slot == ngx_process_slot)) {
+            mine = o;
         }
-
-        if (spare == NULL || o->slot == ngx_process_slot) {
-            spare = o;
-        }
-    }
-
-    if (mine == NULL) {
-        mine = spare;
     }
 
     if (mine == NULL) {
@@ -614,4 +657,29 @@ ngx_http_ud_owner_init(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
     udcf->owner = mine;
 
     ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/* once a second, by one worker: records of workers gone since */
+
+static void
+ngx_http_ud_owner_sweep(ngx_http_ud_srv_conf_t *udcf, ngx_msec_t now,
+    ngx_log_t *log)
+{
+    ngx_http_ud_table_t  *t;
+    ngx_http_ud_owner_t  *o;
+
+    t = udcf->table;
+
+    if ((ngx_msec_int_t) (now - t->owners_swept) < 1000) {
+        return;
+    }
+
+    t->owners_swept = now;
+
+    for (o = t->owners; o; o = o->next) {
+        if (o->pid != 0 && o->pid != ngx_pid && ngx_http_ud_owner_dead(o)) {
+            ngx_http_ud_owner_release(udcf, o, log);
+        }
+    }
 }
