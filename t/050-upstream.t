@@ -319,7 +319,7 @@ left discovery, draining
 drained, removed
 --- no_error_log
 [alert]
-[error]
+no live peer
 
 
 
@@ -776,7 +776,7 @@ upstream "app": no room for peer "[::1]:8080", at most 64 peers
 
 
 
-=== TEST 21: $upstream_health: healthy, degraded, panic, unavailable, and empty elsewhere
+=== TEST 21: $upstream_health: healthy, degraded, panic, unavailable (also after error_page), and empty elsewhere
 B fails its checks, A passes them.
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -808,17 +808,23 @@ B fails its checks, A passes them.
     location /pan { proxy_pass http://pan; }
     location /none { proxy_pass http://none; }
     location /plain { return 200 "plain\n"; }
+    location /fallback {
+        error_page 502 = @fallback;
+        proxy_pass http://none;
+    }
+    location @fallback { return 503 "fallback\n"; }
 --- init
 main::put_file("health-A.txt", "ok\n");
 unlink "$Test::Nginx::Util::HtmlDir/health-B.txt";
 Time::HiRes::sleep(0.6);
 --- request eval
-["GET /ok", "GET /deg", "GET /pan", "GET /none", "GET /plain"]
+["GET /ok", "GET /deg", "GET /pan", "GET /none", "GET /plain",
+ "GET /fallback"]
 --- error_code eval
-[200, 200, 200, 502, 200]
+[200, 200, 200, 502, 200, 503]
 --- response_headers eval
 ["X-Health: [healthy]", "X-Health: [degraded]", "X-Health: [panic]",
- "X-Health: [unavailable]", "X-Health: []"]
+ "X-Health: [unavailable]", "X-Health: []", "X-Health: [unavailable]"]
 --- no_error_log
 [alert]
 
@@ -864,5 +870,52 @@ GET /result
 --- response_body
 down early=few late=half
 --- timeout: 8
+--- no_error_log
+[alert]
+
+
+
+=== TEST 23: kept-alive connections: a timeout on one is the peer's failure; one the peer had closed is not
+The front keeps connections to the backend server of this same nginx,
+which answers /fast at once and sends /slow on to a server that takes 2 s.
+With proxy_read_timeout 300ms, /slow times out on a kept-alive
+connection: twice in a row is fails=2, the peer goes down.
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_C_PORT;
+        location /fast { return 200 "fast\n"; }
+        location /slow { proxy_pass http://127.0.0.1:$TEST_NGINX_SLOW_PORT; }
+    }
+    upstream app {
+        health_check uri=/fast interval=10s fails=2;
+        server 127.0.0.1:$TEST_NGINX_C_PORT;
+        keepalive 4;
+    }
+--- config
+    location / {
+        proxy_pass http://app;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_read_timeout 300ms;
+    }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 2, 4);
+my $c = "127.0.0.1:$ENV{TEST_NGINX_C_PORT}";
+my $s = main::bodies("/fast", 2);
+my ($st1) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/slow");
+my ($st2) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/slow");
+main::result("$s $st1 $st2 " . main::peer_state($c) . "\n");
+--- request
+GET /result
+--- response_body
+fastfast 504 504 down
+--- timeout: 8
+--- error_log
+2 failures on live traffic
 --- no_error_log
 [alert]
