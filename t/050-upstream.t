@@ -835,7 +835,7 @@ Time::HiRes::sleep(0.6);
     $TEST_NGINX_BACKENDS
     upstream app {
         health_check uri=/healthz interval=100ms fails=1 passes=1;
-        health_check_slow_start 2s;
+        health_check_slow_start 4s;
         health_check_panic off;
         server 127.0.0.1:$TEST_NGINX_A_PORT;
         server 127.0.0.1:$TEST_NGINX_B_PORT;
@@ -860,7 +860,7 @@ for (1 .. 100) {
 }
 # just back: B's weight is a few hundredths of A's
 my $early = () = main::bodies("/", 20) =~ /B/g;
-Time::HiRes::sleep(2.2);
+Time::HiRes::sleep(4.3);
 # the slow start over: equal weights, one in two
 my $late = () = main::bodies("/", 20) =~ /B/g;
 main::result("$down early=" . ($early <= 6 ? "few" : $early)
@@ -869,7 +869,7 @@ main::result("$down early=" . ($early <= 6 ? "few" : $early)
 GET /result
 --- response_body
 down early=few late=half
---- timeout: 8
+--- timeout: 12
 --- no_error_log
 [alert]
 
