@@ -24,6 +24,7 @@ BEGIN {
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port);
+use NR::Html qw(result);
 use NR::Nginx;
 use NR::Net;
 use Time::HiRes qw(time sleep);
@@ -125,10 +126,8 @@ for (1 .. 3) {
     $reloads++;
 }
 my $r = main::ab_result($ab);
-open my $fh, '>', "$Test::Nginx::Util::HtmlDir/result.txt" or die $!;
-print $fh "reloads=$reloads old-workers="
-          . ($slowest < 3 ? "gone-at-once" : "slowest-${slowest}s") . " $r\n";
-close $fh;
+main::result("reloads=$reloads old-workers="
+             . ($slowest < 3 ? "gone-at-once" : "slowest-${slowest}s") . " $r\n");
 --- request
 GET /result
 --- response_body
@@ -180,9 +179,7 @@ NR::Redis::redis_kill($port);
 # the strict zone did lose Redis: it decided here meanwhile
 my (undef, $m) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/status");
 my ($fb) = $m =~ /^nginx_resilience_ratelimit_fallbacks_total\{zone="strict"\} (\d+)/m;
-open my $fh, '>', "$Test::Nginx::Util::HtmlDir/result.txt" or die $!;
-print $fh "$r fallbacks=" . (($fb // 0) > 0 ? "some" : "none") . "\n";
-close $fh;
+main::result("$r fallbacks=" . (($fb // 0) > 0 ? "some" : "none") . "\n");
 --- request
 GET /result
 --- response_body

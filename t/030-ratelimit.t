@@ -6,6 +6,7 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
+use NR::Html qw(result);
 use NR::Net qw(http_get http_burst);
 use Time::HiRes qw(time sleep);
 
@@ -18,13 +19,6 @@ $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 
 # what init code found, served back to the test at /result
-sub result {
-    my ($text) = @_;
-    my $f = "$Test::Nginx::Util::HtmlDir/result.txt";
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh $text;
-    close $fh;
-}
 
 # the letters of the statuses of sequential requests
 sub seq {
@@ -89,7 +83,6 @@ GET /result
 [crit]
 
 
-
 === TEST 2: burst and delay=: passed at once, delayed, rejected, as many as limit_req
 --- http_config
     ratelimit_zone rl key=$binary_remote_addr size=1m rate=5r/s;
@@ -122,7 +115,6 @@ GET /result
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 3: burst without nodelay delays every excess request, as limit_req
@@ -159,7 +151,6 @@ GET /result
 [crit]
 
 
-
 === TEST 4: a delayed request waits on a timer, the worker keeps serving
 --- http_config
     ratelimit_zone rl key=$arg_k size=1m rate=2r/s;
@@ -183,7 +174,6 @@ ratelimit: delaying request
 [error]
 
 
-
 === TEST 5: several limits: a request passes only if every one does, and a rejected one is charged to none
 --- http_config
     ratelimit_zone user key=$arg_u size=1m rate=1r/m;
@@ -202,7 +192,6 @@ ratelimit: delaying request
 [200, 200, 429, 429, 200, 200, 429]
 --- no_error_log
 [alert]
-
 
 
 === TEST 6: cost from a variable; 0 checks without charging; a rejected cost charges nothing
@@ -228,7 +217,6 @@ ratelimit: delaying request
 [crit]
 
 
-
 === TEST 7: a cost that is not a number is logged and counts 1
 --- http_config
     ratelimit_zone rl key=one size=1m rate=1r/m;
@@ -245,7 +233,6 @@ GET /t?c=-5
 X-Remaining: 9
 --- error_log
 ratelimit: cost "-5" is not a number, zone "rl" charges 1
-
 
 
 === TEST 8: an empty key exempts the request
@@ -270,7 +257,6 @@ ratelimit: cost "-5" is not a number, zone "rl" charges 1
 [crit]
 
 
-
 === TEST 9: fractional and long-period rates, with an exact Retry-After
 --- http_config
     ratelimit_zone half key=$arg_k size=1m rate=0.5r/s;
@@ -291,7 +277,6 @@ ratelimit: cost "-5" is not a number, zone "rl" charges 1
  "Retry-After: ", "Retry-After: 86400"]
 --- no_error_log
 [alert]
-
 
 
 === TEST 10: draft headers: RateLimit-Policy and RateLimit, and Retry-After on a rejection
@@ -317,7 +302,6 @@ ratelimit: cost "-5" is not a number, zone "rl" charges 1
 [alert]
 
 
-
 === TEST 11: legacy headers
 --- http_config
     ratelimit_zone api key=$arg_k size=1m rate=100r/s;
@@ -337,7 +321,6 @@ X-RateLimit-Reset: 1
 RateLimit:
 --- no_error_log
 [error]
-
 
 
 === TEST 12: headers off by default, and inherited from server level
@@ -366,7 +349,6 @@ RateLimit:
 [alert]
 
 
-
 === TEST 13: dry run counts and logs, never rejects
 --- http_config
     ratelimit_zone rl key=one size=1m rate=1r/m;
@@ -388,7 +370,6 @@ RateLimit:
 [alert]
 
 
-
 === TEST 14: the dry run's log line
 --- http_config
     ratelimit_zone rl key=one size=1m rate=1r/m;
@@ -406,7 +387,6 @@ GET /t
 --- error_code: 200
 --- error_log eval
 qr/ratelimit: dry run, would reject, excess: (1\.000|0\.9\d\d) by zone "rl"/
-
 
 
 === TEST 15: ratelimit_status and ratelimit_log_level
@@ -431,7 +411,6 @@ qr/\[warn\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
 [error]
 
 
-
 === TEST 16: the rejection is logged at error by default, as limit_req's
 --- http_config
     ratelimit_zone rl key=one size=1m rate=1r/m;
@@ -448,7 +427,6 @@ GET /t
 --- error_code: 429
 --- error_log eval
 qr/\[error\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
-
 
 
 === TEST 17: limits inherit from server to location; an error_page keeps Retry-After
@@ -472,7 +450,6 @@ qr/\[error\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
 ["Retry-After: ", "Retry-After: 60"]
 --- no_error_log
 [alert]
-
 
 
 === TEST 18: the sliding window: the previous window weighs in by its remaining share
@@ -508,7 +485,6 @@ PPPPR PPR
 [crit]
 
 
-
 === TEST 19: the sliding window's headers and Retry-After
 --- http_config
     ratelimit_zone quota key=$arg_k size=1m rate=3r/m algorithm=sliding_window;
@@ -530,7 +506,6 @@ PPPPR PPR
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 20: a full zone evicts the least recently used keys and rejects no one
@@ -571,7 +546,6 @@ GET /result
 [crit]
 
 
-
 === TEST 21: hostile keys: huge ones are hashed (and still told apart), binary ones work
 --- http_config
     ratelimit_zone rl key=$http_x_key size=1m rate=1r/m;
@@ -598,7 +572,6 @@ GET /result
 [alert]
 [crit]
 [alert]
-
 
 
 === TEST 22: metrics per zone: passed, delayed, rejected, dry run, keys
@@ -636,7 +609,6 @@ nginx_resilience_ratelimit_keys\{zone="m2"\}[ ]1\n/xs
 [crit]
 
 
-
 === TEST 23: a sliding window below one request per period counts whole requests over a wider window
 --- http_config
     ratelimit_zone half key=$arg_k size=1m rate=0.5r/s algorithm=sliding_window;
@@ -656,7 +628,6 @@ nginx_resilience_ratelimit_keys\{zone="m2"\}[ ]1\n/xs
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 24: a ratelimit delay counts against the request's deadline (they meet on the request's arrival time)

@@ -6,6 +6,7 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
+use NR::Html qw(result);
 use NR::Redis qw(free_port redis_cli redis_start redis_kill);
 use NR::Net qw(http_get http_burst);
 use NR::Nginx qw(nginx_start nginx_stop);
@@ -71,13 +72,6 @@ _EOC_
 $ENV{TEST_NGINX_ZONES} = $Zones;
 $ENV{TEST_NGINX_LOCATIONS} = $Locations;
 
-sub result {
-    my ($text) = @_;
-    my $f = "$Test::Nginx::Util::HtmlDir/result.txt";
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh $text;
-    close $fh;
-}
 
 sub letters {
     my ($port, $path, $n) = @_;
@@ -174,7 +168,6 @@ GET /result
 [crit]
 
 
-
 === TEST 2: sync=redis: two instances offered twice the rate admit the rate (within 5%); without sync they admit twice
 --- http_config
     $TEST_NGINX_ZONES
@@ -225,7 +218,6 @@ offered=2x redis=within5% local=about2x
 [crit]
 
 
-
 === TEST 3: sync=redis: far fewer Redis commands than requests
 --- http_config
     $TEST_NGINX_ZONES
@@ -261,7 +253,6 @@ passed=300 commands=few syncs=some
 [crit]
 
 
-
 === TEST 4: sync=strict: one atomic check per request across the fleet
 --- http_config
     $TEST_NGINX_ZONES
@@ -292,7 +283,6 @@ here=PPP peer=PPR checks=3+3 commands=at-least-one-per-request
 [crit]
 
 
-
 === TEST 5: Redis absent, on_redis_error=closed: strict and fleet limits reject at once
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=200ms
@@ -315,7 +305,6 @@ here=PPP peer=PPR checks=3+3 commands=at-least-one-per-request
 [crit]
 
 
-
 === TEST 6: Redis absent, on_redis_error=open: every request passes
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=200ms
@@ -335,7 +324,6 @@ here=PPP peer=PPR checks=3+3 commands=at-least-one-per-request
 [crit]
 
 
-
 === TEST 7: Redis absent, on_redis_error=local (the default): the zone is enforced here
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT connect_timeout=200ms
@@ -353,7 +341,6 @@ here=PPP peer=PPR checks=3+3 commands=at-least-one-per-request
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 8: Redis paused: a strict request waits no longer than command_timeout, then falls back
@@ -387,7 +374,6 @@ got no answer from Redis (timed out)
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 9: Redis killed and restarted mid-test: limits keep working, strict checks resume
@@ -426,7 +412,6 @@ up=PPR down=PPR back=PPR strict=yes
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 10: sync=strict under concurrency: 30 requests at once on two instances, exactly the budget passes
@@ -473,7 +458,6 @@ passed=5
 [crit]
 
 
-
 === TEST 11: Redis paused, on_redis_error=closed and open: at command_timeout, rejected or let through
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
@@ -508,7 +492,6 @@ before=PP closed=R open=PP took=bounded
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 12: Redis killed and restarted under on_redis_error=closed and open: rejected, let through, then strict again
@@ -548,7 +531,6 @@ up=PPR/PPR down=RRR/PPP back=PPR/PPR
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 13: sync=redis below the rate: nothing is rejected, though each sync carries ~30 requests and the burst is 20
@@ -592,7 +574,6 @@ GET /result
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 14: sync=redis below the rate with a slow Redis: what was charged during a sync's round trip is not taken as a burst

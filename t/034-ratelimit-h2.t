@@ -16,6 +16,7 @@ BEGIN {
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
+use NR::Html qw(result);
 use NR::Redis qw(free_port);
 
 repeat_each(1);
@@ -27,13 +28,6 @@ $ENV{TEST_NGINX_H2_PORT} = free_port();
 $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 
-sub result {
-    my ($text) = @_;
-    my $f = "$Test::Nginx::Util::HtmlDir/result.txt";
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh $text;
-    close $fh;
-}
 
 run_tests();
 
@@ -73,7 +67,6 @@ GET /result
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 2: twenty HTTP/2 requests at once: exactly the allowance passes

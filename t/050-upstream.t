@@ -6,6 +6,7 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
+use NR::Html qw(put_file result);
 use NR::Redis qw(free_port);
 use NR::Net qw(http_get http_put);
 use Time::HiRes qw(time sleep);
@@ -20,17 +21,6 @@ $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 $ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B C CLOSED SLOW);
 
-# writes a file in the html directory (health switches, discovery files)
-sub put_file {
-    my ($name, $text) = @_;
-    my $f = "$Test::Nginx::Util::HtmlDir/$name";
-    open my $fh, '>', "$f.tmp" or die "$f: $!";
-    print $fh $text;
-    close $fh;
-    rename "$f.tmp", $f or die "$f: $!";
-}
-
-sub result { put_file("result.txt", $_[0]) }
 
 # the bodies of $n requests to $path, joined
 sub bodies {
@@ -105,7 +95,6 @@ __DATA__
 [alert]
 
 
-
 === TEST 2: a failing check takes a peer down, no request reaches it; passing checks bring it back
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -146,7 +135,6 @@ is down (was up): 2 probe(s) failed, the last: status not 2xx or 3xx
 is up (was down): 2 probe(s) passed
 --- no_error_log
 [alert]
-
 
 
 === TEST 3: health_check_match: status, header and body rules
@@ -192,7 +180,6 @@ body not matched
 [alert]
 
 
-
 === TEST 4: TCP checks: a closed port goes down, an open one stays up
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -213,7 +200,6 @@ Time::HiRes::sleep(0.6);
  "^A\$", "^A\$", "^A\$"]
 --- no_error_log
 [alert]
-
 
 
 === TEST 5: passive checks: failures on live traffic take a peer down before its next probe
@@ -244,7 +230,6 @@ AAAAAA down
 3 failures on live traffic
 --- no_error_log
 [alert]
-
 
 
 === TEST 6: panic: every peer down, requests still go to all of them rather than 502
@@ -280,7 +265,6 @@ GET /result
 --- timeout: 5
 --- no_error_log
 [alert]
-
 
 
 === TEST 7: discovery from a file: traffic moves when it is rewritten, with no 5xx
@@ -322,7 +306,6 @@ drained, removed
 no live peer
 
 
-
 === TEST 8: a malformed document is rejected whole, the previous set stays
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -357,7 +340,6 @@ BB BB BB
 not valid JSON; the previous set stays
 --- no_error_log
 [alert]
-
 
 
 === TEST 9: a removed peer drains: its request in flight completes, then it is freed
@@ -405,7 +387,6 @@ GET /result
 [alert]
 
 
-
 === TEST 10: the dump: written after a change
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -429,7 +410,6 @@ B
 [crit]
 
 
-
 === TEST 11: a start with the source unreachable uses the dump
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -450,7 +430,6 @@ B
 the source is unreachable, using the dump "/tmp/nr-t050.dump" (1 peers)
 --- no_error_log
 [alert]
-
 
 
 === TEST 12: resilience_admin: drain, down and up a peer by hand
@@ -490,7 +469,6 @@ GET /result
 [alert]
 
 
-
 === TEST 13: keepalive after health_check keeps connections to the peers
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -512,7 +490,6 @@ GET /result
 --- no_error_log
 [error]
 [alert]
-
 
 
 === TEST 14: the status: every peer with its state, source, checks and counters
@@ -539,7 +516,6 @@ nginx_resilience_upstream_peer_probes_total\{[^}]+\}[ ][1-9]\d*\n/sx
 --- no_error_log
 [error]
 [alert]
-
 
 
 === TEST 15: a discovered peer starts "checking" and joins after passes probes
@@ -578,7 +554,6 @@ checking AAAA up joined
 [alert]
 
 
-
 === TEST 16: health_check_balance least_conn: a busy peer is skipped while another has fewer requests in flight
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -607,7 +582,6 @@ AAAA
 --- timeout: 5
 --- no_error_log
 [alert]
-
 
 
 === TEST 17: grace: a peer gone from discovery that still passes its checks stays for the grace period
@@ -646,7 +620,6 @@ up served none
 left discovery, draining
 --- no_error_log
 [alert]
-
 
 
 === TEST 18: hostile documents: each rejected whole with a reason, the set stays, no worker harmed
@@ -701,7 +674,6 @@ more than 64 peers
 signal
 
 
-
 === TEST 19: without health_check, a peer failing max_fails times on live traffic is out for fail_timeout, as with round robin
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -741,7 +713,6 @@ failed 1 times, out for 1000 ms
 [alert]
 
 
-
 === TEST 20: a table with no room left: the peers that do not fit are named in the warning, the others join
 60 seeds and a document of 6 peers: 4 fit in the 64 slots.  The warning
 names each peer left out as its address (the name was once unset memory).
@@ -773,7 +744,6 @@ upstream "app": no room for peer "[::1]:8080", at most 64 peers
 --- no_error_log
 [alert]
 [crit]
-
 
 
 === TEST 21: $upstream_health: healthy, degraded, panic, unavailable (also after error_page), and empty elsewhere
@@ -829,7 +799,6 @@ Time::HiRes::sleep(0.6);
 [alert]
 
 
-
 === TEST 22: health_check_slow_start: a peer back up starts with a small share and grows to its weight
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -872,7 +841,6 @@ down early=few late=half
 --- timeout: 12
 --- no_error_log
 [alert]
-
 
 
 === TEST 23: kept-alive connections: a timeout on one is the peer's failure; one the peer had closed is not

@@ -4,6 +4,7 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
+use NR::Html qw(put_file);
 use NR::Redis qw(free_port redis_cli);
 use NR::Net qw(http_get);
 use Time::HiRes qw(time sleep);
@@ -20,14 +21,6 @@ $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 $ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B CLOSED DNS);
 $ENV{TEST_NGINX_KEY} = "nr:t054:$$:peers";
 
-sub put_file {
-    my ($name, $text) = @_;
-    my $f = "$Test::Nginx::Util::HtmlDir/$name";
-    open my $fh, '>', "$f.tmp" or die "$f: $!";
-    print $fh $text;
-    close $fh;
-    rename "$f.tmp", $f or die "$f: $!";
-}
 
 sub bodies {
     my ($path, $n) = @_;
@@ -143,7 +136,6 @@ discovery notice on
 [alert]
 
 
-
 === TEST 2: consul=: the health API's passing entries, Service.Address or Node.Address, Weights.Passing
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -192,7 +184,6 @@ discovery from consul failed: not a JSON array of Consul service entries; the pr
 [alert]
 
 
-
 === TEST 3: consul=: blocking queries carry the last index and the wait
 --- http_config
     upstream app {
@@ -222,7 +213,6 @@ GET /result
 first=/v1/health/service/api?passing&index=0&wait=2s then=/v1/health/service/api?passing&index=42&wait=2s
 --- no_error_log
 [alert]
-
 
 
 === TEST 4: dns=: A records through nginx's resolver, again at the TTL
@@ -256,7 +246,6 @@ AA BB
 [alert]
 
 
-
 === TEST 5: dns= service=: SRV records give the ports
 --- http_config
     $TEST_NGINX_BACKENDS
@@ -285,7 +274,6 @@ BB
 --- timeout: 12
 --- no_error_log
 [alert]
-
 
 
 === TEST 6: redis=: a hash with a name instead of an address, or a bad weight, is rejected whole

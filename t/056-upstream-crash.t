@@ -14,6 +14,7 @@ BEGIN {
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
+use NR::Html qw(put_file);
 use NR::Redis qw(free_port);
 use NR::Net qw(http_get);
 use NR::Nginx;
@@ -31,14 +32,6 @@ $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 $ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(C CLOSED SLOW SLOW2 SLOW3);
 
-sub put_file {
-    my ($name, $text) = @_;
-    my $f = "$Test::Nginx::Util::HtmlDir/$name";
-    open my $fh, '>', "$f.tmp" or die "$f: $!";
-    print $fh $text;
-    close $fh;
-    rename "$f.tmp", $f or die "$f: $!";
-}
 
 # the peer's in-flight gauge and state, "none" when it is not listed
 sub peer {
@@ -57,13 +50,6 @@ sub request_in_background {
         put_file("background.txt", "$st\n");
         POSIX::_exit(0);
     }
-    return $pid;
-}
-
-sub master_pid {
-    open my $fh, '<', $Test::Nginx::Util::PidFile or die "pid file: $!";
-    my ($pid) = <$fh> =~ /^(\d+)/;
-    close $fh;
     return $pid;
 }
 
@@ -114,7 +100,7 @@ Time::HiRes::sleep(0.4);
 my $client = main::request_in_background();
 Time::HiRes::sleep(0.4);
 my $before = main::peer($slow);
-my $master = main::master_pid();
+my $master = NR::Nginx::master_pid($Test::Nginx::Util::PidFile);
 my @old = NR::Nginx::children($master);
 kill 'KILL', @old;
 main::wait_workers($master, 2, @old);
@@ -136,7 +122,6 @@ qr/upstream "app": 1 request\(s\) in flight on peer 127\.0\.0\.1:\d+ released, t
 [crit]
 
 
-
 === TEST 2: a reload releases nothing: the old worker still serves its request, which then ends the count
 --- http_config
     $TEST_NGINX_UPSTREAM
@@ -155,7 +140,7 @@ Time::HiRes::sleep(0.4);
 my $client = main::request_in_background();
 Time::HiRes::sleep(0.4);
 my $before = main::peer($slow);
-my $master = main::master_pid();
+my $master = NR::Nginx::master_pid($Test::Nginx::Util::PidFile);
 my @old = NR::Nginx::children($master);
 kill 'HUP', $master;
 main::wait_workers($master, 2, @old);
@@ -178,7 +163,6 @@ released
 [crit]
 
 
-
 === TEST 3: a worker killed while it shuts down after a reload (not replaced): the new workers release its counts within a second or so
 --- http_config
     $TEST_NGINX_UPSTREAM
@@ -197,7 +181,7 @@ Time::HiRes::sleep(0.4);
 my $client = main::request_in_background();
 Time::HiRes::sleep(0.4);
 my $before = main::peer($slow);
-my $master = main::master_pid();
+my $master = NR::Nginx::master_pid($Test::Nginx::Util::PidFile);
 my @old = NR::Nginx::children($master);
 kill 'HUP', $master;
 main::wait_workers($master, 2, @old);

@@ -119,15 +119,22 @@ sub children {
 }
 
 
+# the master's pid, from its pid file
+sub master_pid {
+    my ($pidfile) = @_;
+    open my $fh, '<', $pidfile or die "$pidfile: $!";
+    my ($pid) = <$fh> =~ /^(\d+)/ or die "$pidfile: no pid";
+    close $fh;
+    return $pid;
+}
+
+
 # "nginx -s reload" for the nginx whose master pid is in $pidfile: HUP,
 # then wait until every worker of the old configuration is gone and new
 # ones run, so that the next request meets the new configuration
 sub reload_and_wait {
     my ($pidfile) = @_;
-
-    open my $fh, '<', $pidfile or die "$pidfile: $!";
-    my ($master) = <$fh> =~ /^(\d+)/ or die "$pidfile: no pid";
-    close $fh;
+    my $master = master_pid($pidfile);
 
     my %old = map { $_ => 1 } children($master);
     kill 'HUP', $master or die "HUP $master: $!";
