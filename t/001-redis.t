@@ -413,3 +413,65 @@ resilience_redis: unix:/nonexistent/redis.sock unavailable
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 19: several addresses: the first refusing, the next one answering
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_DOWN_PORT,127.0.0.1:$TEST_NGINX_REDIS_PORT
+                     connect_timeout=2s command_timeout=1s;
+--- config
+    location /redis { resilience_test_redis; }
+--- request
+GET /redis?cmd=PING&wait=1
+--- response_body
+PONG
+--- error_log eval
+qr/\[info\] .*resilience_redis: connect to 127\.0\.0\.1:$ENV{TEST_NGINX_DOWN_PORT} failed: /
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 20: an IPv6 address refusing, then an IPv4 one answering (localhost on Debian 12)
+--- http_config
+    resilience_redis [::1]:$TEST_NGINX_REDIS_PORT,127.0.0.1:$TEST_NGINX_REDIS_PORT
+                     connect_timeout=2s command_timeout=1s;
+--- config
+    location /redis { resilience_test_redis; }
+--- request
+GET /redis?cmd=PING&wait=1
+--- response_body
+PONG
+--- error_log eval
+qr/\[info\] .*resilience_redis: connect to \[::1\]:$ENV{TEST_NGINX_REDIS_PORT} failed: /
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 21: every reconnect tries the addresses in turn: the first gone, the next one serves
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT,127.0.0.1:$TEST_NGINX_REDIS_PORT
+                     connect_timeout=2s command_timeout=1s;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
+--- request eval
+[
+    "GET /redis?cmd=CONFIG+GET+port&wait=1",
+    "GET /redis?cmd=SHUTDOWN+NOSAVE",
+    "GET /redis?cmd=CONFIG+GET+port&wait=1",
+]
+--- response_body eval
+[
+    "[\"port\", \"$ENV{TEST_NGINX_KILL_PORT}\"]\n",
+    "failed\n",
+    "[\"port\", \"$ENV{TEST_NGINX_REDIS_PORT}\"]\n",
+]
+--- no_error_log
+[alert]
+[crit]

@@ -31,16 +31,23 @@ qr/"redis":\{"configured":true,"address":"127\.0\.0\.1:\d+","workers":\[\{"worke
 
 
 
-=== TEST 2: a host name is resolved once, at configuration time
+=== TEST 2: several addresses, comma-separated, a unix socket among them
 --- http_config
-    resilience_redis localhost:$TEST_NGINX_REDIS_PORT connect_timeout=2s
-                     command_timeout=1s;
+    resilience_redis unix:/nonexistent/redis.sock,127.0.0.1:$TEST_NGINX_REDIS_PORT
+                     connect_timeout=2s command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
---- request
-GET /redis?cmd=PING
---- response_body
-PONG
+    location /status { resilience_status json; }
+--- request eval
+[
+    "GET /redis?cmd=PING&wait=1",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\APONG\n\z/,
+    qr/"address":"unix:\/nonexistent\/redis\.sock,127\.0\.0\.1:\d+"/,
+]
 --- no_error_log
 [error]
 
@@ -186,7 +193,17 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 13: resilience_redis: a bad connect_timeout
+=== TEST 13: resilience_redis: an empty address in a list
+--- http_config
+    resilience_redis 127.0.0.1:6379,;
+--- config
+--- must_die
+--- error_log
+"resilience_redis" directive: invalid address "127.0.0.1:6379,"
+
+
+
+=== TEST 14: resilience_redis: a bad connect_timeout
 --- http_config
     resilience_redis 127.0.0.1:6379 connect_timeout=fast;
 --- config
@@ -196,7 +213,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 14: resilience_redis: a zero command_timeout
+=== TEST 15: resilience_redis: a zero command_timeout
 --- http_config
     resilience_redis 127.0.0.1:6379 command_timeout=0;
 --- config
@@ -206,7 +223,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 15: resilience_redis: a negative db
+=== TEST 16: resilience_redis: a negative db
 --- http_config
     resilience_redis 127.0.0.1:6379 db=-1;
 --- config
@@ -216,7 +233,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 16: resilience_redis: twice
+=== TEST 17: resilience_redis: twice
 --- http_config
     resilience_redis 127.0.0.1:6379;
     resilience_redis 127.0.0.1:6380;
@@ -227,7 +244,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 17: resilience_redis: not at http level
+=== TEST 18: resilience_redis: not at http level
 --- config
     location / { resilience_redis 127.0.0.1:6379; }
 --- must_die
@@ -236,7 +253,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 18: resilience_status: an unknown format
+=== TEST 19: resilience_status: an unknown format
 --- config
     location /s { resilience_status xml; }
 --- must_die
@@ -245,7 +262,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 19: a bad duration
+=== TEST 20: a bad duration
 --- config
     location /a { resilience_test_parse duration 3x; }
 --- must_die
@@ -254,7 +271,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 20: a bad size
+=== TEST 21: a bad size
 --- config
     location /a { resilience_test_parse size 10q; }
 --- must_die
@@ -263,7 +280,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 21: a percentage over 100%
+=== TEST 22: a percentage over 100%
 --- config
     location /a { resilience_test_parse percent 100.5%; }
 --- must_die
@@ -272,7 +289,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 22: a percentage without its sign
+=== TEST 23: a percentage without its sign
 --- config
     location /a { resilience_test_parse percent 50; }
 --- must_die
@@ -281,7 +298,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 23: a rate with an unknown unit
+=== TEST 24: a rate with an unknown unit
 --- config
     location /a { resilience_test_parse rate 10r/x; }
 --- must_die
@@ -290,7 +307,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 24: a zero rate
+=== TEST 25: a zero rate
 --- config
     location /a { resilience_test_parse rate 0r/s; }
 --- must_die
@@ -299,7 +316,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 25: a rate with too many decimals
+=== TEST 26: a rate with too many decimals
 --- config
     location /a { resilience_test_parse rate 1.0005r/s; }
 --- must_die
@@ -308,7 +325,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 26: a status out of range
+=== TEST 27: a status out of range
 --- config
     location /a { resilience_test_parse status 600; }
 --- must_die
@@ -317,7 +334,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 27: a reversed status range
+=== TEST 28: a reversed status range
 --- config
     location /a { resilience_test_parse status 599-500; }
 --- must_die
@@ -326,7 +343,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 28: a status that is not a number
+=== TEST 29: a status that is not a number
 --- config
     location /a { resilience_test_parse status 5xx; }
 --- must_die
@@ -335,7 +352,7 @@ qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ wit
 
 
 
-=== TEST 29: a histogram: cumulative buckets up to le="+Inf", after the labels
+=== TEST 30: a histogram: cumulative buckets up to le="+Inf", after the labels
 --- http_config
     resilience_test_histogram test_hist 'quote" back\\slash';
 --- config
@@ -358,7 +375,7 @@ nginx_resilience_test_hist_count\{label="quote\\" back\\\\slash"\} 6
 
 
 
-=== TEST 30: the histogram as JSON
+=== TEST 31: the histogram as JSON
 --- http_config
     resilience_test_histogram test_hist 'quote" back\\slash';
 --- config
@@ -372,7 +389,7 @@ qr/"nginx_resilience_test_hist":\{"type":"histogram","help":"A test histogram\."
 
 
 
-=== TEST 31: bounds out of order are refused: the status request fails
+=== TEST 32: bounds out of order are refused: the status request fails
 --- http_config
     resilience_test_histogram test_hist x unordered;
 --- config

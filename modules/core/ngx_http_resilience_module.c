@@ -37,8 +37,6 @@ static ngx_int_t ngx_http_resilience_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static char *ngx_http_resilience_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_resilience_redis_address(ngx_conf_t *cf,
-    ngx_http_resilience_redis_conf_t *rc, ngx_str_t *value);
 static char *ngx_http_resilience_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_resilience_admin(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -249,7 +247,7 @@ ngx_http_resilience_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * resilience_redis 127.0.0.1:6379 | unix:/path [password=] [db=]
+ * resilience_redis <address>[,<address>...] [password=] [db=]
  *                  [prefix=] [connect_timeout=] [command_timeout=];
  */
 
@@ -274,7 +272,7 @@ ngx_http_resilience_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    rv = ngx_http_resilience_redis_address(cf, rc, &value[1]);
+    rv = ngx_http_resilience_redis_parse_address(cf, rc, &value[1]);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -375,79 +373,6 @@ zero:
                        "\"%V\" directive: \"%V\" must be more than 0",
                        &cmd->name, &value[i]);
     return NGX_CONF_ERROR;
-}
-
-
-/*
- * Host names are resolved here, once: hiredis would resolve them with a
- * blocking getaddrinfo() on every reconnect.
- */
-
-static char *
-ngx_http_resilience_redis_address(ngx_conf_t *cf,
-    ngx_http_resilience_redis_conf_t *rc, ngx_str_t *value)
-{
-    u_char     *p;
-    size_t      len;
-    ngx_url_t   u;
-
-    rc->address = *value;
-
-    if (value->len > 5 && ngx_strncmp(value->data, "unix:", 5) == 0) {
-        rc->host.len = value->len - 5;
-        rc->host.data = ngx_pnalloc(cf->pool, rc->host.len + 1);
-        if (rc->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *ngx_cpymem(rc->host.data, value->data + 5, rc->host.len) = '\0';
-        rc->port = 0;
-
-        return NGX_CONF_OK;
-    }
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = *value;
-    u.default_port = 6379;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"resilience_redis\" directive: invalid address "
-                           "\"%V\"%s%s", value, u.err ? ": " : "",
-                           u.err ? u.err : "");
-        return NGX_CONF_ERROR;
-    }
-
-    if (u.uri.len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"resilience_redis\" directive: invalid address "
-                           "\"%V\"", value);
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (p == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
-                        NGX_SOCKADDR_STRLEN, 0);
-
-    /* hiredis wants an IPv6 address without brackets */
-
-    if (len > 2 && p[0] == '[') {
-        ngx_memmove(p, p + 1, len - 2);
-        len -= 2;
-    }
-
-    p[len] = '\0';
-
-    rc->host.data = p;
-    rc->host.len = len;
-    rc->port = ngx_inet_get_port(u.addrs[0].sockaddr);
-
-    return NGX_CONF_OK;
 }
 
 

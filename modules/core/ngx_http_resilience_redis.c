@@ -41,6 +41,7 @@ typedef struct {
     ngx_msec_t                         backoff;
     ngx_uint_t                         state;
     ngx_uint_t                         handshake;
+    ngx_uint_t                         addr;     /* the one tried now */
     ngx_atomic_t                      *state_stat;
     unsigned                           subscriber:1;
     unsigned                           was_connected:1;
@@ -86,6 +87,8 @@ typedef struct {
 
 static void ngx_http_resilience_redis_connect(
     ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_next(
+    ngx_http_resilience_redis_conn_t *conn, const char *reason);
 static void ngx_http_resilience_redis_retry(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_close(
@@ -216,6 +219,124 @@ ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * "<address>[,<address>...]": host names are resolved here, once, into
+ * all their addresses (hiredis would resolve them with a blocking
+ * getaddrinfo() on every reconnect); every address is tried in turn on
+ * each (re)connect, as nginx's upstreams do.
+ */
+
+char *
+ngx_http_resilience_redis_parse_address(ngx_conf_t *cf,
+    ngx_http_resilience_redis_conf_t *rc, ngx_str_t *value)
+{
+    u_char                            *p, *last, *end;
+    size_t                             len;
+    ngx_url_t                          u;
+    ngx_str_t                          part;
+    ngx_uint_t                         i;
+    ngx_array_t                        addrs;
+    ngx_http_resilience_redis_addr_t  *a;
+
+    rc->address = *value;
+
+    if (ngx_array_init(&addrs, cf->pool, 4,
+                       sizeof(ngx_http_resilience_redis_addr_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    p = value->data;
+    last = value->data + value->len;
+
+    while (p <= last) {
+        end = ngx_strlchr(p, last, ',');
+        if (end == NULL) {
+            end = last;
+        }
+
+        part.data = p;
+        part.len = end - p;
+        p = end + 1;
+
+        if (part.len > 5 && ngx_strncmp(part.data, "unix:", 5) == 0) {
+            a = ngx_array_push(&addrs);
+            if (a == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            a->name = part;
+            a->host.len = part.len - 5;
+            a->host.data = ngx_pnalloc(cf->pool, a->host.len + 1);
+            if (a->host.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            *ngx_cpymem(a->host.data, part.data + 5, a->host.len) = '\0';
+            a->port = 0;
+
+            continue;
+        }
+
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = part;
+        u.default_port = 6379;
+
+        if (part.len == 0
+            || ngx_parse_url(cf->pool, &u) != NGX_OK
+            || u.naddrs == 0
+            || u.uri.len)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"resilience_redis\" directive: invalid "
+                               "address \"%V\"%s%s", value,
+                               u.err ? ": " : "", u.err ? u.err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < u.naddrs; i++) {
+            a = ngx_array_push(&addrs);
+            if (a == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            a->name.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
+            a->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+            if (a->name.data == NULL || a->host.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            a->name.len = ngx_sock_ntop(u.addrs[i].sockaddr,
+                                        u.addrs[i].socklen, a->name.data,
+                                        NGX_SOCKADDR_STRLEN, 1);
+
+            len = ngx_sock_ntop(u.addrs[i].sockaddr, u.addrs[i].socklen,
+                                a->host.data, NGX_SOCKADDR_STRLEN, 0);
+
+            /* hiredis wants an IPv6 address without brackets */
+
+            if (len > 2 && a->host.data[0] == '[') {
+                ngx_memmove(a->host.data, a->host.data + 1, len - 2);
+                len -= 2;
+            }
+
+            a->host.data[len] = '\0';
+            a->host.len = len;
+            a->port = ngx_inet_get_port(u.addrs[i].sockaddr);
+        }
+    }
+
+    rc->addrs = addrs.elts;
+    rc->naddrs = addrs.nelts;
+    rc->host = rc->addrs[0].host;
+    rc->port = rc->addrs[0].port;
+
+    return NGX_CONF_OK;
+}
+
+
 /* connections */
 
 
@@ -224,6 +345,7 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
 {
     ngx_connection_t                    *c;
     redisAsyncContext                   *ac;
+    ngx_http_resilience_redis_addr_t    *addr;
     ngx_http_resilience_redis_conf_t    *conf;
     ngx_http_resilience_redis_client_t  *client;
 
@@ -237,36 +359,31 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
     ngx_http_resilience_redis_set_state(conn,
                                      NGX_HTTP_RESILIENCE_REDIS_CONNECTING);
 
-    if (conf->port == 0) {
-        ac = redisAsyncConnectUnix((const char *) conf->host.data);
+    addr = &conf->addrs[conn->addr];
+
+    if (addr->port == 0) {
+        ac = redisAsyncConnectUnix((const char *) addr->host.data);
 
     } else {
-        ac = redisAsyncConnect((const char *) conf->host.data,
-                               (int) conf->port);
+        ac = redisAsyncConnect((const char *) addr->host.data,
+                               (int) addr->port);
     }
 
     if (ac == NULL) {
-        ngx_log_error(NGX_LOG_ERR, client->log, 0,
-                      "resilience_redis: cannot create a connection to %V",
-                      &conf->address);
-        ngx_http_resilience_redis_retry(conn);
+        ngx_http_resilience_redis_next(conn, "cannot create a context");
         return;
     }
 
     if (ac->err) {
-        ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_ERR),
-                      client->log, 0,
-                      "resilience_redis: connect to %V failed: %s",
-                      &conf->address, ac->errstr);
+        ngx_http_resilience_redis_next(conn, ac->errstr);
         redisAsyncFree(ac);
-        ngx_http_resilience_redis_retry(conn);
         return;
     }
 
     c = ngx_get_connection(ac->c.fd, client->log);
     if (c == NULL) {
         redisAsyncFree(ac);
-        ngx_http_resilience_redis_retry(conn);
+        ngx_http_resilience_redis_next(conn, "no free connection");
         return;
     }
 
@@ -281,8 +398,10 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
     conn->ac = ac;
     conn->handshake = 0;
 
+    /* the adapter works on this socket's connection, not on conn->c */
+
     ac->data = conn;
-    ac->ev.data = conn;
+    ac->ev.data = c;
     ac->ev.addRead = ngx_http_resilience_redis_add_read;
     ac->ev.delRead = ngx_http_resilience_redis_del_read;
     ac->ev.addWrite = ngx_http_resilience_redis_add_write;
@@ -302,7 +421,51 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, client->log, 0,
                    "resilience_redis: connecting to %V%s",
-                   &conf->address, conn->subscriber ? " (subscriber)" : "");
+                   &addr->name, conn->subscriber ? " (subscriber)" : "");
+}
+
+
+/*
+ * A connection attempt failed before the connection was ready: the next
+ * address, at once, or, when every address failed, a retry with backoff
+ * from the first one.  The context that failed is freed by the caller.
+ */
+
+static void
+ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
+    const char *reason)
+{
+    ngx_uint_t                           last;
+    ngx_http_resilience_redis_conf_t    *conf;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+    conf = client->conf;
+
+    last = (conn->addr + 1 >= conf->naddrs);
+
+    ngx_log_error(((conn->failing || !last) ? NGX_LOG_INFO : NGX_LOG_ERR),
+                  client->log, 0,
+                  "resilience_redis: connect to %V%s failed: %s",
+                  &conf->addrs[conn->addr].name,
+                  conn->subscriber ? " (subscriber)" : "",
+                  reason ? reason : "error");
+
+    conn->ac = NULL;
+
+    if (conn->connect_timer.timer_set) {
+        ngx_del_timer(&conn->connect_timer);
+    }
+
+    if (!last && !client->exiting) {
+        conn->addr++;
+        ngx_http_resilience_redis_connect(conn);
+        return;
+    }
+
+    conn->addr = 0;
+
+    ngx_http_resilience_redis_retry(conn);
 }
 
 
@@ -315,6 +478,7 @@ ngx_http_resilience_redis_retry(ngx_http_resilience_redis_conn_t *conn)
     client = conn->client;
 
     conn->ac = NULL;
+    conn->addr = 0;
 
     if (conn->connect_timer.timer_set) {
         ngx_del_timer(&conn->connect_timer);
@@ -466,10 +630,10 @@ ngx_http_resilience_redis_write_handler(ngx_event_t *ev)
 static void
 ngx_http_resilience_redis_add_read(void *privdata)
 {
-    ngx_http_resilience_redis_conn_t  *conn = privdata;
+    ngx_connection_t  *c = privdata;
 
-    if (conn->c != NULL && !conn->c->read->active) {
-        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
+    if (!c->read->active) {
+        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
     }
 }
 
@@ -477,10 +641,10 @@ ngx_http_resilience_redis_add_read(void *privdata)
 static void
 ngx_http_resilience_redis_del_read(void *privdata)
 {
-    ngx_http_resilience_redis_conn_t  *conn = privdata;
+    ngx_connection_t  *c = privdata;
 
-    if (conn->c != NULL && conn->c->read->active) {
-        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
     }
 }
 
@@ -488,11 +652,10 @@ ngx_http_resilience_redis_del_read(void *privdata)
 static void
 ngx_http_resilience_redis_add_write(void *privdata)
 {
-    ngx_http_resilience_redis_conn_t  *conn = privdata;
+    ngx_connection_t  *c = privdata;
 
-    if (conn->c != NULL && !conn->c->write->active) {
-        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT,
-                             NGX_LEVEL_EVENT);
+    if (!c->write->active) {
+        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
     }
 }
 
@@ -500,10 +663,10 @@ ngx_http_resilience_redis_add_write(void *privdata)
 static void
 ngx_http_resilience_redis_del_write(void *privdata)
 {
-    ngx_http_resilience_redis_conn_t  *conn = privdata;
+    ngx_connection_t  *c = privdata;
 
-    if (conn->c != NULL && conn->c->write->active) {
-        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
     }
 }
 
@@ -511,16 +674,16 @@ ngx_http_resilience_redis_del_write(void *privdata)
 static void
 ngx_http_resilience_redis_cleanup(void *privdata)
 {
-    ngx_connection_t                  *c;
-    ngx_http_resilience_redis_conn_t  *conn = privdata;
+    ngx_connection_t                  *c = privdata;
+    ngx_http_resilience_redis_conn_t  *conn;
 
-    c = conn->c;
+    conn = c->data;
 
-    if (c == NULL) {
-        return;
+    /* a new connection to the next address may already be conn->c */
+
+    if (conn->c == c) {
+        conn->c = NULL;
     }
-
-    conn->c = NULL;
 
     /* hiredis closes the socket itself, right after this */
 
@@ -567,13 +730,8 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
     conf = client->conf;
 
     if (status != REDIS_OK) {
-        ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_ERR),
-                      client->log, 0,
-                      "resilience_redis: connect to %V failed: %s",
-                      &conf->address, ac->errstr ? ac->errstr : "error");
-
         /* hiredis frees the context when this callback returns */
-        ngx_http_resilience_redis_retry(conn);
+        ngx_http_resilience_redis_next(conn, ac->errstr);
         return;
     }
 
@@ -630,7 +788,7 @@ ngx_http_resilience_redis_handshake(redisAsyncContext *ac, void *r,
     if (reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_ERR, conn->client->log, 0,
                       "resilience_redis: %V refused the handshake: %*s",
-                      &conn->client->conf->address,
+                      &conn->client->conf->addrs[conn->addr].name,
                       (size_t) reply->len, reply->str);
 
         conn->handshake = (ngx_uint_t) -1;
@@ -668,7 +826,7 @@ ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
     ngx_log_error((conn->failing ? NGX_LOG_NOTICE : NGX_LOG_INFO),
                   client->log, 0,
                   "resilience_redis: connected to %V%s",
-                  &client->conf->address,
+                  &client->conf->addrs[conn->addr].name,
                   conn->subscriber ? " (subscriber)" : "");
 
     conn->failing = 0;
@@ -700,10 +858,19 @@ ngx_http_resilience_redis_on_disconnect(const redisAsyncContext *cac,
         return;
     }
 
+    if (conn->state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
+        /* before the handshake was done: an attempt that failed */
+        ngx_http_resilience_redis_next(conn,
+                                       (status == REDIS_OK
+                                        || ac->errstr == NULL)
+                                       ? "closed" : ac->errstr);
+        return;
+    }
+
     if (!conn->client->exiting) {
         ngx_log_error(NGX_LOG_ERR, conn->client->log, 0,
                       "resilience_redis: connection to %V%s lost: %s",
-                      &conn->client->conf->address,
+                      &conn->client->conf->addrs[conn->addr].name,
                       conn->subscriber ? " (subscriber)" : "",
                       (status == REDIS_OK || ac->errstr == NULL)
                       ? "closed" : ac->errstr);
@@ -724,18 +891,13 @@ ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev)
     conn = ev->data;
     ac = conn->ac;
 
-    ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_ERR),
-                  conn->client->log, 0,
-                  "resilience_redis: connect to %V timed out",
-                  &conn->client->conf->address);
-
     conn->ac = NULL;
 
     if (ac != NULL) {
         redisAsyncFree(ac);
     }
 
-    ngx_http_resilience_redis_retry(conn);
+    ngx_http_resilience_redis_next(conn, "timed out");
 }
 
 

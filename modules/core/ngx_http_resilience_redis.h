@@ -15,9 +15,18 @@
 
 
 typedef struct {
-    ngx_str_t                  address;      /* as written, for logs */
-    ngx_str_t                  host;         /* null-terminated */
+    ngx_str_t                  name;         /* "[::1]:6379", for logs */
+    ngx_str_t                  host;         /* null-terminated, hiredis */
     ngx_int_t                  port;         /* 0 for unix: */
+} ngx_http_resilience_redis_addr_t;
+
+
+typedef struct {
+    ngx_str_t                  address;      /* as written, for logs */
+    ngx_str_t                  host;         /* the first address's */
+    ngx_int_t                  port;         /* 0 for unix: */
+    ngx_http_resilience_redis_addr_t  *addrs;  /* all, tried in turn */
+    ngx_uint_t                 naddrs;
     ngx_str_t                  password;
     ngx_uint_t                 db;
     ngx_str_t                  prefix;
@@ -65,6 +74,8 @@ ngx_int_t ngx_http_resilience_redis_init_worker(ngx_cycle_t *cycle,
     ngx_http_resilience_redis_conf_t *conf,
     ngx_http_resilience_redis_stats_t *stats);
 void ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle);
+char *ngx_http_resilience_redis_parse_address(ngx_conf_t *cf,
+    ngx_http_resilience_redis_conf_t *rc, ngx_str_t *value);
 
 ngx_int_t ngx_http_resilience_metrics_handler(ngx_http_request_t *r,
     ngx_uint_t format);

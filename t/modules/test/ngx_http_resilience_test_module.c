@@ -6,6 +6,7 @@
  *
  *   resilience_test_redis;             GET ?cmd=SET k v | ?batch=A|B
  *                                       | ?script=<name>&keys=N&args=a b
+ *                                      [&wait=1: until connected, 3 s]
  *   resilience_test_script <name> <body>;          (http)
  *   resilience_test_subscribe <channel>;           (http)
  *   resilience_test_messages;          what this worker received
@@ -80,6 +81,7 @@ static char *ngx_http_resilience_test_leak(ngx_conf_t *cf,
 static ngx_int_t ngx_http_resilience_test_redis_handler(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_resilience_test_send(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_resilience_test_waiting(ngx_http_request_t *r);
 static void ngx_http_resilience_test_wait_handler(ngx_event_t *ev);
 static void ngx_http_resilience_test_wait_cleanup(void *data);
 static void ngx_http_resilience_test_reply(ngx_int_t rc, redisReply *reply,
@@ -505,9 +507,7 @@ ngx_http_resilience_test_redis_handler(ngx_http_request_t *r)
     ngx_pool_cleanup_t               *cln;
     ngx_http_resilience_test_wait_t  *w;
 
-    if (ngx_http_resilience_redis_state()
-        != NGX_HTTP_RESILIENCE_REDIS_CONNECTING)
-    {
+    if (!ngx_http_resilience_test_waiting(r)) {
         rc = ngx_http_resilience_test_send(r);
 
         if (rc == NGX_DONE) {
@@ -551,10 +551,7 @@ ngx_http_resilience_test_wait_handler(ngx_event_t *ev)
 
     w = ev->data;
 
-    if (ngx_http_resilience_redis_state()
-        == NGX_HTTP_RESILIENCE_REDIS_CONNECTING
-        && ++w->tries < 300)
-    {
+    if (ngx_http_resilience_test_waiting(w->r) && ++w->tries < 300) {
         ngx_add_timer(ev, 10);
         return;
     }
@@ -564,6 +561,23 @@ ngx_http_resilience_test_wait_handler(ngx_event_t *ev)
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(w->r, rc);
     }
+}
+
+
+static ngx_uint_t
+ngx_http_resilience_test_waiting(ngx_http_request_t *r)
+{
+    ngx_str_t                          arg;
+    ngx_http_resilience_redis_state_e  state;
+
+    state = ngx_http_resilience_redis_state();
+
+    if (state == NGX_HTTP_RESILIENCE_REDIS_CONNECTING) {
+        return 1;
+    }
+
+    return state == NGX_HTTP_RESILIENCE_REDIS_DISCONNECTED
+           && ngx_http_arg(r, (u_char *) "wait", 4, &arg) == NGX_OK;
 }
 
 
