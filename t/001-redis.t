@@ -303,7 +303,7 @@ PONG
 
 
 
-=== TEST 14: Redis killed mid-run: the command in flight fails, the worker reconnects
+=== TEST 14: Redis killed mid-run: the command in flight is lost (sent: outcome unknown), the worker reconnects
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=8s;
 --- config
@@ -313,9 +313,9 @@ NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
 NR::Redis::redis_later(1.5, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
 NR::Redis::redis_later(2.5, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
 --- request
-GET /redis?cmd=BLPOP+nr:test:never+6
+GET /redis?cmd=BLPOP+nr:test:never+6&wait=1
 --- response_body
-failed
+lost
 --- timeout: 10
 --- wait: 4
 --- error_log eval
@@ -469,9 +469,106 @@ NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
 --- response_body eval
 [
     "[\"port\", \"$ENV{TEST_NGINX_KILL_PORT}\"]\n",
-    "failed\n",
+    "lost\n",
     "[\"port\", \"$ENV{TEST_NGINX_REDIS_PORT}\"]\n",
 ]
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 22: Redis stalled: past the worker's cap, commands fail at once as busy; none is left behind
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=500ms
+                     connect_timeout=2s;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
+--- request eval
+[
+    "GET /redis?cmd=CLIENT+PAUSE+1500&wait=1",
+    "GET /redis?cmd=SET+nr:test:stall+0123456789&repeat=20000",
+    "GET /status",
+]
+--- response_body_like eval
+[
+    qr/\AOK\n\z/,
+    qr/\Areply=0 failed=0 timedout=[1-9]\d* busy=[1-9]\d* lost=\d+ busy_ms=\d{1,2}\n\z/,
+    qr/"pending":0/,
+]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 23: Redis stalled: 3 timeouts in a row drop the connection, the commands still in it are lost
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=300ms
+                     connect_timeout=2s;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 1500);
+--- request
+GET /redis?cmd=SET+nr:test:stall+x&repeat=10&wait=1
+--- response_body
+reply=0 failed=0 timedout=3 busy=0 lost=7 busy_ms=0
+--- error_log eval
+qr/\[warn\] .*resilience_redis: 3 commands to 127\.0\.0\.1:\d+ timed out in a row, closing the connection/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 24: Redis stalled under load: the worker's memory stays bounded
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=100ms
+                     connect_timeout=300ms;
+--- config
+    location /redis { resilience_test_redis; }
+    location /rss { resilience_test_rss; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
+--- request eval
+[
+    "GET /redis?cmd=PING&wait=1",
+    "GET /rss?mark=1",
+    "GET /redis?cmd=CLIENT+PAUSE+3000",
+    ("GET /redis?cmd=SET+nr:test:stall+0123456789&repeat=5000&wait=1") x 8,
+    "GET /rss?max=2048",
+]
+--- response_body_like eval
+[
+    qr/\APONG\n\z/,
+    qr/\Arss \d+ kB\n\z/,
+    qr/\AOK\n\z/,
+    (qr/\Areply=/) x 8,
+    qr/\Agrew by -?\d+ kB, within 2048 kB\n\z/,
+]
+--- timeout: 20
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 25: after the stall, commands go through again
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=1s
+                     connect_timeout=2s;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
+--- request
+GET /redis?cmd=SET+nr:test:after+x&repeat=100&wait=1
+--- response_body
+reply=100 failed=0 timedout=0 busy=0 lost=0 busy_ms=0
+--- no_error_log
+[error]

@@ -144,14 +144,25 @@ typedef enum {
     NGX_HTTP_RESILIENCE_REDIS_CONNECTED
 } ngx_http_resilience_redis_state_e;
 
-/* the "rc" of a reply handler */
+/*
+ * The "rc" of a reply handler.  Anything but REPLY is a failure; where it
+ * matters, a caller tells the commands that never reached Redis (FAILED,
+ * BUSY) from those Redis may have run (TIMEDOUT, LOST: outcome unknown).
+ */
 #define NGX_HTTP_RESILIENCE_REDIS_REPLY        0  /* reply (maybe -ERR) */
-#define NGX_HTTP_RESILIENCE_REDIS_FAILED       1  /* not sent, or lost */
+#define NGX_HTTP_RESILIENCE_REDIS_FAILED       1  /* not sent */
 #define NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT     2  /* command_timeout */
+#define NGX_HTTP_RESILIENCE_REDIS_BUSY         3  /* queue full: not sent */
+#define NGX_HTTP_RESILIENCE_REDIS_LOST         4  /* sent, connection lost */
+
+#define ngx_http_resilience_redis_unknown(rc)                                 \
+    ((rc) == NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT                               \
+     || (rc) == NGX_HTTP_RESILIENCE_REDIS_LOST)
 
 /*
  * Called exactly once per accepted command: with the reply, or with
- * FAILED (not connected, disconnected before the reply) or TIMEDOUT.
+ * FAILED (not connected, or not written when the connection went away),
+ * BUSY (the worker's queue for Redis is full), TIMEDOUT or LOST.
  * It is never called from inside the call that sent the command.
  * The reply belongs to the client and is freed after the handler returns.
  */
@@ -182,6 +193,7 @@ typedef struct {
     ngx_atomic_t               reconnects;   /* attempts after a failure */
     ngx_atomic_t               pending;      /* in flight now */
     ngx_atomic_t               messages;     /* pub/sub messages received */
+    ngx_atomic_t               busy;         /* refused: queue full */
 } ngx_http_resilience_redis_stats_t;
 
 

@@ -19,13 +19,25 @@
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
+#include <hiredis/sds.h>
 
 #include "ngx_http_resilience_redis.h"
 
 
 #define NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX  10000
-#define NGX_HTTP_RESILIENCE_REDIS_MAX_PENDING  8192
+
+/*
+ * What a worker may hold for Redis at once: each command costs its bytes
+ * on the wire (twice for EVALSHA, kept for a retry), its request and its
+ * hiredis callbacks, from the call that sends it until hiredis lets it go
+ * (its reply, or the connection's end), a timeout notwithstanding.
+ */
+#define NGX_HTTP_RESILIENCE_REDIS_MAX_QUEUED   (1024 * 1024)
+#define NGX_HTTP_RESILIENCE_REDIS_CALLBACK     64
+
+/* timeouts in a row, no reply between, that drop the connection */
+#define NGX_HTTP_RESILIENCE_REDIS_TIMEOUTS     3
 
 
 typedef struct ngx_http_resilience_redis_client_s
@@ -42,6 +54,7 @@ typedef struct {
     ngx_uint_t                         state;
     ngx_uint_t                         handshake;
     ngx_uint_t                         addr;     /* the one tried now */
+    uint64_t                           appended; /* bytes given hiredis */
     ngx_atomic_t                      *state_stat;
     unsigned                           subscriber:1;
     unsigned                           was_connected:1;
@@ -66,6 +79,8 @@ struct ngx_http_resilience_redis_client_s {
     ngx_queue_t                        failed;
     ngx_event_t                        failed_event;
     ngx_uint_t                         pending;
+    size_t                             queued;   /* cost, all commands */
+    ngx_uint_t                         timeouts; /* in a row */
     unsigned                           exiting:1;
 };
 
@@ -80,6 +95,9 @@ typedef struct {
     size_t                             len;
     ngx_http_resilience_redis_script_t  *script;
     ngx_uint_t                         refs;     /* hiredis callbacks */
+    size_t                             cost;
+    uint64_t                           end;      /* conn->appended */
+    ngx_int_t                          rc;       /* in client->failed */
     unsigned                           done:1;
     unsigned                           retried:1;
 } ngx_http_resilience_redis_req_t;
@@ -114,8 +132,14 @@ static void ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_resilience_redis_retry_handler(ngx_event_t *ev);
 static ngx_http_resilience_redis_req_t *ngx_http_resilience_redis_req(
     ngx_http_resilience_redis_handler_pt handler, void *data);
+static size_t ngx_http_resilience_redis_cost(ngx_uint_t argc,
+    const size_t *argvlen);
 static ngx_int_t ngx_http_resilience_redis_accept(
-    ngx_http_resilience_redis_req_t *req);
+    ngx_http_resilience_redis_req_t *req, size_t cost);
+static void ngx_http_resilience_redis_sent(
+    ngx_http_resilience_redis_req_t *req, size_t before);
+static void ngx_http_resilience_redis_drop(
+    ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_fail(
     ngx_http_resilience_redis_req_t *req);
 static void ngx_http_resilience_redis_failed_handler(ngx_event_t *ev);
@@ -397,6 +421,7 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
     conn->c = c;
     conn->ac = ac;
     conn->handshake = 0;
+    conn->appended = 0;
 
     /* the adapter works on this socket's connection, not on conn->c */
 
@@ -716,7 +741,7 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
     int status)
 {
     int                                  argc;
-    size_t                               argvlen[2];
+    size_t                               argvlen[2], before;
     u_char                              *p, db[NGX_INT_T_LEN];
     const char                          *argv[2];
     redisAsyncContext                   *ac;
@@ -734,6 +759,8 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
         ngx_http_resilience_redis_next(conn, ac->errstr);
         return;
     }
+
+    before = sdslen(ac->c.obuf);
 
     if (conf->password.len) {
         argv[0] = "AUTH";
@@ -766,6 +793,8 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
             conn->handshake++;
         }
     }
+
+    conn->appended += sdslen(ac->c.obuf) - before;
 
     if (conn->handshake == 0) {
         ngx_http_resilience_redis_ready(conn);
@@ -909,6 +938,7 @@ ngx_http_resilience_redis_command(ngx_uint_t argc, const char **argv,
     const size_t *argvlen, ngx_http_resilience_redis_handler_pt handler,
     void *data)
 {
+    size_t                               before;
     ngx_http_resilience_redis_req_t     *req;
     ngx_http_resilience_redis_client_t  *client;
 
@@ -919,9 +949,14 @@ ngx_http_resilience_redis_command(ngx_uint_t argc, const char **argv,
         return NGX_ERROR;
     }
 
-    if (ngx_http_resilience_redis_accept(req) != NGX_OK) {
+    if (ngx_http_resilience_redis_accept(req,
+                                ngx_http_resilience_redis_cost(argc, argvlen))
+        != NGX_OK)
+    {
         return NGX_OK;
     }
+
+    before = sdslen(client->main.ac->c.obuf);
 
     if (redisAsyncCommandArgv(client->main.ac,
                               ngx_http_resilience_redis_reply, req,
@@ -932,7 +967,7 @@ ngx_http_resilience_redis_command(ngx_uint_t argc, const char **argv,
         return NGX_OK;
     }
 
-    req->refs++;
+    ngx_http_resilience_redis_sent(req, before);
     (void) ngx_atomic_fetch_add(&client->stats->commands, 1);
 
     return NGX_OK;
@@ -943,6 +978,7 @@ ngx_int_t
 ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
     ngx_uint_t n, ngx_http_resilience_redis_handler_pt handler, void *data)
 {
+    size_t                               cost, before;
     ngx_uint_t                           i;
     redisAsyncContext                   *ac;
     ngx_http_resilience_redis_req_t     *req;
@@ -955,11 +991,20 @@ ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
         return NGX_ERROR;
     }
 
-    if (ngx_http_resilience_redis_accept(req) != NGX_OK) {
+    /* MULTI and EXEC: a callback and a few bytes each */
+    cost = 2 * ngx_http_resilience_redis_cost(0, NULL);
+
+    for (i = 0; i < n; i++) {
+        cost += ngx_http_resilience_redis_cost(cmds[i].argc,
+                                               cmds[i].argvlen);
+    }
+
+    if (ngx_http_resilience_redis_accept(req, cost) != NGX_OK) {
         return NGX_OK;
     }
 
     ac = client->main.ac;
+    before = sdslen(ac->c.obuf);
 
     /* the QUEUED replies need no callback: EXEC carries them all */
 
@@ -968,12 +1013,15 @@ ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
         return NGX_OK;
     }
 
+    /* from here on, what a failure left in the buffer is counted too */
+
     for (i = 0; i < n; i++) {
         if (redisAsyncCommandArgv(ac, NULL, NULL, (int) cmds[i].argc,
                                   cmds[i].argv, cmds[i].argvlen)
             != REDIS_OK)
         {
             (void) redisAsyncCommand(ac, NULL, NULL, "DISCARD");
+            client->main.appended += sdslen(ac->c.obuf) - before;
             ngx_http_resilience_redis_fail(req);
             return NGX_OK;
         }
@@ -982,11 +1030,12 @@ ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
     if (redisAsyncCommand(ac, ngx_http_resilience_redis_reply, req, "EXEC")
         != REDIS_OK)
     {
+        client->main.appended += sdslen(ac->c.obuf) - before;
         ngx_http_resilience_redis_fail(req);
         return NGX_OK;
     }
 
-    req->refs++;
+    ngx_http_resilience_redis_sent(req, before);
     (void) ngx_atomic_fetch_add(&client->stats->commands, n + 2);
 
     return NGX_OK;
@@ -1031,7 +1080,7 @@ ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
     int                                  len;
     char                                *cmd;
     u_char                              *p, n[NGX_INT_T_LEN];
-    size_t                              *lens;
+    size_t                              *lens, before;
     ngx_uint_t                           i;
     const char                         **args;
     ngx_http_resilience_redis_req_t     *req;
@@ -1044,7 +1093,13 @@ ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
         return NGX_ERROR;
     }
 
-    if (ngx_http_resilience_redis_accept(req) != NGX_OK) {
+    /* the command's copy, kept for a retry, costs as much again */
+
+    if (ngx_http_resilience_redis_accept(req,
+                          2 * ngx_http_resilience_redis_cost(argc, argvlen)
+                          + 2 * (NGX_INT_T_LEN + 40 + 7 + 48))
+        != NGX_OK)
+    {
         return NGX_OK;
     }
 
@@ -1084,6 +1139,8 @@ ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
     req->len = len;
     req->script = script;
 
+    before = sdslen(client->main.ac->c.obuf);
+
     if (redisAsyncFormattedCommand(client->main.ac,
                                    ngx_http_resilience_redis_reply, req,
                                    cmd, len)
@@ -1093,7 +1150,7 @@ ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
         return NGX_OK;
     }
 
-    req->refs++;
+    ngx_http_resilience_redis_sent(req, before);
     (void) ngx_atomic_fetch_add(&client->stats->commands, 1);
 
     return NGX_OK;
@@ -1127,34 +1184,64 @@ ngx_http_resilience_redis_req(ngx_http_resilience_redis_handler_pt handler,
 }
 
 
+/* a command's cost against NGX_HTTP_RESILIENCE_REDIS_MAX_QUEUED */
+
+static size_t
+ngx_http_resilience_redis_cost(ngx_uint_t argc, const size_t *argvlen)
+{
+    size_t      cost;
+    ngx_uint_t  i;
+
+    /* "*<argc>\r\n", then "$<len>\r\n<arg>\r\n" each, and a callback */
+
+    cost = NGX_INT_T_LEN + 3 + NGX_HTTP_RESILIENCE_REDIS_CALLBACK;
+
+    for (i = 0; i < argc; i++) {
+        cost += argvlen[i] + NGX_INT_T_LEN + 5;
+    }
+
+    return cost;
+}
+
+
 /*
  * Takes the request into the pending set and arms its timer, or, when
- * no command can be sent now, queues it to fail from a posted event.
+ * no command can be sent now, queues it to fail from a posted event:
+ * FAILED without a connection, BUSY when the worker holds too much for
+ * Redis already (one command is always let through).
  */
 
 static ngx_int_t
-ngx_http_resilience_redis_accept(ngx_http_resilience_redis_req_t *req)
+ngx_http_resilience_redis_accept(ngx_http_resilience_redis_req_t *req,
+    size_t cost)
 {
     ngx_http_resilience_redis_client_t  *client;
 
     client = req->client;
 
+    cost += sizeof(ngx_http_resilience_redis_req_t);
+
     if (client->main.state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
         || client->main.ac == NULL
-        || client->pending >= NGX_HTTP_RESILIENCE_REDIS_MAX_PENDING
         || client->exiting)
     {
-        ngx_queue_insert_tail(&client->failed, &req->queue);
+        req->rc = NGX_HTTP_RESILIENCE_REDIS_FAILED;
+        goto failed;
+    }
 
-        if (!client->failed_event.posted) {
-            ngx_post_event(&client->failed_event, &ngx_posted_events);
-        }
-
-        return NGX_DECLINED;
+    if (client->queued
+        && client->queued + cost > NGX_HTTP_RESILIENCE_REDIS_MAX_QUEUED)
+    {
+        (void) ngx_atomic_fetch_add(&client->stats->busy, 1);
+        req->rc = NGX_HTTP_RESILIENCE_REDIS_BUSY;
+        goto failed;
     }
 
     client->pending++;
     client->stats->pending = client->pending;
+
+    req->cost = cost;
+    client->queued += cost;
 
     req->timer.handler = ngx_http_resilience_redis_timeout;
     req->timer.data = req;
@@ -1164,6 +1251,33 @@ ngx_http_resilience_redis_accept(ngx_http_resilience_redis_req_t *req)
     ngx_add_timer(&req->timer, client->conf->command_timeout);
 
     return NGX_OK;
+
+failed:
+
+    ngx_queue_insert_tail(&client->failed, &req->queue);
+
+    if (!client->failed_event.posted) {
+        ngx_post_event(&client->failed_event, &ngx_posted_events);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* handed to hiredis: where its command ends in what hiredis was given */
+
+static void
+ngx_http_resilience_redis_sent(ngx_http_resilience_redis_req_t *req,
+    size_t before)
+{
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    conn = &req->client->main;
+
+    conn->appended += sdslen(conn->ac->c.obuf) - before;
+
+    req->end = conn->appended;
+    req->refs++;
 }
 
 
@@ -1182,6 +1296,11 @@ ngx_http_resilience_redis_fail(ngx_http_resilience_redis_req_t *req)
 
     client->pending--;
     client->stats->pending = client->pending;
+
+    client->queued -= req->cost;
+    req->cost = 0;
+
+    req->rc = NGX_HTTP_RESILIENCE_REDIS_FAILED;
 
     ngx_queue_insert_tail(&client->failed, &req->queue);
 
@@ -1209,7 +1328,7 @@ ngx_http_resilience_redis_failed_handler(ngx_event_t *ev)
         (void) ngx_atomic_fetch_add(&client->stats->errors, 1);
 
         req->done = 1;
-        req->handler(NGX_HTTP_RESILIENCE_REDIS_FAILED, NULL, req->data);
+        req->handler(req->rc, NULL, req->data);
 
         ngx_http_resilience_redis_release(req);
     }
@@ -1248,6 +1367,9 @@ ngx_http_resilience_redis_release(ngx_http_resilience_redis_req_t *req)
         return;
     }
 
+    /* hiredis let it go: what it cost is free again */
+    req->client->queued -= req->cost;
+
     if (req->cmd) {
         redisFreeCommand(req->cmd);
     }
@@ -1260,11 +1382,15 @@ static void
 ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
+    size_t                               before;
+    ngx_int_t                            rc;
     redisReply                          *reply = r;
     ngx_http_resilience_redis_req_t     *req = privdata;
+    ngx_http_resilience_redis_conn_t    *conn;
     ngx_http_resilience_redis_client_t  *client;
 
     client = req->client;
+    conn = ac->data;
 
     req->refs--;
 
@@ -1273,12 +1399,18 @@ ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
             (void) ngx_atomic_fetch_add(&client->stats->errors, 1);
         }
 
-        ngx_http_resilience_redis_finish(req,
-                                         NGX_HTTP_RESILIENCE_REDIS_FAILED,
-                                         NULL);
+        /* written out whole, Redis may have run it: outcome unknown */
+
+        rc = (req->end + sdslen(ac->c.obuf) <= conn->appended)
+             ? NGX_HTTP_RESILIENCE_REDIS_LOST
+             : NGX_HTTP_RESILIENCE_REDIS_FAILED;
+
+        ngx_http_resilience_redis_finish(req, rc, NULL);
         ngx_http_resilience_redis_release(req);
         return;
     }
+
+    client->timeouts = 0;
 
     (void) ngx_atomic_fetch_add(&client->stats->replies, 1);
 
@@ -1297,6 +1429,8 @@ ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
                       "resilience_redis: loading script %*s",
                       (size_t) 40, req->script->sha1);
 
+        before = sdslen(ac->c.obuf);
+
         if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %b",
                               req->script->body.data,
                               req->script->body.len)
@@ -1306,10 +1440,12 @@ ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
                                           req, req->cmd, req->len)
             == REDIS_OK)
         {
-            req->refs++;
+            ngx_http_resilience_redis_sent(req, before);
             (void) ngx_atomic_fetch_add(&client->stats->commands, 2);
             return;
         }
+
+        conn->appended += sdslen(ac->c.obuf) - before;
     }
 
     if (reply->type == REDIS_REPLY_ERROR && !req->done) {
@@ -1333,13 +1469,53 @@ ngx_http_resilience_redis_timeout(ngx_event_t *ev)
 
     (void) ngx_atomic_fetch_add(&client->stats->timeouts, 1);
 
-    ngx_log_error(NGX_LOG_WARN, client->log, 0,
+    /* one line for a stall, not one per command caught in it */
+
+    client->timeouts++;
+
+    ngx_log_error((client->timeouts > 1 ? NGX_LOG_INFO : NGX_LOG_WARN),
+                  client->log, 0,
                   "resilience_redis: command to %V timed out after %M ms",
                   &client->conf->address, client->conf->command_timeout);
 
     /* the reply, if it ever comes, only releases the request */
     ngx_http_resilience_redis_finish(req, NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT,
                                      NULL);
+
+    if (client->timeouts < NGX_HTTP_RESILIENCE_REDIS_TIMEOUTS
+        || client->main.ac == NULL)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, client->log, 0,
+                  "resilience_redis: %ui commands to %V timed out in a row, "
+                  "closing the connection", client->timeouts,
+                  &client->conf->addrs[client->main.addr].name);
+
+    client->timeouts = 0;
+
+    ngx_http_resilience_redis_drop(&client->main);
+}
+
+
+/*
+ * Closes a connection that stopped answering: hiredis lets go of every
+ * command it holds (LOST, or FAILED when still unwritten), then a retry
+ * with backoff.
+ */
+
+static void
+ngx_http_resilience_redis_drop(ngx_http_resilience_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac;
+
+    ac = conn->ac;
+    conn->ac = NULL;
+
+    redisAsyncFree(ac);
+
+    ngx_http_resilience_redis_retry(conn);
 }
 
 

@@ -7,6 +7,10 @@
  *   resilience_test_redis;             GET ?cmd=SET k v | ?batch=A|B
  *                                       | ?script=<name>&keys=N&args=a b
  *                                      [&wait=1: until connected, 3 s]
+ *                                      [&repeat=N: cmd N times, answers
+ *                                       the count of each outcome]
+ *   resilience_test_rss;               ?mark: this worker's VmRSS now;
+ *                                      ?max=<kB>: its growth since
  *   resilience_test_script <name> <body>;          (http)
  *   resilience_test_subscribe <channel>;           (http)
  *   resilience_test_messages;          what this worker received
@@ -50,6 +54,15 @@ typedef struct {
 
 
 typedef struct {
+    ngx_http_request_t        *r;
+    ngx_uint_t                 left;
+    ngx_uint_t                 n[5];     /* by rc */
+    ngx_msec_t                 start;
+    ngx_msec_t                 busy_ms;  /* the slowest BUSY */
+} ngx_http_resilience_test_count_t;
+
+
+typedef struct {
     ngx_array_t                scripts;
     ngx_array_t                channels;
 } ngx_http_resilience_test_main_conf_t;
@@ -78,6 +91,14 @@ static char *ngx_http_resilience_test_metric(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_resilience_test_leak(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_resilience_test_rss(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_resilience_test_repeat(ngx_http_request_t *r,
+    ngx_uint_t n, ngx_uint_t argc, const char **argv, size_t *argvlen);
+static void ngx_http_resilience_test_counted(ngx_int_t rc,
+    redisReply *reply, void *data);
+static ngx_int_t ngx_http_resilience_test_rss_handler(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_resilience_test_redis_handler(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_resilience_test_send(ngx_http_request_t *r);
@@ -144,6 +165,11 @@ static ngx_command_t  ngx_http_resilience_test_commands[] = {
       ngx_http_resilience_test_metric,
       0, 0, NULL },
 
+    { ngx_string("resilience_test_rss"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_resilience_test_rss,
+      0, 0, NULL },
+
     { ngx_string("resilience_test_leak"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_resilience_test_leak,
@@ -184,6 +210,7 @@ ngx_module_t  ngx_http_resilience_test_module = {
 static ngx_str_t
     ngx_http_resilience_test_msgs[NGX_HTTP_RESILIENCE_TEST_MESSAGES];
 static ngx_uint_t  ngx_http_resilience_test_nmsgs;
+static ngx_int_t   ngx_http_resilience_test_rss_mark;
 
 
 static void *
@@ -629,6 +656,16 @@ ngx_http_resilience_test_send(ngx_http_request_t *r)
             argvlen[i] = w[i].len;
         }
 
+        if (ngx_http_arg(r, (u_char *) "repeat", 6, &arg) == NGX_OK) {
+            nkeys = ngx_atoi(arg.data, arg.len);
+            if (nkeys == (ngx_uint_t) NGX_ERROR || nkeys == 0) {
+                return NGX_HTTP_BAD_REQUEST;
+            }
+
+            return ngx_http_resilience_test_repeat(r, nkeys, words.nelts,
+                                                   argv, argvlen);
+        }
+
         rc = ngx_http_resilience_redis_command(words.nelts, argv, argvlen,
                                                ngx_http_resilience_test_reply,
                                                r);
@@ -782,6 +819,12 @@ ngx_http_resilience_test_reply(ngx_int_t rc, redisReply *reply, void *data)
         break;
     case NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT:
         p = ngx_cpymem(p, "timed out", 9);
+        break;
+    case NGX_HTTP_RESILIENCE_REDIS_LOST:
+        p = ngx_cpymem(p, "lost", 4);
+        break;
+    case NGX_HTTP_RESILIENCE_REDIS_BUSY:
+        p = ngx_cpymem(p, "busy", 4);
         break;
     default:
         p = ngx_cpymem(p, "failed", 6);
@@ -957,6 +1000,163 @@ ngx_http_resilience_test_collect_histogram(ngx_http_resilience_metrics_t *m,
     return ngx_http_resilience_metrics_histogram(m, &label, 1, 4,
                                       tm->unordered ? unordered : bounds,
                                       counts, 12.5);
+}
+
+
+/* one command n times: the count of each outcome, once all are in */
+
+static ngx_int_t
+ngx_http_resilience_test_repeat(ngx_http_request_t *r, ngx_uint_t n,
+    ngx_uint_t argc, const char **argv, size_t *argvlen)
+{
+    ngx_uint_t                         i;
+    ngx_http_resilience_test_count_t  *cnt;
+
+    cnt = ngx_pcalloc(r->pool, sizeof(ngx_http_resilience_test_count_t));
+    if (cnt == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cnt->r = r;
+    cnt->left = n;
+    cnt->start = ngx_current_msec;
+
+    /* the last callback finalizes: none fires from inside the call */
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_resilience_redis_command(argc, argv, argvlen,
+                                             ngx_http_resilience_test_counted,
+                                             cnt)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_resilience_test_counted(ngx_int_t rc, redisReply *reply,
+    void *data)
+{
+    ngx_http_resilience_test_count_t *cnt = data;
+
+    u_char     *p;
+    ngx_str_t   text;
+    ngx_msec_t  ms;
+
+    if (rc >= 0 && rc < 5) {
+        cnt->n[rc]++;
+    }
+
+    ms = ngx_current_msec - cnt->start;
+
+    if (rc == NGX_HTTP_RESILIENCE_REDIS_BUSY && ms > cnt->busy_ms) {
+        cnt->busy_ms = ms;
+    }
+
+    if (--cnt->left) {
+        return;
+    }
+
+    p = ngx_pnalloc(cnt->r->pool, 256);
+    if (p == NULL) {
+        ngx_http_finalize_request(cnt->r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    text.data = p;
+    text.len = ngx_sprintf(p, "reply=%ui failed=%ui timedout=%ui busy=%ui "
+                           "lost=%ui busy_ms=%M\n",
+                           cnt->n[NGX_HTTP_RESILIENCE_REDIS_REPLY],
+                           cnt->n[NGX_HTTP_RESILIENCE_REDIS_FAILED],
+                           cnt->n[NGX_HTTP_RESILIENCE_REDIS_TIMEDOUT],
+                           cnt->n[NGX_HTTP_RESILIENCE_REDIS_BUSY],
+                           cnt->n[NGX_HTTP_RESILIENCE_REDIS_LOST],
+                           cnt->busy_ms)
+               - p;
+
+    ngx_http_finalize_request(cnt->r,
+                              ngx_http_resilience_test_text(cnt->r, &text));
+}
+
+
+static char *
+ngx_http_resilience_test_rss(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_resilience_test_rss_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* this worker's resident set (VmRSS, kB), against a mark taken before */
+
+static ngx_int_t
+ngx_http_resilience_test_rss_handler(ngx_http_request_t *r)
+{
+    u_char     *p, *last, buf[4096];
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_str_t   arg, text;
+    ngx_int_t   rss, max;
+
+    fd = ngx_open_file("/proc/self/status", NGX_FILE_RDONLY, NGX_FILE_OPEN,
+                       0);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, sizeof(buf) - 1);
+    ngx_close_file(fd);
+
+    if (n <= 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    buf[n] = '\0';
+
+    p = (u_char *) ngx_strstr(buf, "VmRSS:");
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (p += 6; *p == ' ' || *p == '\t'; p++) { /* void */ }
+
+    for (last = p; *last >= '0' && *last <= '9'; last++) { /* void */ }
+
+    rss = ngx_atoi(p, last - p);
+    if (rss == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, 128);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text.data = p;
+
+    if (ngx_http_arg(r, (u_char *) "max", 3, &arg) == NGX_OK) {
+        max = ngx_atoi(arg.data, arg.len);
+
+        text.len = ngx_sprintf(p, "grew by %i kB, %s %i kB\n",
+                               rss - ngx_http_resilience_test_rss_mark,
+                               (rss - ngx_http_resilience_test_rss_mark
+                                <= max) ? "within" : "over", max)
+                   - p;
+
+    } else {
+        ngx_http_resilience_test_rss_mark = rss;
+        text.len = ngx_sprintf(p, "rss %i kB\n", rss) - p;
+    }
+
+    return ngx_http_resilience_test_text(r, &text);
 }
 
 
