@@ -166,7 +166,7 @@ GET /redis?cmd=PING
 failed
 --- wait: 0.3
 --- error_log eval
-qr/\[error\] .*resilience_redis: 127\.0\.0\.1:\d+ refused the handshake: .*(AUTH|auth|password)/
+qr/\[error\] .*resilience_redis: 127\.0\.0\.1:\d+ unavailable: 127\.0\.0\.1:\d+ refused the handshake: .*(AUTH|auth|password)/
 --- no_error_log
 [alert]
 [crit]
@@ -282,7 +282,7 @@ GET /redis?cmd=PING
 failed
 --- wait: 5
 --- error_log eval
-qr/\[notice\] .*resilience_redis: connected to 127\.0\.0\.1:\d+/
+qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ available again after [1-9]\d* failed attempts, connected to 127\.0\.0\.1:\d+/
 --- no_error_log
 [alert]
 [crit]
@@ -320,8 +320,8 @@ lost
 --- wait: 4
 --- error_log eval
 [
-    qr/\[error\] .*resilience_redis: connection to 127\.0\.0\.1:\d+ lost/,
-    qr/\[notice\] .*resilience_redis: connected to 127\.0\.0\.1:\d+/,
+    qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ unavailable: connection to 127\.0\.0\.1:\d+ lost: /,
+    qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ available again after [1-9]\d* failed attempts/,
 ]
 --- no_error_log
 [alert]
@@ -519,7 +519,7 @@ GET /redis?cmd=SET+nr:test:stall+x&repeat=10&wait=1
 --- response_body
 reply=0 failed=0 timedout=3 busy=0 lost=7 busy_ms=0
 --- error_log eval
-qr/\[warn\] .*resilience_redis: 3 commands to 127\.0\.0\.1:\d+ timed out in a row, closing the connection/
+qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ unavailable: 3 commands to 127\.0\.0\.1:\d+ timed out in a row, retrying with backoff/
 --- no_error_log
 [alert]
 [crit]

@@ -56,9 +56,13 @@ typedef struct {
     ngx_uint_t                         addr;     /* the one tried now */
     uint64_t                           appended; /* bytes given hiredis */
     ngx_atomic_t                      *state_stat;
+    ngx_uint_t                         attempts; /* failed, this outage */
+    u_char                            *reason_end;
+    u_char                             reason[256];
     unsigned                           subscriber:1;
     unsigned                           was_connected:1;
     unsigned                           failing:1;
+    unsigned                           refused:1;
 } ngx_http_resilience_redis_conn_t;
 
 
@@ -107,6 +111,8 @@ static void ngx_http_resilience_redis_connect(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_next(
     ngx_http_resilience_redis_conn_t *conn, const char *reason);
+static void ngx_http_resilience_redis_down(
+    ngx_http_resilience_redis_conn_t *conn, ngx_uint_t level);
 static void ngx_http_resilience_redis_retry(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_close(
@@ -454,41 +460,88 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
  * A connection attempt failed before the connection was ready: the next
  * address, at once, or, when every address failed, a retry with backoff
  * from the first one.  The context that failed is freed by the caller.
+ * "reason" is NULL when conn->reason says it already (a refusal).
  */
 
 static void
 ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
     const char *reason)
 {
-    ngx_uint_t                           last;
+    ngx_uint_t                           level;
     ngx_http_resilience_redis_conf_t    *conf;
     ngx_http_resilience_redis_client_t  *client;
 
     client = conn->client;
     conf = client->conf;
 
-    last = (conn->addr + 1 >= conf->naddrs);
+    level = NGX_LOG_WARN;
 
-    ngx_log_error(((conn->failing || !last) ? NGX_LOG_INFO : NGX_LOG_ERR),
-                  client->log, 0,
-                  "resilience_redis: connect to %V%s failed: %s",
-                  &conf->addrs[conn->addr].name,
-                  conn->subscriber ? " (subscriber)" : "",
-                  reason ? reason : "error");
+    if (reason == NULL) {
+        /* the server answered, and said no: AUTH, SELECT, max clients */
+        level = NGX_LOG_ERR;
+
+    } else {
+        conn->reason_end = ngx_snprintf(conn->reason, sizeof(conn->reason),
+                                        "connect to %V failed: %s",
+                                        &conf->addrs[conn->addr].name,
+                                        reason);
+    }
 
     conn->ac = NULL;
+    conn->refused = 0;
+    conn->attempts++;
 
     if (conn->connect_timer.timer_set) {
         ngx_del_timer(&conn->connect_timer);
     }
 
-    if (!last && !client->exiting) {
+    if (conn->addr + 1 < conf->naddrs && !client->exiting) {
+        ngx_log_error(NGX_LOG_INFO, client->log, 0,
+                      "resilience_redis: %*s, trying the next address",
+                      (size_t) (conn->reason_end - conn->reason),
+                      conn->reason);
+
         conn->addr++;
         ngx_http_resilience_redis_connect(conn);
         return;
     }
 
-    conn->addr = 0;
+    ngx_http_resilience_redis_down(conn, level);
+}
+
+
+/*
+ * Redis is out of reach (conn->reason says why): one line when an outage
+ * begins, at "level", and only info lines for the attempts that follow;
+ * then a retry with backoff.
+ */
+
+static void
+ngx_http_resilience_redis_down(ngx_http_resilience_redis_conn_t *conn,
+    ngx_uint_t level)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+
+    if (conn->failing || client->exiting) {
+        ngx_log_error(NGX_LOG_INFO, client->log, 0,
+                      "resilience_redis: %*s",
+                      (size_t) (conn->reason_end - conn->reason),
+                      conn->reason);
+
+    } else {
+        conn->failing = 1;
+
+        ngx_log_error(level, client->log, 0,
+                      "resilience_redis: %V%s unavailable: %*s, retrying "
+                      "with backoff up to %M ms",
+                      &client->conf->address,
+                      conn->subscriber ? " (subscriber)" : "",
+                      (size_t) (conn->reason_end - conn->reason),
+                      conn->reason,
+                      (ngx_msec_t) NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX);
+    }
 
     ngx_http_resilience_redis_retry(conn);
 }
@@ -534,16 +587,6 @@ ngx_http_resilience_redis_retry(ngx_http_resilience_redis_conn_t *conn)
     /* up to 25% of jitter, so that workers do not reconnect in step */
     delay = conn->backoff - (conn->backoff / 4)
             + (ngx_msec_t) ngx_random() % (conn->backoff / 4 + 1);
-
-    if (!conn->failing) {
-        conn->failing = 1;
-        ngx_log_error(NGX_LOG_WARN, client->log, 0,
-                      "resilience_redis: %V unavailable%s, retrying with "
-                      "backoff up to %M ms",
-                      &client->conf->address,
-                      conn->subscriber ? " (subscriber)" : "",
-                      (ngx_msec_t) NGX_HTTP_RESILIENCE_REDIS_BACKOFF_MAX);
-    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, client->log, 0,
                    "resilience_redis: reconnect in %M ms", delay);
@@ -741,9 +784,9 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
     int status)
 {
     int                                  argc;
-    size_t                               argvlen[2], before;
+    size_t                               argvlen[3], before;
     u_char                              *p, db[NGX_INT_T_LEN];
-    const char                          *argv[2];
+    const char                          *argv[3];
     redisAsyncContext                   *ac;
     ngx_http_resilience_redis_conf_t    *conf;
     ngx_http_resilience_redis_conn_t    *conn;
@@ -760,14 +803,27 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
         return;
     }
 
+    /*
+     * AUTH and SELECT as configured, then PING: the connection is ready,
+     * and the backoff starts again from its least, only once Redis has
+     * answered all of them (a server that accepts and closes, or answers
+     * "-ERR max number of clients reached", never gets that far)
+     */
+
     before = sdslen(ac->c.obuf);
 
+    argv[0] = "AUTH";
+    argvlen[0] = 4;
+    argc = 1;
+
+    if (conf->username.len) {
+        argv[argc] = (const char *) conf->username.data;
+        argvlen[argc++] = conf->username.len;
+    }
+
     if (conf->password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (const char *) conf->password.data;
-        argvlen[1] = conf->password.len;
-        argc = 2;
+        argv[argc] = (const char *) conf->password.data;
+        argvlen[argc++] = conf->password.len;
 
         if (redisAsyncCommandArgv(ac, ngx_http_resilience_redis_handshake,
                                   conn, argc, argv, argvlen)
@@ -794,6 +850,13 @@ ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
         }
     }
 
+    if (redisAsyncCommand(ac, ngx_http_resilience_redis_handshake, conn,
+                          "PING")
+        == REDIS_OK)
+    {
+        conn->handshake++;
+    }
+
     conn->appended += sdslen(ac->c.obuf) - before;
 
     if (conn->handshake == 0) {
@@ -809,23 +872,22 @@ ngx_http_resilience_redis_handshake(redisAsyncContext *ac, void *r,
     redisReply                        *reply = r;
     ngx_http_resilience_redis_conn_t  *conn = privdata;
 
-    if (reply == NULL || conn->ac != ac) {
+    if (reply == NULL || conn->ac != ac || conn->refused) {
         /* the connection is going away; on_disconnect takes over */
         return;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, conn->client->log, 0,
-                      "resilience_redis: %V refused the handshake: %*s",
-                      &conn->client->conf->addrs[conn->addr].name,
-                      (size_t) reply->len, reply->str);
-
-        conn->handshake = (ngx_uint_t) -1;
+        conn->reason_end = ngx_snprintf(conn->reason, sizeof(conn->reason),
+                                   "%V refused the handshake: %*s",
+                                   &conn->client->conf->addrs[conn->addr].name,
+                                   (size_t) reply->len, reply->str);
+        conn->refused = 1;
         redisAsyncDisconnect(ac);
         return;
     }
 
-    if (conn->handshake != (ngx_uint_t) -1 && --conn->handshake == 0) {
+    if (--conn->handshake == 0) {
         ngx_http_resilience_redis_ready(conn);
     }
 }
@@ -852,13 +914,24 @@ ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
 
     (void) ngx_atomic_fetch_add(&client->stats->connects, 1);
 
-    ngx_log_error((conn->failing ? NGX_LOG_NOTICE : NGX_LOG_INFO),
-                  client->log, 0,
-                  "resilience_redis: connected to %V%s",
-                  &client->conf->addrs[conn->addr].name,
-                  conn->subscriber ? " (subscriber)" : "");
+    if (conn->failing) {
+        ngx_log_error(NGX_LOG_WARN, client->log, 0,
+                      "resilience_redis: %V%s available again after %ui "
+                      "failed attempts, connected to %V",
+                      &client->conf->address,
+                      conn->subscriber ? " (subscriber)" : "",
+                      conn->attempts,
+                      &client->conf->addrs[conn->addr].name);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, client->log, 0,
+                      "resilience_redis: connected to %V%s",
+                      &client->conf->addrs[conn->addr].name,
+                      conn->subscriber ? " (subscriber)" : "");
+    }
 
     conn->failing = 0;
+    conn->attempts = 0;
 
     if (!conn->subscriber) {
         return;
@@ -876,6 +949,7 @@ static void
 ngx_http_resilience_redis_on_disconnect(const redisAsyncContext *cac,
     int status)
 {
+    const char                        *err;
     redisAsyncContext                 *ac;
     ngx_http_resilience_redis_conn_t  *conn;
 
@@ -887,27 +961,29 @@ ngx_http_resilience_redis_on_disconnect(const redisAsyncContext *cac,
         return;
     }
 
-    if (conn->state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
-        /* before the handshake was done: an attempt that failed */
-        ngx_http_resilience_redis_next(conn,
-                                       (status == REDIS_OK
-                                        || ac->errstr == NULL)
-                                       ? "closed" : ac->errstr);
+    err = (status == REDIS_OK || ac->errstr[0] == '\0') ? "closed"
+                                                        : ac->errstr;
+
+    if (conn->refused) {
+        /* the server said no: conn->reason has its answer */
+        ngx_http_resilience_redis_next(conn, NULL);
         return;
     }
 
-    if (!conn->client->exiting) {
-        ngx_log_error(NGX_LOG_ERR, conn->client->log, 0,
-                      "resilience_redis: connection to %V%s lost: %s",
-                      &conn->client->conf->addrs[conn->addr].name,
-                      conn->subscriber ? " (subscriber)" : "",
-                      (status == REDIS_OK || ac->errstr == NULL)
-                      ? "closed" : ac->errstr);
+    if (conn->state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
+        /* before the handshake was done: an attempt that failed */
+        ngx_http_resilience_redis_next(conn, err);
+        return;
     }
 
-    conn->failing = 1;
+    conn->reason_end = ngx_snprintf(conn->reason, sizeof(conn->reason),
+                                    "connection to %V lost: %s",
+                                    &conn->client->conf->addrs[conn->addr].name,
+                                    err);
 
-    ngx_http_resilience_redis_retry(conn);
+    conn->ac = NULL;
+
+    ngx_http_resilience_redis_down(conn, NGX_LOG_WARN);
 }
 
 
@@ -1488,10 +1564,11 @@ ngx_http_resilience_redis_timeout(ngx_event_t *ev)
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, client->log, 0,
-                  "resilience_redis: %ui commands to %V timed out in a row, "
-                  "closing the connection", client->timeouts,
-                  &client->conf->addrs[client->main.addr].name);
+    client->main.reason_end = ngx_snprintf(client->main.reason,
+                                  sizeof(client->main.reason),
+                                  "%ui commands to %V timed out in a row",
+                                  client->timeouts,
+                                  &client->conf->addrs[client->main.addr].name);
 
     client->timeouts = 0;
 
@@ -1515,7 +1592,7 @@ ngx_http_resilience_redis_drop(ngx_http_resilience_redis_conn_t *conn)
 
     redisAsyncFree(ac);
 
-    ngx_http_resilience_redis_retry(conn);
+    ngx_http_resilience_redis_down(conn, NGX_LOG_WARN);
 }
 
 

@@ -27,6 +27,7 @@ typedef struct {
     ngx_int_t                  port;         /* 0 for unix: */
     ngx_http_resilience_redis_addr_t  *addrs;  /* all, tried in turn */
     ngx_uint_t                 naddrs;
+    ngx_str_t                  username;     /* ACL user, Redis 6+ */
     ngx_str_t                  password;
     ngx_uint_t                 db;
     ngx_str_t                  prefix;
