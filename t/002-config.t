@@ -399,3 +399,13 @@ GET /metrics
 --- error_code: 500
 --- error_log
 resilience_status: a metrics collector failed
+
+
+
+=== TEST 33: resilience_redis: username= without password=
+--- http_config
+    resilience_redis 127.0.0.1:6379 username=nr;
+--- config
+--- must_die
+--- error_log
+"resilience_redis" directive: "username=nr" needs "password="

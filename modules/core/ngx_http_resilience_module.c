@@ -247,7 +247,7 @@ ngx_http_resilience_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
- * resilience_redis <address>[,<address>...] [password=] [db=]
+ * resilience_redis <address>[,<address>...] [username=] [password=] [db=]
  *                  [prefix=] [connect_timeout=] [command_timeout=];
  */
 
@@ -296,6 +296,15 @@ ngx_http_resilience_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             rc->password = v;
+            continue;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "username", 8) == 0) {
+            if (v.len == 0) {
+                goto invalid;
+            }
+
+            rc->username = v;
             continue;
         }
 
@@ -354,6 +363,13 @@ ngx_http_resilience_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    if (rc->username.len && rc->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: \"username=%V\" needs "
+                           "\"password=\"", &cmd->name, &rc->username);
+        return NGX_CONF_ERROR;
     }
 
     rmcf->redis = rc;

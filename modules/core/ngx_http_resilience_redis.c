@@ -63,6 +63,8 @@ typedef struct {
     unsigned                           was_connected:1;
     unsigned                           failing:1;
     unsigned                           refused:1;
+    unsigned                           denied:1;  /* credentials */
+    unsigned                           denied_logged:1;
 } ngx_http_resilience_redis_conn_t;
 
 
@@ -478,7 +480,7 @@ ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
 
     if (reason == NULL) {
         /* the server answered, and said no: AUTH, SELECT, max clients */
-        level = NGX_LOG_ERR;
+        level = conn->denied ? NGX_LOG_ERR : NGX_LOG_WARN;
 
     } else {
         conn->reason_end = ngx_snprintf(conn->reason, sizeof(conn->reason),
@@ -489,6 +491,7 @@ ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
 
     conn->ac = NULL;
     conn->refused = 0;
+    conn->denied = 0;
     conn->attempts++;
 
     if (conn->connect_timer.timer_set) {
@@ -512,8 +515,9 @@ ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
 
 /*
  * Redis is out of reach (conn->reason says why): one line when an outage
- * begins, at "level", and only info lines for the attempts that follow;
- * then a retry with backoff.
+ * begins, at "level", and only info lines for the attempts that follow,
+ * but for the first refusal of the credentials, an error, once in each
+ * outage; then a retry with backoff.
  */
 
 static void
@@ -524,7 +528,10 @@ ngx_http_resilience_redis_down(ngx_http_resilience_redis_conn_t *conn,
 
     client = conn->client;
 
-    if (conn->failing || client->exiting) {
+    if (client->exiting
+        || (conn->failing
+            && (level != NGX_LOG_ERR || conn->denied_logged)))
+    {
         ngx_log_error(NGX_LOG_INFO, client->log, 0,
                       "resilience_redis: %*s",
                       (size_t) (conn->reason_end - conn->reason),
@@ -532,6 +539,7 @@ ngx_http_resilience_redis_down(ngx_http_resilience_redis_conn_t *conn,
 
     } else {
         conn->failing = 1;
+        conn->denied_logged = (level == NGX_LOG_ERR);
 
         ngx_log_error(level, client->log, 0,
                       "resilience_redis: %V%s unavailable: %*s, retrying "
@@ -883,6 +891,17 @@ ngx_http_resilience_redis_handshake(redisAsyncContext *ac, void *r,
                                    &conn->client->conf->addrs[conn->addr].name,
                                    (size_t) reply->len, reply->str);
         conn->refused = 1;
+
+        /* WRONGPASS, NOPERM, NOAUTH, "ERR invalid password", ... */
+
+        conn->denied = (ngx_strlcasestrn((u_char *) reply->str,
+                                         (u_char *) reply->str + reply->len,
+                                         (u_char *) "pass", 4 - 1)
+                        != NULL
+                        || (reply->len >= 6
+                            && (ngx_strncmp(reply->str, "NOPERM", 6) == 0
+                                || ngx_strncmp(reply->str, "NOAUTH", 6)
+                                   == 0)));
         redisAsyncDisconnect(ac);
         return;
     }
@@ -931,6 +950,7 @@ ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
     }
 
     conn->failing = 0;
+    conn->denied_logged = 0;
     conn->attempts = 0;
 
     if (!conn->subscriber) {
