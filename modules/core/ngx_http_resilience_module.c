@@ -248,7 +248,10 @@ ngx_http_resilience_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 /*
  * resilience_redis <address>[,<address>...] [username=] [password=] [db=]
- *                  [prefix=] [connect_timeout=] [command_timeout=];
+ *                  [prefix=] [connect_timeout=] [command_timeout=]
+ *                  [tls=on|off] [tls_verify=on|off]
+ *                  [tls_trusted_certificate=] [tls_server_name=]
+ *                  [tls_certificate= tls_certificate_key=];
  */
 
 static char *
@@ -362,7 +365,14 @@ ngx_http_resilience_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        goto invalid;
+        switch (ngx_http_resilience_redis_parse_option(cf, rc, &name, &v)) {
+        case NGX_OK:
+            continue;
+        case NGX_ERROR:
+            return NGX_CONF_ERROR;
+        default:
+            goto invalid;
+        }
     }
 
     if (rc->username.len && rc->password.len == 0) {
@@ -370,6 +380,11 @@ ngx_http_resilience_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"%V\" directive: \"username=%V\" needs "
                            "\"password=\"", &cmd->name, &rc->username);
         return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_http_resilience_redis_init_conf(cf, rc);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     rmcf->redis = rc;

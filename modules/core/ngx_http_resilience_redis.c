@@ -2,24 +2,24 @@
 /*
  * nginx-resilience: the per-worker Redis client.
  *
- * A hiredis async context driven by nginx's event loop: the socket is
- * wrapped in an ngx_connection_t whose read and write events are level
- * triggered, so hiredis's addRead / addWrite map onto ngx_add_event.
+ * nginx does the I/O: each connection is an ngx_connection_t of its own,
+ * non-blocking, plaintext or through nginx's SSL layer (TLS), driven by
+ * the event loop; hiredis is only the protocol codec (its command
+ * formatter and reply reader), as Debian's hiredis 0.14 has no TLS.
  * Commands queued during one event loop iteration leave in one write
- * (pipelining).  Connect and command timeouts are nginx timers, as
- * hiredis 0.14 has none of its own.  A second connection carries
- * SUBSCRIBE, opened on the first subscription.
+ * (pipelining); replies are matched to their callbacks in order.
+ * Connect and command timeouts are nginx timers.  A second connection
+ * carries SUBSCRIBE, opened on the first subscription.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_event.h>
 #include <ngx_http.h>
 #include <ngx_sha1.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-#include <hiredis/sds.h>
 
 #include "ngx_http_resilience_redis.h"
 
@@ -30,8 +30,8 @@
 /*
  * What a worker may hold for Redis at once: each command costs its bytes
  * on the wire (twice for EVALSHA, kept for a retry), its request and its
- * hiredis callbacks, from the call that sends it until hiredis lets it go
- * (its reply, or the connection's end), a timeout notwithstanding.
+ * place among the callbacks waiting for a reply, from the call that sends
+ * it until its reply or the connection's end, a timeout notwithstanding.
  */
 #define NGX_HTTP_RESILIENCE_REDIS_MAX_QUEUED   (1024 * 1024)
 #define NGX_HTTP_RESILIENCE_REDIS_CALLBACK     64
@@ -39,33 +39,60 @@
 /* timeouts in a row, no reply between, that drop the connection */
 #define NGX_HTTP_RESILIENCE_REDIS_TIMEOUTS     3
 
+/* an output buffer larger than this is given back once written out */
+#define NGX_HTTP_RESILIENCE_REDIS_OBUF_KEEP    16384
+
 
 typedef struct ngx_http_resilience_redis_client_s
     ngx_http_resilience_redis_client_t;
+typedef struct ngx_http_resilience_redis_conn_s
+    ngx_http_resilience_redis_conn_t;
+
+/* a reply, or NULL when the connection went before it */
+typedef void (*ngx_http_resilience_redis_cb_pt)(
+    ngx_http_resilience_redis_conn_t *conn, redisReply *reply, void *data);
 
 
 typedef struct {
-    redisAsyncContext                 *ac;
-    ngx_connection_t                  *c;
+    ngx_queue_t                        queue;
+    ngx_http_resilience_redis_cb_pt    handler;  /* NULL: none */
+    void                              *data;
+} ngx_http_resilience_redis_cb_t;
+
+
+struct ngx_http_resilience_redis_conn_s {
+    ngx_connection_t                  *c;        /* NULL: none */
     ngx_http_resilience_redis_client_t  *client;
+    redisReader                       *reader;
+    u_char                            *obuf;     /* unwritten: pos..last */
+    size_t                             opos;
+    size_t                             olast;
+    size_t                             osize;
+    ngx_queue_t                        callbacks;  /* in the replies' order */
     ngx_event_t                        connect_timer;
     ngx_event_t                        retry_timer;
     ngx_msec_t                         backoff;
     ngx_uint_t                         state;
     ngx_uint_t                         handshake;
     ngx_uint_t                         addr;     /* the one tried now */
-    uint64_t                           appended; /* bytes given hiredis */
+    ngx_uint_t                         closes;   /* a close in a callback */
+    uint64_t                           appended; /* bytes queued */
+    uint64_t                           written;  /* bytes written */
     ngx_atomic_t                      *state_stat;
     ngx_uint_t                         attempts; /* failed, this outage */
     u_char                            *reason_end;
     u_char                             reason[256];
+    ngx_log_t                          log;      /* the connection's */
+    u_char                             error[256];  /* its last, or "" */
     unsigned                           subscriber:1;
     unsigned                           was_connected:1;
     unsigned                           failing:1;
     unsigned                           refused:1;
     unsigned                           denied:1;  /* credentials */
     unsigned                           denied_logged:1;
-} ngx_http_resilience_redis_conn_t;
+    unsigned                           tcp_connecting:1;
+    unsigned                           up:1;     /* TCP (and TLS) up */
+};
 
 
 typedef struct {
@@ -100,7 +127,7 @@ typedef struct {
     char                              *cmd;      /* EVALSHA, for a retry */
     size_t                             len;
     ngx_http_resilience_redis_script_t  *script;
-    ngx_uint_t                         refs;     /* hiredis callbacks */
+    ngx_uint_t                         refs;     /* callbacks waiting */
     size_t                             cost;
     uint64_t                           end;      /* conn->appended */
     ngx_int_t                          rc;       /* in client->failed */
@@ -109,8 +136,20 @@ typedef struct {
 } ngx_http_resilience_redis_req_t;
 
 
+static ngx_int_t ngx_http_resilience_redis_unix(ngx_conf_t *cf,
+    ngx_http_resilience_redis_addr_t *a);
 static void ngx_http_resilience_redis_connect(
     ngx_http_resilience_redis_conn_t *conn);
+static ngx_int_t ngx_http_resilience_redis_open(
+    ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_addr_t *addr, u_char *err, size_t size);
+static void ngx_http_resilience_redis_connected(
+    ngx_http_resilience_redis_conn_t *conn);
+#if (NGX_SSL)
+static void ngx_http_resilience_redis_ssl_handshake(ngx_connection_t *c);
+static ngx_int_t ngx_http_resilience_redis_check_name(ngx_connection_t *c,
+    ngx_str_t *name);
+#endif
 static void ngx_http_resilience_redis_next(
     ngx_http_resilience_redis_conn_t *conn, const char *reason);
 static void ngx_http_resilience_redis_down(
@@ -119,21 +158,30 @@ static void ngx_http_resilience_redis_retry(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_close(
     ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_stop(
+    ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_lost(
+    ngx_http_resilience_redis_conn_t *conn, const char *reason);
 static void ngx_http_resilience_redis_set_state(
     ngx_http_resilience_redis_conn_t *conn, ngx_uint_t state);
+static void ngx_http_resilience_redis_log_writer(ngx_log_t *log,
+    ngx_uint_t level, u_char *buf, size_t len);
 static void ngx_http_resilience_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_resilience_redis_write_handler(ngx_event_t *ev);
-static void ngx_http_resilience_redis_add_read(void *privdata);
-static void ngx_http_resilience_redis_del_read(void *privdata);
-static void ngx_http_resilience_redis_add_write(void *privdata);
-static void ngx_http_resilience_redis_del_write(void *privdata);
-static void ngx_http_resilience_redis_cleanup(void *privdata);
-static void ngx_http_resilience_redis_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_resilience_redis_on_disconnect(
-    const redisAsyncContext *ac, int status);
-static void ngx_http_resilience_redis_handshake(redisAsyncContext *ac,
-    void *r, void *privdata);
+static void ngx_http_resilience_redis_flush(
+    ngx_http_resilience_redis_conn_t *conn);
+static ngx_int_t ngx_http_resilience_redis_send(
+    ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_cb_pt handler, void *data, const char *cmd,
+    size_t len);
+static ngx_int_t ngx_http_resilience_redis_send_argv(
+    ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_cb_pt handler, void *data, ngx_uint_t argc,
+    const char **argv, const size_t *argvlen);
+static void ngx_http_resilience_redis_dispatch(
+    ngx_http_resilience_redis_conn_t *conn, redisReply *reply);
+static void ngx_http_resilience_redis_handshake(
+    ngx_http_resilience_redis_conn_t *conn, redisReply *reply, void *data);
 static void ngx_http_resilience_redis_ready(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev);
@@ -145,7 +193,7 @@ static size_t ngx_http_resilience_redis_cost(ngx_uint_t argc,
 static ngx_int_t ngx_http_resilience_redis_accept(
     ngx_http_resilience_redis_req_t *req, size_t cost);
 static void ngx_http_resilience_redis_sent(
-    ngx_http_resilience_redis_req_t *req, size_t before);
+    ngx_http_resilience_redis_req_t *req);
 static void ngx_http_resilience_redis_drop(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_fail(
@@ -155,14 +203,14 @@ static void ngx_http_resilience_redis_finish(
     ngx_http_resilience_redis_req_t *req, ngx_int_t rc, redisReply *reply);
 static void ngx_http_resilience_redis_release(
     ngx_http_resilience_redis_req_t *req);
-static void ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
+static void ngx_http_resilience_redis_reply(
+    ngx_http_resilience_redis_conn_t *conn, redisReply *reply, void *data);
 static void ngx_http_resilience_redis_timeout(ngx_event_t *ev);
 static void ngx_http_resilience_redis_send_subscribe(
     ngx_http_resilience_redis_conn_t *conn,
     ngx_http_resilience_redis_sub_t *sub);
-static void ngx_http_resilience_redis_message(redisAsyncContext *ac,
-    void *r, void *privdata);
+static void ngx_http_resilience_redis_message(
+    ngx_http_resilience_redis_conn_t *conn, redisReply *reply);
 
 
 static ngx_http_resilience_redis_client_t  *ngx_http_resilience_redis_client;
@@ -208,6 +256,23 @@ ngx_http_resilience_redis_init_worker(ngx_cycle_t *cycle,
     client->sub.subscriber = 1;
     client->sub.state_stat = &client->stats->sub_state;
 
+    ngx_queue_init(&client->main.callbacks);
+    ngx_queue_init(&client->sub.callbacks);
+
+    /*
+     * nginx's own messages about a connection (SSL errors at "crit" on
+     * every attempt, among them) become the reason in the client's one
+     * line per outage
+     */
+
+    client->main.log = *cycle->log;
+    client->main.log.writer = ngx_http_resilience_redis_log_writer;
+    client->main.log.wdata = &client->main;
+    client->main.log.next = NULL;
+
+    client->sub.log = client->main.log;
+    client->sub.log.wdata = &client->sub;
+
     client->stats->pid = ngx_pid;
     client->stats->pending = 0;
     client->stats->state = NGX_HTTP_RESILIENCE_REDIS_OFF;
@@ -238,8 +303,8 @@ ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle)
 
     client->exiting = 1;
 
-    ngx_http_resilience_redis_close(&client->main);
-    ngx_http_resilience_redis_close(&client->sub);
+    ngx_http_resilience_redis_stop(&client->main);
+    ngx_http_resilience_redis_stop(&client->sub);
 
     if (client->failed_event.posted) {
         ngx_delete_posted_event(&client->failed_event);
@@ -248,6 +313,37 @@ ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle)
     ngx_http_resilience_redis_failed_handler(&client->failed_event);
 
     ngx_http_resilience_redis_client = NULL;
+}
+
+
+/* a unix: address's sockaddr */
+
+static ngx_int_t
+ngx_http_resilience_redis_unix(ngx_conf_t *cf,
+    ngx_http_resilience_redis_addr_t *a)
+{
+#if (NGX_HAVE_UNIX_DOMAIN)
+    struct sockaddr_un  *saun;
+
+    if (a->host.len == 0 || a->host.len >= sizeof(saun->sun_path)) {
+        return NGX_ERROR;
+    }
+
+    saun = ngx_pcalloc(cf->pool, sizeof(struct sockaddr_un));
+    if (saun == NULL) {
+        return NGX_ERROR;
+    }
+
+    saun->sun_family = AF_UNIX;
+    ngx_memcpy(saun->sun_path, a->host.data, a->host.len);
+
+    a->sockaddr = (struct sockaddr *) saun;
+    a->socklen = sizeof(struct sockaddr_un);
+
+    return NGX_OK;
+#else
+    return NGX_ERROR;
+#endif
 }
 
 
@@ -308,6 +404,13 @@ ngx_http_resilience_redis_parse_address(ngx_conf_t *cf,
             *ngx_cpymem(a->host.data, part.data + 5, a->host.len) = '\0';
             a->port = 0;
 
+            if (ngx_http_resilience_redis_unix(cf, a) != NGX_OK) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"resilience_redis\" directive: invalid "
+                                   "address \"%V\"", value);
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -357,6 +460,8 @@ ngx_http_resilience_redis_parse_address(ngx_conf_t *cf,
             a->host.data[len] = '\0';
             a->host.len = len;
             a->port = ngx_inet_get_port(u.addrs[i].sockaddr);
+            a->sockaddr = u.addrs[i].sockaddr;
+            a->socklen = u.addrs[i].socklen;
         }
     }
 
@@ -369,14 +474,214 @@ ngx_http_resilience_redis_parse_address(ngx_conf_t *cf,
 }
 
 
+/*
+ * resilience_redis's TLS parameters: NGX_OK, NGX_DECLINED when the name
+ * is none of them, NGX_ERROR (logged)
+ */
+
+ngx_int_t
+ngx_http_resilience_redis_parse_option(ngx_conf_t *cf,
+    ngx_http_resilience_redis_conf_t *rc, ngx_str_t *name, ngx_str_t *value)
+{
+    ngx_uint_t  on;
+
+    if ((name->len == 3 && ngx_strncmp(name->data, "tls", 3) == 0)
+        || (name->len == 10 && ngx_strncmp(name->data, "tls_verify", 10) == 0))
+    {
+        if (value->len == 2 && ngx_strncmp(value->data, "on", 2) == 0) {
+            on = 1;
+
+        } else if (value->len == 3
+                   && ngx_strncmp(value->data, "off", 3) == 0)
+        {
+            on = 0;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"resilience_redis\" directive: invalid "
+                               "value \"%V=%V\", expected \"on\" or \"off\"",
+                               name, value);
+            return NGX_ERROR;
+        }
+
+        if (name->len == 3) {
+            rc->tls = on;
+
+        } else {
+            rc->tls_noverify = !on;
+        }
+
+        return NGX_OK;
+    }
+
+    if (value->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (name->len == 23
+        && ngx_strncmp(name->data, "tls_trusted_certificate", 23) == 0)
+    {
+        rc->tls_trusted_certificate = *value;
+        return NGX_OK;
+    }
+
+    if (name->len == 15
+        && ngx_strncmp(name->data, "tls_server_name", 15) == 0)
+    {
+        rc->tls_server_name = *value;
+        return NGX_OK;
+    }
+
+    if (name->len == 15
+        && ngx_strncmp(name->data, "tls_certificate", 15) == 0)
+    {
+        rc->tls_certificate = *value;
+        return NGX_OK;
+    }
+
+    if (name->len == 19
+        && ngx_strncmp(name->data, "tls_certificate_key", 19) == 0)
+    {
+        rc->tls_certificate_key = *value;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the TLS context, once every parameter is read */
+
+char *
+ngx_http_resilience_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_resilience_redis_conf_t *rc)
+{
+#if (NGX_SSL)
+    u_char              *p;
+    ngx_pool_cleanup_t  *cln;
+#endif
+
+    if (!rc->tls) {
+        if (rc->tls_trusted_certificate.len || rc->tls_server_name.len
+            || rc->tls_certificate.len || rc->tls_certificate_key.len)
+        {
+            return "\"resilience_redis\" directive: tls_... parameters "
+                   "need \"tls=on\"";
+        }
+
+        return NGX_CONF_OK;
+    }
+
+#if (NGX_SSL)
+
+    if (!rc->tls_noverify && rc->tls_trusted_certificate.len == 0) {
+        return "\"resilience_redis\" directive: \"tls_verify=on\" (the "
+               "default) needs \"tls_trusted_certificate=\"";
+    }
+
+    if ((rc->tls_certificate.len == 0) != (rc->tls_certificate_key.len == 0))
+    {
+        return "\"resilience_redis\" directive: \"tls_certificate=\" and "
+               "\"tls_certificate_key=\" go together";
+    }
+
+    if (rc->tls_server_name.len == 0) {
+
+        /* the host as written: "name", "name:port", "[v6]:port" */
+
+        if (ngx_strlchr(rc->address.data, rc->address.data + rc->address.len,
+                        ',')
+            != NULL
+            || rc->addrs[0].port == 0)
+        {
+            return "\"resilience_redis\" directive: \"tls=on\" with several "
+                   "addresses, or a unix socket, needs \"tls_server_name=\"";
+        }
+
+        rc->tls_server_name = rc->address;
+
+        if (rc->address.data[0] == '[') {
+            p = ngx_strlchr(rc->address.data,
+                            rc->address.data + rc->address.len, ']');
+            rc->tls_server_name.data++;
+            rc->tls_server_name.len = p ? p - rc->tls_server_name.data : 0;
+
+        } else {
+            p = ngx_strlchr(rc->address.data,
+                            rc->address.data + rc->address.len, ':');
+            if (p) {
+                rc->tls_server_name.len = p - rc->address.data;
+            }
+        }
+    }
+
+    /* null-terminated, for SNI and X509_check_ip_asc() */
+
+    p = ngx_pnalloc(cf->pool, rc->tls_server_name.len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *ngx_cpymem(p, rc->tls_server_name.data, rc->tls_server_name.len) = '\0';
+    rc->tls_server_name.data = p;
+
+    rc->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (rc->ssl == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->ssl->log = cf->log;
+
+    if (ngx_ssl_create(rc->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(rc->ssl);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = rc->ssl;
+
+    if (rc->tls_certificate.len
+        && ngx_ssl_certificate(cf, rc->ssl, &rc->tls_certificate,
+                               &rc->tls_certificate_key, NULL)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->tls_trusted_certificate.len
+        && ngx_ssl_trusted_certificate(cf, rc->ssl,
+                                       &rc->tls_trusted_certificate, 4)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+#else
+
+    return "\"resilience_redis\" directive: \"tls=on\" needs nginx built "
+           "with OpenSSL";
+
+#endif
+}
+
+
 /* connections */
 
 
 static void
 ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
 {
-    ngx_connection_t                    *c;
-    redisAsyncContext                   *ac;
+    u_char                               err[NGX_MAX_ERROR_STR];
+    ngx_int_t                            rc;
     ngx_http_resilience_redis_addr_t    *addr;
     ngx_http_resilience_redis_conf_t    *conf;
     ngx_http_resilience_redis_client_t  *client;
@@ -384,7 +689,7 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
     client = conn->client;
     conf = client->conf;
 
-    if (client->exiting || conn->ac != NULL) {
+    if (client->exiting || conn->c != NULL) {
         return;
     }
 
@@ -393,57 +698,19 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
 
     addr = &conf->addrs[conn->addr];
 
-    if (addr->port == 0) {
-        ac = redisAsyncConnectUnix((const char *) addr->host.data);
-
-    } else {
-        ac = redisAsyncConnect((const char *) addr->host.data,
-                               (int) addr->port);
-    }
-
-    if (ac == NULL) {
-        ngx_http_resilience_redis_next(conn, "cannot create a context");
-        return;
-    }
-
-    if (ac->err) {
-        ngx_http_resilience_redis_next(conn, ac->errstr);
-        redisAsyncFree(ac);
-        return;
-    }
-
-    c = ngx_get_connection(ac->c.fd, client->log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_http_resilience_redis_next(conn, "no free connection");
-        return;
-    }
-
-    c->data = conn;
-    c->idle = 1;
-    c->read->handler = ngx_http_resilience_redis_read_handler;
-    c->write->handler = ngx_http_resilience_redis_write_handler;
-    c->read->log = client->log;
-    c->write->log = client->log;
-
-    conn->c = c;
-    conn->ac = ac;
     conn->handshake = 0;
     conn->appended = 0;
+    conn->written = 0;
+    conn->opos = 0;
+    conn->olast = 0;
+    conn->refused = 0;
+    conn->denied = 0;
 
-    /* the adapter works on this socket's connection, not on conn->c */
-
-    ac->data = conn;
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_resilience_redis_add_read;
-    ac->ev.delRead = ngx_http_resilience_redis_del_read;
-    ac->ev.addWrite = ngx_http_resilience_redis_add_write;
-    ac->ev.delWrite = ngx_http_resilience_redis_del_write;
-    ac->ev.cleanup = ngx_http_resilience_redis_cleanup;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_resilience_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac,
-                                    ngx_http_resilience_redis_on_disconnect);
+    conn->reader = redisReaderCreate();
+    if (conn->reader == NULL) {
+        ngx_http_resilience_redis_next(conn, "cannot create a reply reader");
+        return;
+    }
 
     conn->connect_timer.handler = ngx_http_resilience_redis_connect_timeout;
     conn->connect_timer.data = conn;
@@ -455,7 +722,344 @@ ngx_http_resilience_redis_connect(ngx_http_resilience_redis_conn_t *conn)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, client->log, 0,
                    "resilience_redis: connecting to %V%s",
                    &addr->name, conn->subscriber ? " (subscriber)" : "");
+
+    rc = ngx_http_resilience_redis_open(conn, addr, err, sizeof(err));
+
+    if (rc == NGX_ERROR) {
+        ngx_http_resilience_redis_next(conn, (const char *) err);
+        return;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_http_resilience_redis_connected(conn);
+    }
 }
+
+
+/*
+ * A non-blocking socket connecting to addr, in an ngx_connection_t of
+ * its own (nginx's ngx_event_connect_peer() would log every refusal at
+ * "error" and more): NGX_OK, NGX_AGAIN, or NGX_ERROR with the reason
+ * in err
+ */
+
+static ngx_int_t
+ngx_http_resilience_redis_open(ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_addr_t *addr, u_char *err, size_t size)
+{
+    int                                  rc;
+    u_char                              *p;
+    ngx_err_t                            e;
+    ngx_socket_t                         s;
+    ngx_connection_t                    *c;
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+
+    s = ngx_socket(addr->sockaddr->sa_family, SOCK_STREAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        e = ngx_socket_errno;
+        goto error;
+    }
+
+    c = ngx_get_connection(s, client->log);
+
+    if (c == NULL) {
+        if (ngx_close_socket(s) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, client->log, ngx_socket_errno,
+                          ngx_close_socket_n " failed");
+        }
+
+        (void) ngx_cpystrn(err, (u_char *) "no free connection", size);
+        return NGX_ERROR;
+    }
+
+    c->type = SOCK_STREAM;
+
+    if (ngx_nonblocking(s) == -1) {
+        e = ngx_socket_errno;
+        ngx_close_connection(c);
+        goto error;
+    }
+
+    c->recv = ngx_recv;
+    c->send = ngx_send;
+    c->recv_chain = ngx_recv_chain;
+    c->send_chain = ngx_send_chain;
+    conn->error[0] = '\0';
+
+    c->log = &conn->log;
+    c->log_error = NGX_ERROR_INFO;
+    c->data = conn;
+    c->idle = 1;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    c->read->log = &conn->log;
+    c->write->log = &conn->log;
+    c->read->handler = ngx_http_resilience_redis_read_handler;
+    c->write->handler = ngx_http_resilience_redis_write_handler;
+
+    if (ngx_add_conn && ngx_add_conn(c) == NGX_ERROR) {
+        ngx_close_connection(c);
+        (void) ngx_cpystrn(err, (u_char *) "cannot add the connection", size);
+        return NGX_ERROR;
+    }
+
+    rc = connect(s, addr->sockaddr, addr->socklen);
+
+    if (rc == -1) {
+        e = ngx_socket_errno;
+
+        if (e != NGX_EINPROGRESS) {
+            ngx_close_connection(c);
+            goto error;
+        }
+
+        conn->c = c;
+        conn->tcp_connecting = 1;
+
+        if (!ngx_add_conn
+            && (ngx_handle_read_event(c->read, 0) != NGX_OK
+                || ngx_handle_write_event(c->write, 0) != NGX_OK))
+        {
+            (void) ngx_cpystrn(err, (u_char *) "cannot add events", size);
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    conn->c = c;
+    c->write->ready = 1;
+
+    if (!ngx_add_conn && ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        (void) ngx_cpystrn(err, (u_char *) "cannot add events", size);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+
+error:
+
+    p = ngx_strerror(e, err, size - 1);
+    *p = '\0';
+
+    return NGX_ERROR;
+}
+
+
+/* TCP is up: TLS first when configured, then AUTH, SELECT and PING */
+
+static void
+ngx_http_resilience_redis_connected(ngx_http_resilience_redis_conn_t *conn)
+{
+    int                                  argc;
+    size_t                               argvlen[3];
+    u_char                              *p, db[NGX_INT_T_LEN];
+    const char                          *argv[3];
+    ngx_connection_t                    *c;
+    ngx_http_resilience_redis_conf_t    *conf;
+#if (NGX_SSL)
+    ngx_int_t                            rc;
+#endif
+
+    c = conn->c;
+    conf = conn->client->conf;
+
+    conn->tcp_connecting = 0;
+
+#if (NGX_SSL)
+
+    if (conf->tls && c->ssl == NULL) {
+        c->pool = ngx_create_pool(1024, conn->client->log);
+        if (c->pool == NULL) {
+            ngx_http_resilience_redis_next(conn, "out of memory");
+            return;
+        }
+
+        if (ngx_ssl_create_connection(conf->ssl, c,
+                                      NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+            != NGX_OK)
+        {
+            ngx_http_resilience_redis_next(conn,
+                                           "cannot create a TLS connection");
+            return;
+        }
+
+        /* SNI with a host name, never an address (RFC 6066) */
+
+        if (ngx_inet_addr(conf->tls_server_name.data,
+                          conf->tls_server_name.len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+            && ngx_strlchr(conf->tls_server_name.data,
+                           conf->tls_server_name.data
+                           + conf->tls_server_name.len, ':') == NULL
+#endif
+            && SSL_set_tlsext_host_name(c->ssl->connection,
+                                        (char *) conf->tls_server_name.data)
+               == 0)
+        {
+            ngx_http_resilience_redis_next(conn, "cannot set SNI");
+            return;
+        }
+
+        rc = ngx_ssl_handshake(c);
+
+        if (rc == NGX_AGAIN) {
+            c->ssl->handler = ngx_http_resilience_redis_ssl_handshake;
+            return;
+        }
+
+        ngx_http_resilience_redis_ssl_handshake(c);
+        return;
+    }
+
+#endif
+
+    conn->up = 1;
+
+    /*
+     * AUTH and SELECT as configured, then PING: the connection is ready,
+     * and the backoff starts again from its least, only once Redis has
+     * answered all of them (a server that accepts and closes, or answers
+     * "-ERR max number of clients reached", never gets that far)
+     */
+
+    argv[0] = "AUTH";
+    argvlen[0] = 4;
+    argc = 1;
+
+    if (conf->username.len) {
+        argv[argc] = (const char *) conf->username.data;
+        argvlen[argc++] = conf->username.len;
+    }
+
+    if (conf->password.len) {
+        argv[argc] = (const char *) conf->password.data;
+        argvlen[argc++] = conf->password.len;
+
+        if (ngx_http_resilience_redis_send_argv(conn,
+                                        ngx_http_resilience_redis_handshake,
+                                        NULL, argc, argv, argvlen)
+            == NGX_OK)
+        {
+            conn->handshake++;
+        }
+    }
+
+    if (conf->db) {
+        p = ngx_sprintf(db, "%ui", conf->db);
+
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = p - db;
+
+        if (ngx_http_resilience_redis_send_argv(conn,
+                                        ngx_http_resilience_redis_handshake,
+                                        NULL, 2, argv, argvlen)
+            == NGX_OK)
+        {
+            conn->handshake++;
+        }
+    }
+
+    argv[0] = "PING";
+    argvlen[0] = 4;
+
+    if (ngx_http_resilience_redis_send_argv(conn,
+                                        ngx_http_resilience_redis_handshake,
+                                        NULL, 1, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_http_resilience_redis_next(conn, "out of memory");
+        return;
+    }
+
+    conn->handshake++;
+}
+
+
+#if (NGX_SSL)
+
+static void
+ngx_http_resilience_redis_ssl_handshake(ngx_connection_t *c)
+{
+    long                                 rc;
+    u_char                               err[NGX_MAX_ERROR_STR], *p;
+    ngx_http_resilience_redis_conf_t    *conf;
+    ngx_http_resilience_redis_conn_t    *conn;
+
+    conn = c->data;
+    conf = conn->client->conf;
+
+    if (!c->ssl->handshaked) {
+        ngx_http_resilience_redis_next(conn, conn->error[0]
+                                             ? (const char *) conn->error
+                                             : "TLS handshake failed");
+        return;
+    }
+
+    if (!conf->tls_noverify) {
+        rc = SSL_get_verify_result(c->ssl->connection);
+
+        if (rc != X509_V_OK) {
+            p = ngx_snprintf(err, sizeof(err) - 1,
+                             "TLS certificate verify error: (%l:%s)",
+                             rc, X509_verify_cert_error_string(rc));
+            *p = '\0';
+            ngx_http_resilience_redis_next(conn, (const char *) err);
+            return;
+        }
+
+        if (ngx_http_resilience_redis_check_name(c, &conf->tls_server_name)
+            != NGX_OK)
+        {
+            p = ngx_snprintf(err, sizeof(err) - 1,
+                             "TLS certificate does not match \"%V\"",
+                             &conf->tls_server_name);
+            *p = '\0';
+            ngx_http_resilience_redis_next(conn, (const char *) err);
+            return;
+        }
+    }
+
+    c->read->handler = ngx_http_resilience_redis_read_handler;
+    c->write->handler = ngx_http_resilience_redis_write_handler;
+
+    ngx_http_resilience_redis_connected(conn);
+}
+
+
+/* nginx's check for a host name, and OpenSSL's for an IP address */
+
+static ngx_int_t
+ngx_http_resilience_redis_check_name(ngx_connection_t *c, ngx_str_t *name)
+{
+    int    rc;
+    X509  *cert;
+
+    if (ngx_inet_addr(name->data, name->len) == INADDR_NONE
+        && ngx_strlchr(name->data, name->data + name->len, ':') == NULL)
+    {
+        return ngx_ssl_check_host(c, name);
+    }
+
+    cert = SSL_get_peer_certificate(c->ssl->connection);
+    if (cert == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* name is null-terminated (ngx_http_resilience_redis_init_conf) */
+    rc = X509_check_ip_asc(cert, (const char *) name->data, 0);
+
+    X509_free(cert);
+
+    return (rc == 1) ? NGX_OK : NGX_ERROR;
+}
+
+#endif
 
 
 /*
@@ -489,14 +1093,11 @@ ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
                                         reason);
     }
 
-    conn->ac = NULL;
+    ngx_http_resilience_redis_close(conn);
+
     conn->refused = 0;
     conn->denied = 0;
     conn->attempts++;
-
-    if (conn->connect_timer.timer_set) {
-        ngx_del_timer(&conn->connect_timer);
-    }
 
     if (conn->addr + 1 < conf->naddrs && !client->exiting) {
         ngx_log_error(NGX_LOG_INFO, client->log, 0,
@@ -527,6 +1128,8 @@ ngx_http_resilience_redis_down(ngx_http_resilience_redis_conn_t *conn,
     ngx_http_resilience_redis_client_t  *client;
 
     client = conn->client;
+
+    ngx_http_resilience_redis_close(conn);
 
     if (client->exiting
         || (conn->failing
@@ -563,7 +1166,6 @@ ngx_http_resilience_redis_retry(ngx_http_resilience_redis_conn_t *conn)
 
     client = conn->client;
 
-    conn->ac = NULL;
     conn->addr = 0;
 
     if (conn->connect_timer.timer_set) {
@@ -621,31 +1223,127 @@ ngx_http_resilience_redis_retry_handler(ngx_event_t *ev)
 }
 
 
+/* the connection's end: every callback waiting gets no reply, in order */
+
 static void
 ngx_http_resilience_redis_close(ngx_http_resilience_redis_conn_t *conn)
 {
-    redisAsyncContext  *ac;
-
-    if (conn->retry_timer.timer_set) {
-        ngx_del_timer(&conn->retry_timer);
-    }
+    void                               *data;
+    ngx_pool_t                         *pool;
+    ngx_queue_t                        *q;
+    ngx_connection_t                   *c;
+    ngx_http_resilience_redis_cb_t     *cb;
+    ngx_http_resilience_redis_cb_pt     handler;
 
     if (conn->connect_timer.timer_set) {
         ngx_del_timer(&conn->connect_timer);
     }
 
-    ac = conn->ac;
+    c = conn->c;
 
-    if (ac != NULL) {
-        /* pending callbacks fire with a NULL reply, then cleanup runs */
-        conn->ac = NULL;
-        redisAsyncFree(ac);
+    conn->c = NULL;
+    conn->up = 0;
+    conn->tcp_connecting = 0;
+    conn->closes++;
+
+    if (c != NULL) {
+#if (NGX_SSL)
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+#endif
+
+        pool = c->pool;
+
+        ngx_close_connection(c);
+
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+    }
+
+    if (conn->reader != NULL) {
+        redisReaderFree(conn->reader);
+        conn->reader = NULL;
+    }
+
+    while (!ngx_queue_empty(&conn->callbacks)) {
+        q = ngx_queue_head(&conn->callbacks);
+        ngx_queue_remove(q);
+
+        cb = ngx_queue_data(q, ngx_http_resilience_redis_cb_t, queue);
+        handler = cb->handler;
+        data = cb->data;
+
+        ngx_free(cb);
+
+        if (handler) {
+            handler(conn, NULL, data);
+        }
+    }
+
+    conn->opos = 0;
+    conn->olast = 0;
+
+    if (conn->osize > NGX_HTTP_RESILIENCE_REDIS_OBUF_KEEP) {
+        ngx_free(conn->obuf);
+        conn->obuf = NULL;
+        conn->osize = 0;
+    }
+}
+
+
+/* on exit: no connection, no timers */
+
+static void
+ngx_http_resilience_redis_stop(ngx_http_resilience_redis_conn_t *conn)
+{
+    if (conn->retry_timer.timer_set) {
+        ngx_del_timer(&conn->retry_timer);
+    }
+
+    ngx_http_resilience_redis_close(conn);
+
+    if (conn->obuf) {
+        ngx_free(conn->obuf);
+        conn->obuf = NULL;
+        conn->osize = 0;
     }
 
     if (conn->state != NGX_HTTP_RESILIENCE_REDIS_OFF) {
         ngx_http_resilience_redis_set_state(conn,
                                       NGX_HTTP_RESILIENCE_REDIS_DISCONNECTED);
     }
+}
+
+
+/*
+ * The connection failed: before it was ready, an attempt that failed
+ * (reason NULL: the server refused the handshake, conn->reason says
+ * how); after, an outage.
+ */
+
+static void
+ngx_http_resilience_redis_lost(ngx_http_resilience_redis_conn_t *conn,
+    const char *reason)
+{
+    if (conn->refused) {
+        ngx_http_resilience_redis_next(conn, NULL);
+        return;
+    }
+
+    if (conn->state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
+        ngx_http_resilience_redis_next(conn, reason);
+        return;
+    }
+
+    conn->reason_end = ngx_snprintf(conn->reason, sizeof(conn->reason),
+                                    "connection to %V lost: %s",
+                                    &conn->client->conf->addrs[conn->addr].name,
+                                    reason);
+
+    ngx_http_resilience_redis_down(conn, NGX_LOG_WARN);
 }
 
 
@@ -663,12 +1361,61 @@ ngx_http_resilience_redis_set_state(ngx_http_resilience_redis_conn_t *conn,
 }
 
 
-/* the event library adapter */
+/*
+ * The connection's log: what nginx says of it is kept (without its time
+ * and pid) for the client's own line; alerts and worse still go out
+ */
+
+static void
+ngx_http_resilience_redis_log_writer(ngx_log_t *log, ngx_uint_t level,
+    u_char *buf, size_t len)
+{
+    u_char                            *p, *last;
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    conn = log->wdata;
+
+    if (level <= NGX_LOG_ALERT) {
+        ngx_log_error(level, conn->client->log, 0, "%*s", len, buf);
+    }
+
+    if (level > NGX_LOG_WARN) {
+        return;
+    }
+
+    /* "2026/12/02 18:38:17 [crit] 10904#10904: <message>" */
+
+    last = buf + len;
+
+    p = ngx_strlchr(buf, last, ']');
+    p = p ? ngx_strlchr(p, last, ':') : NULL;
+
+    if (p == NULL || p + 2 > last) {
+        p = buf;
+
+    } else {
+        p += 2;
+    }
+
+    while (last > p && (last[-1] == '\n' || last[-1] == '\r')) {
+        last--;
+    }
+
+    len = ngx_min((size_t) (last - p), sizeof(conn->error) - 1);
+    *ngx_cpymem(conn->error, p, len) = '\0';
+}
+
+
+/* the event handlers */
 
 
 static void
 ngx_http_resilience_redis_read_handler(ngx_event_t *ev)
 {
+    u_char                             buf[16384];
+    ssize_t                            n;
+    ngx_uint_t                         closes;
+    redisReply                        *reply;
     ngx_connection_t                  *c;
     ngx_http_resilience_redis_conn_t  *conn;
 
@@ -678,12 +1425,74 @@ ngx_http_resilience_redis_read_handler(ngx_event_t *ev)
     if (c->close) {
         /* the worker is shutting down: stop, and let it exit */
         conn->client->exiting = 1;
-        ngx_http_resilience_redis_close(conn);
+        ngx_http_resilience_redis_stop(conn);
         return;
     }
 
-    if (conn->ac != NULL) {
-        redisAsyncHandleRead(conn->ac);
+    if (conn->tcp_connecting) {
+        /* a failed connect may be reported to the read side first */
+        ngx_http_resilience_redis_write_handler(c->write);
+        return;
+    }
+
+    if (!conn->up) {
+        return;
+    }
+
+    closes = conn->closes;
+
+    do {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0) {
+            ngx_http_resilience_redis_lost(conn, "closed by the server");
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_resilience_redis_lost(conn, conn->error[0]
+                                           ? (const char *) conn->error
+                                           : "read failed");
+            return;
+        }
+
+        if (redisReaderFeed(conn->reader, (const char *) buf, n)
+            != REDIS_OK)
+        {
+            ngx_http_resilience_redis_lost(conn, "out of memory");
+            return;
+        }
+
+        for ( ;; ) {
+            if (redisReaderGetReply(conn->reader, (void **) &reply)
+                != REDIS_OK)
+            {
+                ngx_http_resilience_redis_lost(conn, "protocol error");
+                return;
+            }
+
+            if (reply == NULL) {
+                break;
+            }
+
+            ngx_http_resilience_redis_dispatch(conn, reply);
+
+            freeReplyObject(reply);
+
+            if (conn->closes != closes) {
+                /* a callback closed it */
+                return;
+            }
+        }
+
+    } while (c->read->ready);
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_resilience_redis_lost(conn, "cannot add events");
     }
 }
 
@@ -691,197 +1500,228 @@ ngx_http_resilience_redis_read_handler(ngx_event_t *ev)
 static void
 ngx_http_resilience_redis_write_handler(ngx_event_t *ev)
 {
+    int                                err;
+    u_char                             buf[NGX_MAX_ERROR_STR], *p;
+    socklen_t                          len;
     ngx_connection_t                  *c;
     ngx_http_resilience_redis_conn_t  *conn;
 
     c = ev->data;
     conn = c->data;
 
-    if (conn->ac != NULL) {
-        redisAsyncHandleWrite(conn->ac);
-    }
-}
+    if (conn->tcp_connecting) {
+        err = 0;
+        len = sizeof(int);
 
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+        }
 
-static void
-ngx_http_resilience_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
+        if (err) {
+            p = ngx_strerror(err, buf, sizeof(buf) - 1);
+            *p = '\0';
+            ngx_http_resilience_redis_next(conn, (const char *) buf);
+            return;
+        }
 
-    if (!c->read->active) {
-        (void) ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT);
-    }
-}
+        if (!ev->ready) {
+            return;
+        }
 
-
-static void
-ngx_http_resilience_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_resilience_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (!c->write->active) {
-        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
-    }
-}
-
-
-static void
-ngx_http_resilience_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_resilience_redis_cleanup(void *privdata)
-{
-    ngx_connection_t                  *c = privdata;
-    ngx_http_resilience_redis_conn_t  *conn;
-
-    conn = c->data;
-
-    /* a new connection to the next address may already be conn->c */
-
-    if (conn->c == c) {
-        conn->c = NULL;
-    }
-
-    /* hiredis closes the socket itself, right after this */
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-}
-
-
-/* connection life */
-
-
-static void
-ngx_http_resilience_redis_on_connect(const redisAsyncContext *cac,
-    int status)
-{
-    int                                  argc;
-    size_t                               argvlen[3], before;
-    u_char                              *p, db[NGX_INT_T_LEN];
-    const char                          *argv[3];
-    redisAsyncContext                   *ac;
-    ngx_http_resilience_redis_conf_t    *conf;
-    ngx_http_resilience_redis_conn_t    *conn;
-    ngx_http_resilience_redis_client_t  *client;
-
-    ac = (redisAsyncContext *) cac;
-    conn = ac->data;
-    client = conn->client;
-    conf = client->conf;
-
-    if (status != REDIS_OK) {
-        /* hiredis frees the context when this callback returns */
-        ngx_http_resilience_redis_next(conn, ac->errstr);
+        ngx_http_resilience_redis_connected(conn);
         return;
     }
 
-    /*
-     * AUTH and SELECT as configured, then PING: the connection is ready,
-     * and the backoff starts again from its least, only once Redis has
-     * answered all of them (a server that accepts and closes, or answers
-     * "-ERR max number of clients reached", never gets that far)
-     */
-
-    before = sdslen(ac->c.obuf);
-
-    argv[0] = "AUTH";
-    argvlen[0] = 4;
-    argc = 1;
-
-    if (conf->username.len) {
-        argv[argc] = (const char *) conf->username.data;
-        argvlen[argc++] = conf->username.len;
-    }
-
-    if (conf->password.len) {
-        argv[argc] = (const char *) conf->password.data;
-        argvlen[argc++] = conf->password.len;
-
-        if (redisAsyncCommandArgv(ac, ngx_http_resilience_redis_handshake,
-                                  conn, argc, argv, argvlen)
-            == REDIS_OK)
-        {
-            conn->handshake++;
-        }
-    }
-
-    if (conf->db) {
-        p = ngx_sprintf(db, "%ui", conf->db);
-
-        argv[0] = "SELECT";
-        argvlen[0] = 6;
-        argv[1] = (const char *) db;
-        argvlen[1] = p - db;
-        argc = 2;
-
-        if (redisAsyncCommandArgv(ac, ngx_http_resilience_redis_handshake,
-                                  conn, argc, argv, argvlen)
-            == REDIS_OK)
-        {
-            conn->handshake++;
-        }
-    }
-
-    if (redisAsyncCommand(ac, ngx_http_resilience_redis_handshake, conn,
-                          "PING")
-        == REDIS_OK)
-    {
-        conn->handshake++;
-    }
-
-    conn->appended += sdslen(ac->c.obuf) - before;
-
-    if (conn->handshake == 0) {
-        ngx_http_resilience_redis_ready(conn);
+    if (conn->up) {
+        ngx_http_resilience_redis_flush(conn);
     }
 }
 
 
 static void
-ngx_http_resilience_redis_handshake(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_resilience_redis_flush(ngx_http_resilience_redis_conn_t *conn)
 {
-    redisReply                        *reply = r;
-    ngx_http_resilience_redis_conn_t  *conn = privdata;
+    ssize_t            n;
+    ngx_connection_t  *c;
 
-    if (reply == NULL || conn->ac != ac || conn->refused) {
-        /* the connection is going away; on_disconnect takes over */
+    c = conn->c;
+
+    while (conn->opos < conn->olast) {
+        n = c->send(c, conn->obuf + conn->opos, conn->olast - conn->opos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_resilience_redis_lost(conn, conn->error[0]
+                                           ? (const char *) conn->error
+                                           : "write failed");
+            return;
+        }
+
+        conn->opos += n;
+        conn->written += n;
+    }
+
+    if (conn->opos == conn->olast) {
+        conn->opos = 0;
+        conn->olast = 0;
+
+        if (conn->osize > NGX_HTTP_RESILIENCE_REDIS_OBUF_KEEP) {
+            ngx_free(conn->obuf);
+            conn->obuf = NULL;
+            conn->osize = 0;
+        }
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_http_resilience_redis_lost(conn, "cannot add events");
+    }
+}
+
+
+/*
+ * A formatted command into the output buffer, its callback after those
+ * waiting; the buffer leaves with the event loop's posted events, so
+ * that the commands of one iteration go out in one write
+ */
+
+static ngx_int_t
+ngx_http_resilience_redis_send(ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_cb_pt handler, void *data, const char *cmd,
+    size_t len)
+{
+    u_char                          *buf;
+    size_t                           size;
+    ngx_http_resilience_redis_cb_t  *cb;
+
+    if (conn->c == NULL) {
+        return NGX_ERROR;
+    }
+
+    cb = ngx_alloc(sizeof(ngx_http_resilience_redis_cb_t),
+                   conn->client->log);
+    if (cb == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (conn->olast + len > conn->osize) {
+        size = ngx_max(2 * conn->osize, conn->olast - conn->opos + len);
+        size = ngx_max(size, 4096);
+
+        buf = ngx_alloc(size, conn->client->log);
+        if (buf == NULL) {
+            ngx_free(cb);
+            return NGX_ERROR;
+        }
+
+        if (conn->obuf) {
+            ngx_memcpy(buf, conn->obuf + conn->opos,
+                       conn->olast - conn->opos);
+            ngx_free(conn->obuf);
+        }
+
+        conn->olast -= conn->opos;
+        conn->opos = 0;
+        conn->obuf = buf;
+        conn->osize = size;
+    }
+
+    ngx_memcpy(conn->obuf + conn->olast, cmd, len);
+    conn->olast += len;
+    conn->appended += len;
+
+    cb->handler = handler;
+    cb->data = data;
+    ngx_queue_insert_tail(&conn->callbacks, &cb->queue);
+
+    if (conn->up && !conn->c->write->posted) {
+        ngx_post_event(conn->c->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_resilience_redis_send_argv(ngx_http_resilience_redis_conn_t *conn,
+    ngx_http_resilience_redis_cb_pt handler, void *data, ngx_uint_t argc,
+    const char **argv, const size_t *argvlen)
+{
+    int         len;
+    char       *cmd;
+    ngx_int_t   rc;
+
+    len = redisFormatCommandArgv(&cmd, (int) argc, argv, argvlen);
+    if (len < 0) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_resilience_redis_send(conn, handler, data, cmd, len);
+
+    redisFreeCommand(cmd);
+
+    return rc;
+}
+
+
+/* a reply to the callback first in line; a pub/sub message to its sub */
+
+static void
+ngx_http_resilience_redis_dispatch(ngx_http_resilience_redis_conn_t *conn,
+    redisReply *reply)
+{
+    void                            *data;
+    ngx_queue_t                     *q;
+    ngx_http_resilience_redis_cb_t  *cb;
+    ngx_http_resilience_redis_cb_pt  handler;
+
+    if (conn->subscriber
+        && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[0]->len == 7
+        && ngx_strncmp(reply->element[0]->str, "message", 7) == 0)
+    {
+        ngx_http_resilience_redis_message(conn, reply);
+        return;
+    }
+
+    if (ngx_queue_empty(&conn->callbacks)) {
+        ngx_http_resilience_redis_lost(conn, "a reply to no command");
+        return;
+    }
+
+    q = ngx_queue_head(&conn->callbacks);
+    ngx_queue_remove(q);
+
+    cb = ngx_queue_data(q, ngx_http_resilience_redis_cb_t, queue);
+    handler = cb->handler;
+    data = cb->data;
+
+    ngx_free(cb);
+
+    if (conn->subscriber && conn->state == NGX_HTTP_RESILIENCE_REDIS_CONNECTED)
+    {
+        /* a SUBSCRIBE's confirmation */
+        (void) ngx_atomic_fetch_add(&conn->client->stats->replies, 1);
+    }
+
+    if (handler) {
+        handler(conn, reply, data);
+    }
+}
+
+
+static void
+ngx_http_resilience_redis_handshake(ngx_http_resilience_redis_conn_t *conn,
+    redisReply *reply, void *data)
+{
+    if (reply == NULL || conn->refused) {
+        /* the connection is going away */
         return;
     }
 
@@ -902,7 +1742,8 @@ ngx_http_resilience_redis_handshake(redisAsyncContext *ac, void *r,
                             && (ngx_strncmp(reply->str, "NOPERM", 6) == 0
                                 || ngx_strncmp(reply->str, "NOAUTH", 6)
                                    == 0)));
-        redisAsyncDisconnect(ac);
+
+        ngx_http_resilience_redis_lost(conn, NULL);
         return;
     }
 
@@ -966,63 +1807,9 @@ ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
 
 
 static void
-ngx_http_resilience_redis_on_disconnect(const redisAsyncContext *cac,
-    int status)
-{
-    const char                        *err;
-    redisAsyncContext                 *ac;
-    ngx_http_resilience_redis_conn_t  *conn;
-
-    ac = (redisAsyncContext *) cac;
-    conn = ac->data;
-
-    if (conn->ac != ac) {
-        /* we closed it ourselves */
-        return;
-    }
-
-    err = (status == REDIS_OK || ac->errstr[0] == '\0') ? "closed"
-                                                        : ac->errstr;
-
-    if (conn->refused) {
-        /* the server said no: conn->reason has its answer */
-        ngx_http_resilience_redis_next(conn, NULL);
-        return;
-    }
-
-    if (conn->state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
-        /* before the handshake was done: an attempt that failed */
-        ngx_http_resilience_redis_next(conn, err);
-        return;
-    }
-
-    conn->reason_end = ngx_snprintf(conn->reason, sizeof(conn->reason),
-                                    "connection to %V lost: %s",
-                                    &conn->client->conf->addrs[conn->addr].name,
-                                    err);
-
-    conn->ac = NULL;
-
-    ngx_http_resilience_redis_down(conn, NGX_LOG_WARN);
-}
-
-
-static void
 ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev)
 {
-    redisAsyncContext                 *ac;
-    ngx_http_resilience_redis_conn_t  *conn;
-
-    conn = ev->data;
-    ac = conn->ac;
-
-    conn->ac = NULL;
-
-    if (ac != NULL) {
-        redisAsyncFree(ac);
-    }
-
-    ngx_http_resilience_redis_next(conn, "timed out");
+    ngx_http_resilience_redis_next(ev->data, "timed out");
 }
 
 
@@ -1034,7 +1821,6 @@ ngx_http_resilience_redis_command(ngx_uint_t argc, const char **argv,
     const size_t *argvlen, ngx_http_resilience_redis_handler_pt handler,
     void *data)
 {
-    size_t                               before;
     ngx_http_resilience_redis_req_t     *req;
     ngx_http_resilience_redis_client_t  *client;
 
@@ -1052,18 +1838,16 @@ ngx_http_resilience_redis_command(ngx_uint_t argc, const char **argv,
         return NGX_OK;
     }
 
-    before = sdslen(client->main.ac->c.obuf);
-
-    if (redisAsyncCommandArgv(client->main.ac,
-                              ngx_http_resilience_redis_reply, req,
-                              (int) argc, argv, argvlen)
-        != REDIS_OK)
+    if (ngx_http_resilience_redis_send_argv(&client->main,
+                                            ngx_http_resilience_redis_reply,
+                                            req, argc, argv, argvlen)
+        != NGX_OK)
     {
         ngx_http_resilience_redis_fail(req);
         return NGX_OK;
     }
 
-    ngx_http_resilience_redis_sent(req, before);
+    ngx_http_resilience_redis_sent(req);
     (void) ngx_atomic_fetch_add(&client->stats->commands, 1);
 
     return NGX_OK;
@@ -1074,10 +1858,11 @@ ngx_int_t
 ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
     ngx_uint_t n, ngx_http_resilience_redis_handler_pt handler, void *data)
 {
-    size_t                               cost, before;
+    size_t                               cost, len[1];
     ngx_uint_t                           i;
-    redisAsyncContext                   *ac;
+    const char                          *arg[1];
     ngx_http_resilience_redis_req_t     *req;
+    ngx_http_resilience_redis_conn_t    *conn;
     ngx_http_resilience_redis_client_t  *client;
 
     client = ngx_http_resilience_redis_client;
@@ -1099,39 +1884,52 @@ ngx_http_resilience_redis_batch(ngx_http_resilience_redis_cmd_t *cmds,
         return NGX_OK;
     }
 
-    ac = client->main.ac;
-    before = sdslen(ac->c.obuf);
+    conn = &client->main;
 
     /* the QUEUED replies need no callback: EXEC carries them all */
 
-    if (redisAsyncCommand(ac, NULL, NULL, "MULTI") != REDIS_OK) {
+    arg[0] = "MULTI";
+    len[0] = 5;
+
+    if (ngx_http_resilience_redis_send_argv(conn, NULL, NULL, 1, arg, len)
+        != NGX_OK)
+    {
         ngx_http_resilience_redis_fail(req);
         return NGX_OK;
     }
 
-    /* from here on, what a failure left in the buffer is counted too */
-
     for (i = 0; i < n; i++) {
-        if (redisAsyncCommandArgv(ac, NULL, NULL, (int) cmds[i].argc,
-                                  cmds[i].argv, cmds[i].argvlen)
-            != REDIS_OK)
+        if (ngx_http_resilience_redis_send_argv(conn, NULL, NULL,
+                                                cmds[i].argc, cmds[i].argv,
+                                                cmds[i].argvlen)
+            != NGX_OK)
         {
-            (void) redisAsyncCommand(ac, NULL, NULL, "DISCARD");
-            client->main.appended += sdslen(ac->c.obuf) - before;
+            arg[0] = "DISCARD";
+            len[0] = 7;
+            (void) ngx_http_resilience_redis_send_argv(conn, NULL, NULL, 1,
+                                                       arg, len);
             ngx_http_resilience_redis_fail(req);
             return NGX_OK;
         }
     }
 
-    if (redisAsyncCommand(ac, ngx_http_resilience_redis_reply, req, "EXEC")
-        != REDIS_OK)
+    arg[0] = "EXEC";
+    len[0] = 4;
+
+    if (ngx_http_resilience_redis_send_argv(conn,
+                                            ngx_http_resilience_redis_reply,
+                                            req, 1, arg, len)
+        != NGX_OK)
     {
-        client->main.appended += sdslen(ac->c.obuf) - before;
+        arg[0] = "DISCARD";
+        len[0] = 7;
+        (void) ngx_http_resilience_redis_send_argv(conn, NULL, NULL, 1,
+                                                   arg, len);
         ngx_http_resilience_redis_fail(req);
         return NGX_OK;
     }
 
-    ngx_http_resilience_redis_sent(req, before);
+    ngx_http_resilience_redis_sent(req);
     (void) ngx_atomic_fetch_add(&client->stats->commands, n + 2);
 
     return NGX_OK;
@@ -1176,7 +1974,7 @@ ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
     int                                  len;
     char                                *cmd;
     u_char                              *p, n[NGX_INT_T_LEN];
-    size_t                              *lens, before;
+    size_t                              *lens;
     ngx_uint_t                           i;
     const char                         **args;
     ngx_http_resilience_redis_req_t     *req;
@@ -1235,18 +2033,16 @@ ngx_http_resilience_redis_evalsha(ngx_http_resilience_redis_script_t *script,
     req->len = len;
     req->script = script;
 
-    before = sdslen(client->main.ac->c.obuf);
-
-    if (redisAsyncFormattedCommand(client->main.ac,
-                                   ngx_http_resilience_redis_reply, req,
-                                   cmd, len)
-        != REDIS_OK)
+    if (ngx_http_resilience_redis_send(&client->main,
+                                       ngx_http_resilience_redis_reply, req,
+                                       cmd, len)
+        != NGX_OK)
     {
         ngx_http_resilience_redis_fail(req);
         return NGX_OK;
     }
 
-    ngx_http_resilience_redis_sent(req, before);
+    ngx_http_resilience_redis_sent(req);
     (void) ngx_atomic_fetch_add(&client->stats->commands, 1);
 
     return NGX_OK;
@@ -1318,7 +2114,7 @@ ngx_http_resilience_redis_accept(ngx_http_resilience_redis_req_t *req,
     cost += sizeof(ngx_http_resilience_redis_req_t);
 
     if (client->main.state != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
-        || client->main.ac == NULL
+        || client->main.c == NULL
         || client->exiting)
     {
         req->rc = NGX_HTTP_RESILIENCE_REDIS_FAILED;
@@ -1360,19 +2156,12 @@ failed:
 }
 
 
-/* handed to hiredis: where its command ends in what hiredis was given */
+/* sent: where its command ends in what the connection was given */
 
 static void
-ngx_http_resilience_redis_sent(ngx_http_resilience_redis_req_t *req,
-    size_t before)
+ngx_http_resilience_redis_sent(ngx_http_resilience_redis_req_t *req)
 {
-    ngx_http_resilience_redis_conn_t  *conn;
-
-    conn = &req->client->main;
-
-    conn->appended += sdslen(conn->ac->c.obuf) - before;
-
-    req->end = conn->appended;
+    req->end = req->client->main.appended;
     req->refs++;
 }
 
@@ -1475,18 +2264,16 @@ ngx_http_resilience_redis_release(ngx_http_resilience_redis_req_t *req)
 
 
 static void
-ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_resilience_redis_reply(ngx_http_resilience_redis_conn_t *conn,
+    redisReply *reply, void *data)
 {
-    size_t                               before;
+    size_t                               len[3];
     ngx_int_t                            rc;
-    redisReply                          *reply = r;
-    ngx_http_resilience_redis_req_t     *req = privdata;
-    ngx_http_resilience_redis_conn_t    *conn;
+    const char                          *arg[3];
+    ngx_http_resilience_redis_req_t     *req = data;
     ngx_http_resilience_redis_client_t  *client;
 
     client = req->client;
-    conn = ac->data;
 
     req->refs--;
 
@@ -1497,7 +2284,7 @@ ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
 
         /* written out whole, Redis may have run it: outcome unknown */
 
-        rc = (req->end + sdslen(ac->c.obuf) <= conn->appended)
+        rc = (req->end <= conn->written)
              ? NGX_HTTP_RESILIENCE_REDIS_LOST
              : NGX_HTTP_RESILIENCE_REDIS_FAILED;
 
@@ -1525,23 +2312,24 @@ ngx_http_resilience_redis_reply(redisAsyncContext *ac, void *r,
                       "resilience_redis: loading script %*s",
                       (size_t) 40, req->script->sha1);
 
-        before = sdslen(ac->c.obuf);
+        arg[0] = "SCRIPT";
+        len[0] = 6;
+        arg[1] = "LOAD";
+        len[1] = 4;
+        arg[2] = (const char *) req->script->body.data;
+        len[2] = req->script->body.len;
 
-        if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %b",
-                              req->script->body.data,
-                              req->script->body.len)
-            == REDIS_OK
-            && redisAsyncFormattedCommand(ac,
-                                          ngx_http_resilience_redis_reply,
-                                          req, req->cmd, req->len)
-            == REDIS_OK)
+        if (ngx_http_resilience_redis_send_argv(conn, NULL, NULL, 3, arg, len)
+            == NGX_OK
+            && ngx_http_resilience_redis_send(conn,
+                                              ngx_http_resilience_redis_reply,
+                                              req, req->cmd, req->len)
+            == NGX_OK)
         {
-            ngx_http_resilience_redis_sent(req, before);
+            ngx_http_resilience_redis_sent(req);
             (void) ngx_atomic_fetch_add(&client->stats->commands, 2);
             return;
         }
-
-        conn->appended += sdslen(ac->c.obuf) - before;
     }
 
     if (reply->type == REDIS_REPLY_ERROR && !req->done) {
@@ -1579,7 +2367,7 @@ ngx_http_resilience_redis_timeout(ngx_event_t *ev)
                                      NULL);
 
     if (client->timeouts < NGX_HTTP_RESILIENCE_REDIS_TIMEOUTS
-        || client->main.ac == NULL)
+        || client->main.c == NULL)
     {
         return;
     }
@@ -1597,23 +2385,19 @@ ngx_http_resilience_redis_timeout(ngx_event_t *ev)
 
 
 /*
- * Closes a connection that stopped answering: hiredis lets go of every
- * command it holds (LOST, or FAILED when still unwritten), then a retry
- * with backoff.
+ * Closes a connection that stopped answering: every command it holds
+ * fails (LOST, or FAILED when still unwritten), then a retry with
+ * backoff.
  */
 
 static void
 ngx_http_resilience_redis_drop(ngx_http_resilience_redis_conn_t *conn)
 {
-    redisAsyncContext  *ac;
-
-    ac = conn->ac;
-    conn->ac = NULL;
-
-    redisAsyncFree(ac);
-
     ngx_http_resilience_redis_down(conn, NGX_LOG_WARN);
 }
+
+
+/* pub/sub */
 
 
 /* pub/sub */
@@ -1680,9 +2464,11 @@ ngx_http_resilience_redis_send_subscribe(
     argv[1] = (const char *) sub->channel.data;
     argvlen[1] = sub->channel.len;
 
-    if (redisAsyncCommandArgv(conn->ac, ngx_http_resilience_redis_message,
-                              sub, 2, argv, argvlen)
-        == REDIS_OK)
+    /* the confirmation takes the callback; messages go to the sub */
+
+    if (ngx_http_resilience_redis_send_argv(conn, NULL, NULL, 2, argv,
+                                            argvlen)
+        == NGX_OK)
     {
         (void) ngx_atomic_fetch_add(&conn->client->stats->commands, 1);
     }
@@ -1690,32 +2476,19 @@ ngx_http_resilience_redis_send_subscribe(
 
 
 static void
-ngx_http_resilience_redis_message(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_resilience_redis_message(ngx_http_resilience_redis_conn_t *conn,
+    redisReply *reply)
 {
     ngx_str_t                            channel, message;
-    redisReply                          *reply = r;
-    ngx_http_resilience_redis_sub_t     *sub = privdata;
+    ngx_uint_t                           i;
+    ngx_http_resilience_redis_sub_t    **subs;
     ngx_http_resilience_redis_client_t  *client;
 
-    client = ngx_http_resilience_redis_client;
-
-    if (reply == NULL || client == NULL) {
-        return;
-    }
-
-    if (reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[1]->type != REDIS_REPLY_STRING)
-    {
-        return;
-    }
+    client = conn->client;
 
     (void) ngx_atomic_fetch_add(&client->stats->replies, 1);
 
-    if (reply->element[0]->len != 7
-        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0
+    if (reply->element[1]->type != REDIS_REPLY_STRING
         || reply->element[2]->type != REDIS_REPLY_STRING)
     {
         return;
@@ -1728,8 +2501,20 @@ ngx_http_resilience_redis_message(redisAsyncContext *ac, void *r,
     message.data = (u_char *) reply->element[2]->str;
     message.len = reply->element[2]->len;
 
-    sub->handler(&channel, &message, sub->data);
+    subs = client->subs.elts;
+
+    for (i = 0; i < client->subs.nelts; i++) {
+        if (subs[i]->channel.len == channel.len
+            && ngx_strncmp(subs[i]->channel.data, channel.data, channel.len)
+               == 0)
+        {
+            subs[i]->handler(&channel, &message, subs[i]->data);
+        }
+    }
 }
+
+
+/* state */
 
 
 /* state */

@@ -18,6 +18,8 @@ typedef struct {
     ngx_str_t                  name;         /* "[::1]:6379", for logs */
     ngx_str_t                  host;         /* null-terminated, hiredis */
     ngx_int_t                  port;         /* 0 for unix: */
+    struct sockaddr           *sockaddr;
+    socklen_t                  socklen;
 } ngx_http_resilience_redis_addr_t;
 
 
@@ -33,6 +35,15 @@ typedef struct {
     ngx_str_t                  prefix;
     ngx_msec_t                 connect_timeout;
     ngx_msec_t                 command_timeout;
+    ngx_str_t                  tls_trusted_certificate;
+    ngx_str_t                  tls_server_name;
+    ngx_str_t                  tls_certificate;
+    ngx_str_t                  tls_certificate_key;
+#if (NGX_SSL)
+    ngx_ssl_t                 *ssl;
+#endif
+    unsigned                   tls:1;
+    unsigned                   tls_noverify:1;
 } ngx_http_resilience_redis_conf_t;
 
 
@@ -77,6 +88,11 @@ ngx_int_t ngx_http_resilience_redis_init_worker(ngx_cycle_t *cycle,
 void ngx_http_resilience_redis_exit_worker(ngx_cycle_t *cycle);
 char *ngx_http_resilience_redis_parse_address(ngx_conf_t *cf,
     ngx_http_resilience_redis_conf_t *rc, ngx_str_t *value);
+ngx_int_t ngx_http_resilience_redis_parse_option(ngx_conf_t *cf,
+    ngx_http_resilience_redis_conf_t *rc, ngx_str_t *name,
+    ngx_str_t *value);
+char *ngx_http_resilience_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_resilience_redis_conf_t *rc);
 
 ngx_int_t ngx_http_resilience_metrics_handler(ngx_http_request_t *r,
     ngx_uint_t format);
