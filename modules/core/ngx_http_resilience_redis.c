@@ -284,6 +284,13 @@ ngx_http_resilience_redis_init_worker(ngx_cycle_t *cycle,
         return NGX_OK;
     }
 
+    /*
+     * the cached time may be old by now (a slow start, valgrind): the
+     * connect timer counts from the real one
+     */
+
+    ngx_time_update();
+
     ngx_http_resilience_redis_connect(&client->main);
 
     return NGX_OK;
@@ -483,7 +490,22 @@ ngx_int_t
 ngx_http_resilience_redis_parse_option(ngx_conf_t *cf,
     ngx_http_resilience_redis_conf_t *rc, ngx_str_t *name, ngx_str_t *value)
 {
-    ngx_uint_t  on;
+    ngx_uint_t  i, on;
+
+    static struct {
+        ngx_str_t   name;
+        size_t      offset;
+    } files[] = {
+        { ngx_string("tls_trusted_certificate"),
+          offsetof(ngx_http_resilience_redis_conf_t,
+                   tls_trusted_certificate) },
+        { ngx_string("tls_server_name"),
+          offsetof(ngx_http_resilience_redis_conf_t, tls_server_name) },
+        { ngx_string("tls_certificate"),
+          offsetof(ngx_http_resilience_redis_conf_t, tls_certificate) },
+        { ngx_string("tls_certificate_key"),
+          offsetof(ngx_http_resilience_redis_conf_t, tls_certificate_key) },
+    };
 
     if ((name->len == 3 && ngx_strncmp(name->data, "tls", 3) == 0)
         || (name->len == 10 && ngx_strncmp(name->data, "tls_verify", 10) == 0))
@@ -518,32 +540,13 @@ ngx_http_resilience_redis_parse_option(ngx_conf_t *cf,
         return NGX_DECLINED;
     }
 
-    if (name->len == 23
-        && ngx_strncmp(name->data, "tls_trusted_certificate", 23) == 0)
-    {
-        rc->tls_trusted_certificate = *value;
-        return NGX_OK;
-    }
-
-    if (name->len == 15
-        && ngx_strncmp(name->data, "tls_server_name", 15) == 0)
-    {
-        rc->tls_server_name = *value;
-        return NGX_OK;
-    }
-
-    if (name->len == 15
-        && ngx_strncmp(name->data, "tls_certificate", 15) == 0)
-    {
-        rc->tls_certificate = *value;
-        return NGX_OK;
-    }
-
-    if (name->len == 19
-        && ngx_strncmp(name->data, "tls_certificate_key", 19) == 0)
-    {
-        rc->tls_certificate_key = *value;
-        return NGX_OK;
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (name->len == files[i].name.len
+            && ngx_strncmp(name->data, files[i].name.data, name->len) == 0)
+        {
+            *(ngx_str_t *) ((u_char *) rc + files[i].offset) = *value;
+            return NGX_OK;
+        }
     }
 
     return NGX_DECLINED;
