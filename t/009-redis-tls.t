@@ -221,7 +221,7 @@ GET /redis?cmd=PING&wait=1
 --- response_body
 failed
 --- error_log eval
-qr/resilience_redis: 127\.0\.0\.1:\d+ unavailable: connect to 127\.0\.0\.1:\d+ failed/
+qr/resilience_redis: 127\.0\.0\.1:\d+ unavailable: connect to 127\.0\.0\.1:\d+ failed: .*(certificate|alert|closed)/
 --- no_error_log
 [alert]
 [crit]

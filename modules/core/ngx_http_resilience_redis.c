@@ -568,8 +568,10 @@ ngx_http_resilience_redis_init_conf(ngx_conf_t *cf,
         if (rc->tls_trusted_certificate.len || rc->tls_server_name.len
             || rc->tls_certificate.len || rc->tls_certificate_key.len)
         {
-            return "\"resilience_redis\" directive: tls_... parameters "
-                   "need \"tls=on\"";
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"resilience_redis\" directive: tls_... "
+                               "parameters need \"tls=on\"");
+            return NGX_CONF_ERROR;
         }
 
         return NGX_CONF_OK;
@@ -578,14 +580,19 @@ ngx_http_resilience_redis_init_conf(ngx_conf_t *cf,
 #if (NGX_SSL)
 
     if (!rc->tls_noverify && rc->tls_trusted_certificate.len == 0) {
-        return "\"resilience_redis\" directive: \"tls_verify=on\" (the "
-               "default) needs \"tls_trusted_certificate=\"";
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"resilience_redis\" directive: \"tls_verify=on\" "
+                           "(the default) needs \"tls_trusted_certificate=\"");
+        return NGX_CONF_ERROR;
     }
 
     if ((rc->tls_certificate.len == 0) != (rc->tls_certificate_key.len == 0))
     {
-        return "\"resilience_redis\" directive: \"tls_certificate=\" and "
-               "\"tls_certificate_key=\" go together";
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"resilience_redis\" directive: "
+                           "\"tls_certificate=\" and \"tls_certificate_key=\" "
+                           "go together");
+        return NGX_CONF_ERROR;
     }
 
     if (rc->tls_server_name.len == 0) {
@@ -597,8 +604,11 @@ ngx_http_resilience_redis_init_conf(ngx_conf_t *cf,
             != NULL
             || rc->addrs[0].port == 0)
         {
-            return "\"resilience_redis\" directive: \"tls=on\" with several "
-                   "addresses, or a unix socket, needs \"tls_server_name=\"";
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"resilience_redis\" directive: \"tls=on\" "
+                               "with several addresses, or a unix socket, "
+                               "needs \"tls_server_name=\"");
+            return NGX_CONF_ERROR;
         }
 
         rc->tls_server_name = rc->address;
@@ -670,8 +680,10 @@ ngx_http_resilience_redis_init_conf(ngx_conf_t *cf,
 
 #else
 
-    return "\"resilience_redis\" directive: \"tls=on\" needs nginx built "
-           "with OpenSSL";
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"resilience_redis\" directive: \"tls=on\" needs "
+                       "nginx built with OpenSSL");
+    return NGX_CONF_ERROR;
 
 #endif
 }
@@ -906,6 +918,8 @@ ngx_http_resilience_redis_connected(ngx_http_resilience_redis_conn_t *conn)
             ngx_http_resilience_redis_next(conn, "cannot set SNI");
             return;
         }
+
+        conn->error[0] = '\0';
 
         rc = ngx_ssl_handshake(c);
 
@@ -1382,7 +1396,7 @@ ngx_http_resilience_redis_log_writer(ngx_log_t *log, ngx_uint_t level,
         ngx_log_error(level, conn->client->log, 0, "%*s", len, buf);
     }
 
-    if (level > NGX_LOG_WARN) {
+    if (level > NGX_LOG_INFO) {
         return;
     }
 
@@ -1445,6 +1459,8 @@ ngx_http_resilience_redis_read_handler(ngx_event_t *ev)
     closes = conn->closes;
 
     do {
+        conn->error[0] = '\0';
+
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
@@ -1552,6 +1568,8 @@ ngx_http_resilience_redis_flush(ngx_http_resilience_redis_conn_t *conn)
     c = conn->c;
 
     while (conn->opos < conn->olast) {
+        conn->error[0] = '\0';
+
         n = c->send(c, conn->obuf + conn->opos, conn->olast - conn->opos);
 
         if (n == NGX_AGAIN) {
