@@ -16,6 +16,9 @@ $ENV{TEST_NGINX_DOWN_PORT} = free_port();
 $ENV{TEST_NGINX_LATE_PORT} = free_port();
 $ENV{TEST_NGINX_KILL_PORT} = free_port();
 
+# a Redis on a unix socket only, in a directory NR::Redis cleans up
+$ENV{TEST_NGINX_UNIX_DIR} = NR::Redis::redis_dir(free_port());
+
 # under valgrind, the resident set is valgrind's: no bound to prove there
 our $RssMax = $ENV{TEST_NGINX_USE_VALGRIND} ? 1000000 : 2048;
 
@@ -575,3 +578,36 @@ GET /redis?cmd=SET+nr:test:after+x&repeat=100&wait=1
 reply=100 failed=0 timedout=0 busy=0 lost=0 busy_ms=0
 --- no_error_log
 [error]
+
+
+
+=== TEST 26: a unix socket: commands round-trip
+--- http_config
+    resilience_redis unix:$TEST_NGINX_UNIX_DIR/redis.sock connect_timeout=2s
+                     command_timeout=1s;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+my $d = $ENV{TEST_NGINX_UNIX_DIR};
+File::Path::make_path($d);
+system("redis-server", "--port", 0, "--unixsocket", "$d/redis.sock",
+       "--save", "", "--appendonly", "no", "--daemonize", "yes",
+       "--dir", $d, "--pidfile", "$d/redis.pid",
+       "--logfile", "$d/redis.log") == 0 or die "redis-server failed";
+for (1 .. 50) {
+    last if -S "$d/redis.sock";
+    select(undef, undef, undef, 0.1);
+}
+--- request eval
+[
+    "GET /redis?cmd=SET+nr:test:unix+sock&wait=1",
+    "GET /redis?cmd=GET+nr:test:unix",
+]
+--- response_body eval
+[
+    "OK\n",
+    "\"sock\"\n",
+]
+--- no_error_log
+[alert]
+[crit]
