@@ -89,6 +89,17 @@ $ENV{TEST_NGINX_FAKE2_PORT} = free_port();
 our @Fakes = (fake_redis($ENV{TEST_NGINX_FAKE1_PORT}, 120),
               fake_redis($ENV{TEST_NGINX_FAKE2_PORT}, 120));
 
+
+# until this nginx's connection is up (a slow start, under valgrind)
+sub wait_connected {
+    for (1 .. 100) {
+        my ($st, $body) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT},
+                                            "/status");
+        return if $body =~ /"connects":1,/;
+        select(undef, undef, undef, 0.05);
+    }
+}
+
 END { kill 'TERM', @Fakes if @Fakes }
 
 run_tests();
@@ -101,6 +112,7 @@ __DATA__
 --- config
     location /status { resilience_status json; }
 --- init
+main::wait_connected();
 kill 'USR1', $main::Fakes[0];
 select(undef, undef, undef, 4);
 --- request
@@ -126,7 +138,9 @@ qr/\A\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable\n\z/
                      command_timeout=1s;
 --- config
     location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
 --- init
+main::wait_connected();
 kill 'USR1', $main::Fakes[1];
 select(undef, undef, undef, 2);
 kill 'USR2', $main::Fakes[1];
