@@ -476,13 +476,15 @@ ngx_http_resilience_metrics_handler(ngx_http_request_t *r, ngx_uint_t format)
     ngx_http_resilience_collector_t  *col;
     ngx_http_resilience_main_conf_t  *rmcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
+    /* before any answer: a body left unread would be the next request */
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
     }
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_http_resilience_module);
