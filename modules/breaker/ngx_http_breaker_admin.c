@@ -193,7 +193,8 @@ ngx_http_breaker_admin_list(ngx_http_request_t *r,
         }
 
         item = cJSON_CreateObject();
-        p = ngx_pnalloc(r->pool, bn->name_len + bn->key_len + 2);
+        p = ngx_pnalloc(r->pool, bn->name_len + 2
+                        + NGX_HTTP_RESILIENCE_ESCAPED_LEN(bn->key_len));
 
         if (item == NULL || p == NULL) {
             cJSON_Delete(item);
@@ -207,7 +208,8 @@ ngx_http_breaker_admin_list(ngx_http_request_t *r,
         cJSON_AddStringToObject(item, "name", (char *) p);
 
         p += bn->name_len + 1;
-        *ngx_cpymem(p, bn->data + bn->name_len, bn->key_len) = '\0';
+        *ngx_http_resilience_escape_utf8(p, bn->data + bn->name_len,
+                                         bn->key_len) = '\0';
         cJSON_AddStringToObject(item, "key", (char *) p);
 
         state = ngx_http_breaker_current_state(bn, ngx_current_msec);
