@@ -225,9 +225,12 @@ typedef struct {
     uint32_t                   generation;
     ngx_int_t                  lease;        /* probe slot, -1 none */
     uint32_t                   lease_until;
+    uint32_t                   tries_from;   /* r->upstream_states index */
     ngx_uint_t                 state;        /* at admission */
     ngx_uint_t                 mode;         /* in effect at admission */
+    uint32_t                   tries_to;     /* at the first redirect */
     unsigned                   admitted:1;
+    unsigned                   redirected:1; /* tries_to is set */
     unsigned                   counted:1;    /* in flight */
     unsigned                   recorded:1;
     unsigned                   rejected:1;

@@ -24,7 +24,7 @@ static ngx_int_t ngx_http_breaker_reject(ngx_http_request_t *r,
     ngx_uint_t rc);
 static ngx_int_t ngx_http_breaker_log_handler(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_breaker_outcome(ngx_http_request_t *r,
-    ngx_http_breaker_loc_conf_t *blcf, ngx_uint_t *slow);
+    ngx_http_breaker_ctx_t *ctx, ngx_uint_t *slow);
 static void ngx_http_breaker_cleanup(void *data);
 static ngx_int_t ngx_http_breaker_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -269,6 +269,28 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (r->internal
+        && ngx_http_get_module_ctx(r, ngx_http_breaker_module) == NULL)
+    {
+        /*
+         * The first phase handler after an internal redirect (error_page,
+         * a named location): the upstream tries made so far are those of
+         * the location that admitted the request, whatever follows.
+         */
+
+        ctx = ngx_http_breaker_get_ctx(r);
+
+        if (ctx != NULL) {
+            if (ctx->admitted && !ctx->redirected) {
+                ctx->redirected = 1;
+                ctx->tries_to = r->upstream_states
+                                ? r->upstream_states->nelts : 0;
+            }
+
+            return NGX_DECLINED;
+        }
+    }
+
     blcf = ngx_http_get_module_loc_conf(r, ngx_http_breaker_module);
     bp = blcf->breaker;
 
@@ -278,7 +300,7 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_breaker_get_ctx(r) != NULL) {
+    if (ngx_http_get_module_ctx(r, ngx_http_breaker_module) != NULL) {
         return NGX_DECLINED;
     }
 
@@ -299,6 +321,8 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     if (ctx == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->tries_from = r->upstream_states ? r->upstream_states->nelts : 0;
 
     rc = ngx_http_breaker_enter(r, bp, blcf, bp->key ? &key : NULL,
                                 blcf->shared, ctx);
@@ -470,7 +494,7 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    outcome = ngx_http_breaker_outcome(r, ctx->conf, &slow);
+    outcome = ngx_http_breaker_outcome(r, ctx, &slow);
 
     if (outcome != NGX_HTTP_BREAKER_NEUTRAL) {
         tripped = ngx_http_breaker_record(r, ctx, outcome, slow);
@@ -491,30 +515,39 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
 
 
 /*
- * The last upstream try decides.  A request that never reached an
- * upstream (rejected by another module, served from elsewhere) or that
- * the client gave up on (499) says nothing about the upstream.
+ * The last upstream try made in the location that admitted the request
+ * decides, whatever error_page or a named location did after it.  A
+ * request that never reached an upstream there (rejected by another
+ * module, served from elsewhere) or that the client gave up on (499)
+ * says nothing about the upstream.
  */
 
 static ngx_uint_t
-ngx_http_breaker_outcome(ngx_http_request_t *r,
-    ngx_http_breaker_loc_conf_t *blcf, ngx_uint_t *slow)
+ngx_http_breaker_outcome(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
+    ngx_uint_t *slow)
 {
-    ngx_uint_t                  failure;
-    ngx_http_upstream_state_t  *st;
+    ngx_uint_t                    failure, last;
+    ngx_http_upstream_state_t    *st;
+    ngx_http_breaker_loc_conf_t  *blcf;
 
     *slow = 0;
+    blcf = ctx->conf;
 
     if (r->err_status == NGX_HTTP_CLIENT_CLOSED_REQUEST
         || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
-        || r->upstream_states == NULL
-        || r->upstream_states->nelts == 0)
+        || r->upstream_states == NULL)
     {
         return NGX_HTTP_BREAKER_NEUTRAL;
     }
 
+    last = ctx->redirected ? ctx->tries_to : r->upstream_states->nelts;
+
+    if (last <= ctx->tries_from || last > r->upstream_states->nelts) {
+        return NGX_HTTP_BREAKER_NEUTRAL;
+    }
+
     st = r->upstream_states->elts;
-    st = &st[r->upstream_states->nelts - 1];
+    st = &st[last - 1];
 
     if (st->status == 0 || st->status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         return NGX_HTTP_BREAKER_NEUTRAL;
