@@ -84,6 +84,7 @@ typedef struct {
     u_char                     pinned;       /* keyless: never evicted */
     u_char                     shared;       /* breaker_shared on */
     u_char                     token_pending;
+    u_char                     token_local;  /* Redis too slow: decide here */
     u_char                     restore_asked;
     u_short                    name_len;
     u_short                    key_len;

@@ -88,6 +88,7 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
 
     bn->tokens = 0;
     bn->token_pending = 0;
+    bn->token_local = 0;
 
     if (state != NGX_HTTP_BREAKER_HALF_OPEN) {
         bn->consecutive = 0;
@@ -220,13 +221,16 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
         } else if (bn->state == NGX_HTTP_BREAKER_HALF_OPEN) {
 
             if (bn->shared
+                && !bn->token_local
                 && ngx_http_resilience_redis_state()
                    == NGX_HTTP_RESILIENCE_REDIS_CONNECTED
                 && bn->tokens == 0)
             {
                 /*
                  * the probe budget is the fleet's: ask Redis for a token
-                 * (at most every 100 ms), and turn this request away
+                 * (at most every 100 ms), and turn this request away;
+                 * a token request that Redis did not answer in time
+                 * makes this half-open period local (token_local)
                  */
 
                 if (!bn->token_pending

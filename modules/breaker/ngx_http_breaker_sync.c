@@ -101,6 +101,7 @@ static ngx_str_t  ngx_http_breaker_window_lua = ngx_string(
 typedef struct {
     ngx_http_breaker_node_t   *node;
     ngx_http_breaker_zone_t   *zone;
+    uint32_t                   generation;   /* when asked */
 } ngx_http_breaker_push_t;
 
 
@@ -422,6 +423,7 @@ ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
 
     push->node = bn;
     push->zone = ctx->zone;
+    push->generation = ctx->generation;
 
     args[0] = (const char *) rkey.data;
     lens[0] = rkey.len;
@@ -455,15 +457,25 @@ ngx_http_breaker_sync_token(ngx_int_t rc, redisReply *reply, void *data)
 
     ngx_spinlock(&bn->lock, ngx_pid, 1024);
 
-    if (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
-        && reply->type == REDIS_REPLY_INTEGER
-        && reply->integer == 1
-        && bn->state == NGX_HTTP_BREAKER_HALF_OPEN)
-    {
-        bn->tokens++;
-    }
+    if (bn->generation == push->generation) {
 
-    bn->token_pending = 0;
+        if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY) {
+            /*
+             * no answer within command_timeout, or no Redis: the rest of
+             * this half-open period is decided here, and not asked again
+             */
+            bn->token_local = 1;
+
+        } else if (reply->type == REDIS_REPLY_INTEGER
+                   && reply->integer == 1
+                   && bn->state == NGX_HTTP_BREAKER_HALF_OPEN
+                   && !bn->token_local)
+        {
+            bn->tokens++;
+        }
+
+        bn->token_pending = 0;
+    }
 
     ngx_unlock(&bn->lock);
 

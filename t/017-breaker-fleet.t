@@ -1,0 +1,105 @@
+# breaker_shared against a slow, a hostile and a busy fleet: a Redis that
+# does not answer in time leaves every decision local (half-open
+# included); the fleet's probe budget closes every instance; notices
+# from Redis are bounded and checked; the sync tick costs nothing for
+# idle breakers and reaches every key that has outcomes.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't/lib';
+use NR::Redis qw(free_port redis_cli);
+use NR::Net qw(http_get);
+use NR::Nginx qw(nginx_start nginx_stop);
+use NR::Html qw(result);
+use Time::HiRes qw(time sleep);
+
+repeat_each(1);
+no_shuffle();
+no_long_string();
+log_level('info');
+
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+$ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
+$ENV{TEST_NGINX_PEER_PORT} = free_port();
+
+# a fresh key prefix for this run, so that no earlier run's state counts
+our $Prefix = "nr:t017:$$:";
+$ENV{TEST_NGINX_PREFIX} = $Prefix;
+
+# waits until $n workers listen on the breaker channel
+sub wait_subscribers {
+    my ($n) = @_;
+
+    for (1 .. 200) {
+        my $out = redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PUBSUB", "NUMSUB",
+                            "${Prefix}breaker");
+        my ($count) = $out =~ /^(\d+)\s*\z/m;
+        return if defined $count && $count >= $n;
+        sleep 0.05;
+    }
+
+    die "fewer than $n subscribers on ${Prefix}breaker";
+}
+
+# the statuses of GET $path on $port, one every $gap s for $secs s
+sub poll {
+    my ($port, $path, $secs, $gap) = @_;
+    my @st;
+    my $end = time + $secs;
+
+    while (time < $end) {
+        my ($st) = http_get($port, $path);
+        push @st, $st;
+        sleep $gap;
+    }
+
+    return @st;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: half-open while Redis is paused: the token request times out once, and the probes are decided locally
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=200ms;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location ~ ^/backend/502$ { return 502; }
+    location /api {
+        breaker paused zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 1s jitter=0%;
+        breaker_half_open 1 timeout=5s;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+::wait_subscribers(1);
+NR::Net::http_get($port, "/api?s=502");
+Time::HiRes::sleep(0.3);
+# EVALSHA and PUBLISH wait while Redis is paused for writes
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", "8000", "WRITE");
+Time::HiRes::sleep(1.1);
+my @st = ::poll($port, "/api?s=200", 2.5, 0.1);
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "UNPAUSE");
+my $n503 = grep { $_ == 503 } @st;
+my $last = join ' ', @st[-5 .. -1];
+main::result("last five: $last\n"
+             . "503s: " . ($n503 <= 8 ? "a few" : "$n503 of " . @st) . "\n");
+--- request
+GET /result
+--- response_body
+last five: 200 200 200 200 200
+503s: a few
+--- timeout: 15
+--- no_error_log
+[alert]
+[crit]
