@@ -26,6 +26,25 @@ $ENV{TEST_NGINX_PEER_PORT} = free_port();
 our $Prefix = "nr:t017:$$:";
 $ENV{TEST_NGINX_PREFIX} = $Prefix;
 
+# the second instance: the same fleet breaker, over a healthy upstream
+our $PeerHttp = <<"_EOC_";
+    resilience_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT} prefix=$Prefix
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+_EOC_
+
+our $PeerConfig = <<"_EOC_";
+    location ~ ^/backend/200\$ { return 200 "ok\\n"; }
+    location /fleet {
+        breaker fleet zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 1s jitter=0%;
+        breaker_half_open 3 timeout=5s;
+        proxy_pass http://127.0.0.1:$ENV{TEST_NGINX_PEER_PORT}/backend/200;
+    }
+_EOC_
+
 # waits until $n workers listen on the breaker channel
 sub wait_subscribers {
     my ($n) = @_;
@@ -99,6 +118,64 @@ GET /result
 --- response_body
 last five: 200 200 200 200 200
 503s: a few
+--- timeout: 15
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 2: the fleet's probe budget closes every instance: successes count wherever they ran
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location ~ ^/backend/502$ { return 502; }
+    location /fleet {
+        breaker fleet zone=breakers;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 1s jitter=0%;
+        breaker_half_open 3 timeout=5s;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/$arg_s;
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my ($port, $peer) = ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT});
+NR::Nginx::nginx_start(port => $peer, http_config => $::PeerHttp,
+                       config => $::PeerConfig);
+::wait_subscribers(3);
+# a trip here opens both, for 1 s
+NR::Net::http_get($port, "/fleet?s=502");
+my $open_end = Time::HiRes::time() + 1;
+Time::HiRes::sleep(1.05);
+my (%last503, %n);
+while (Time::HiRes::time() < $open_end + 2.5) {
+    for my $p ($port, $peer) {
+        my ($st) = NR::Net::http_get($p, "/fleet?s=200");
+        $last503{$p} = Time::HiRes::time() - $open_end if $st == 503;
+        $n{$p}{$st}++;
+    }
+    Time::HiRes::sleep(0.02);
+}
+NR::Nginx::nginx_stop($peer);
+my $out = '';
+for my $p ([here => $port], [peer => $peer]) {
+    my $t = $last503{$p->[1]} // 0;
+    $out .= "$p->[0]: " . ($t < 1 ? "closed within 1 s"
+                                  : sprintf("503 until %.1f s", $t)) . "\n";
+}
+main::result($out);
+--- request
+GET /result
+--- response_body
+here: closed within 1 s
+peer: closed within 1 s
 --- timeout: 15
 --- no_error_log
 [alert]

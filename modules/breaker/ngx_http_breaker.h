@@ -237,6 +237,7 @@ typedef struct {
     unsigned                   rejected:1;
     unsigned                   ask_token:1;  /* for the fleet's budget */
     unsigned                   closed_it:1;  /* its outcome closed it */
+    unsigned                   probe_ok:1;   /* for the fleet's count */
 } ngx_http_breaker_ctx_t;
 
 
@@ -323,6 +324,8 @@ void ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
 void ngx_http_breaker_sync_restore_key(ngx_http_request_t *r,
     ngx_http_breaker_t *b, ngx_http_breaker_node_t *bn);
 void ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx);
+void ngx_http_breaker_sync_probe_ok(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx);
 void ngx_http_breaker_sync_publish_override(ngx_http_request_t *r,
     ngx_http_breaker_zone_t *z, ngx_str_t *name,

@@ -506,6 +506,10 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
         if (ctx->closed_it && ctx->conf->shared) {
             ngx_http_breaker_sync_publish_close(r, ctx);
         }
+
+        if (ctx->probe_ok && ctx->conf->shared) {
+            ngx_http_breaker_sync_probe_ok(r, ctx);
+        }
     }
 
     ngx_http_breaker_release(ctx);

@@ -440,6 +440,10 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
         if (++bn->probes_ok >= blcf->probes) {
             ngx_http_breaker_close(r, bn, now);
             ctx->closed_it = 1;
+
+        } else if (bn->shared && !bn->token_local) {
+            /* a probe of the fleet's budget: the fleet counts it */
+            ctx->probe_ok = 1;
         }
 
         goto done;

@@ -34,6 +34,8 @@ static void ngx_http_breaker_sync_key(u_char *buf, ngx_str_t *name,
     ngx_str_t *key, ngx_str_t *out);
 static void ngx_http_breaker_sync_published(ngx_int_t rc, redisReply *reply,
     void *data);
+static void ngx_http_breaker_sync_counted(ngx_int_t rc, redisReply *reply,
+    void *data);
 static void ngx_http_breaker_sync_message(ngx_str_t *channel,
     ngx_str_t *message, void *data);
 static void ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
@@ -58,6 +60,7 @@ static ngx_str_t  ngx_http_breaker_trip_lua = ngx_string(
     "local blen, n = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "local e = math.floor(now / blen)\n"
     "for i = 0, n do redis.call('DEL', KEYS[1] .. ':w:' .. (e - i)) end\n"
+    "redis.call('DEL', KEYS[1] .. ':probes', KEYS[1] .. ':ok')\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if cur >= now + ms then return cur - now end\n"
     "redis.call('SET', KEYS[1], now + ms, 'PX', ms)\n"
@@ -124,9 +127,26 @@ static ngx_str_t  ngx_http_breaker_token_lua = ngx_string(
 /* KEYS: the state key, the channel; ARGV: the notice */
 
 static ngx_str_t  ngx_http_breaker_close_lua = ngx_string(
-    "redis.call('DEL', KEYS[1], KEYS[1] .. ':probes')\n"
+    "redis.call('DEL', KEYS[1], KEYS[1] .. ':probes', KEYS[1] .. ':ok')\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[1])\n"
     "return 1\n");
+
+
+/*
+ * KEYS: the state key, the channel; ARGV: the probes, the budget's life
+ * in ms, the close notice.  A successful probe, wherever it ran: the
+ * fleet closes when it has seen as many as the budget.
+ */
+
+static ngx_str_t  ngx_http_breaker_probe_ok_lua = ngx_string(
+    "local k = KEYS[1] .. ':ok'\n"
+    "local n = redis.call('INCR', k)\n"
+    "if n == 1 then redis.call('PEXPIRE', k, ARGV[2]) end\n"
+    "if n >= tonumber(ARGV[1]) then\n"
+    "  redis.call('DEL', KEYS[1], KEYS[1] .. ':probes', k)\n"
+    "  redis.call('PUBLISH', KEYS[2], ARGV[3])\n"
+    "end\n"
+    "return n\n");
 
 
 static void ngx_http_breaker_sync_tick(ngx_event_t *ev);
@@ -149,6 +169,7 @@ static ngx_http_resilience_redis_script_t  *ngx_http_breaker_trip_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_window_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_token_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_close_script;
+static ngx_http_resilience_redis_script_t  *ngx_http_breaker_probe_ok_script;
 static ngx_event_t                          ngx_http_breaker_restore_event;
 static ngx_uint_t                           ngx_http_breaker_restore_tries;
 static ngx_event_t                          ngx_http_breaker_tick_event;
@@ -165,11 +186,14 @@ ngx_http_breaker_sync_conf(ngx_conf_t *cf)
                                                 &ngx_http_breaker_token_lua);
     ngx_http_breaker_close_script = ngx_http_resilience_redis_script(cf,
                                                 &ngx_http_breaker_close_lua);
+    ngx_http_breaker_probe_ok_script = ngx_http_resilience_redis_script(cf,
+                                            &ngx_http_breaker_probe_ok_lua);
 
     if (ngx_http_breaker_trip_script == NULL
         || ngx_http_breaker_window_script == NULL
         || ngx_http_breaker_token_script == NULL
-        || ngx_http_breaker_close_script == NULL)
+        || ngx_http_breaker_close_script == NULL
+        || ngx_http_breaker_probe_ok_script == NULL)
     {
         return NGX_ERROR;
     }
@@ -332,6 +356,50 @@ ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
     if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_close_script, 2, 3,
                                           args, lens,
                                           ngx_http_breaker_sync_published,
+                                          ctx->zone)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
+    }
+}
+
+
+/* a probe succeeded here, short of closing it alone: the fleet counts */
+
+void
+ngx_http_breaker_sync_probe_ok(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx)
+{
+    size_t       lens[5];
+    u_char       kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
+    u_char       n[NGX_INT_T_LEN], ttl[NGX_INT_T_LEN];
+    ngx_str_t    rkey, channel, msg;
+    const char  *args[5];
+
+    if (ngx_http_resilience_redis_state()
+        != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+        || ngx_http_breaker_sync_notice(r->pool, ctx->node, 0, kbuf, &rkey,
+                                        &channel, &msg)
+           != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
+        return;
+    }
+
+    args[0] = (const char *) rkey.data;
+    lens[0] = rkey.len;
+    args[1] = (const char *) channel.data;
+    lens[1] = channel.len;
+    args[2] = (const char *) n;
+    lens[2] = ngx_sprintf(n, "%ui", ctx->conf->probes) - n;
+    args[3] = (const char *) ttl;
+    lens[3] = ngx_sprintf(ttl, "%M", 2 * ctx->conf->probe_timeout) - ttl;
+    args[4] = (const char *) msg.data;
+    lens[4] = msg.len;
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_probe_ok_script,
+                                          2, 5, args, lens,
+                                          ngx_http_breaker_sync_counted,
                                           ctx->zone)
         != NGX_OK)
     {
@@ -510,6 +578,21 @@ ngx_http_breaker_sync_published(ngx_int_t rc, redisReply *reply, void *data)
     }
 
     (void) ngx_atomic_fetch_add(&z->sh->sync_published, 1);
+}
+
+
+/* a probe's success, counted by the fleet: only a failure is counted here */
+
+static void
+ngx_http_breaker_sync_counted(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_breaker_zone_t *z = data;
+
+    if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY
+        || reply->type == REDIS_REPLY_ERROR)
+    {
+        (void) ngx_atomic_fetch_add(&z->sh->sync_errors, 1);
+    }
 }
 
 
