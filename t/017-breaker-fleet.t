@@ -180,3 +180,73 @@ peer: closed within 1 s
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 3: a hostile notice: the open time is clamped to open max=, malformed notices are counted and dropped
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 1m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /kb {
+        breaker kb zone=breakers key=$arg_k;
+        breaker_shared on;
+        breaker_open 2s max=10s jitter=0%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+    location /status { resilience_status; }
+--- init
+::wait_subscribers(1);
+my $ch = "${main::Prefix}breaker";
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PUBLISH", $ch,
+                     "kb\n99999999999999999\nvictim");
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PUBLISH", $ch, $_)
+    for "kb\nsoon\nx", "no line feed", "kb\n-5\nx", "kb\n5000\n";
+Time::HiRes::sleep(0.3);
+--- request eval
+["GET /kb?k=victim", "GET /status"]
+--- error_code eval
+[503, 200]
+--- response_headers_like eval
+["Retry-After: (10|9)\$", ""]
+--- response_body_like eval
+[qr//, qr/breaker_sync_malformed_total\{zone="breakers"\} 4\n/]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 4: a flood of notices for unknown keys cannot fill the zone: such keys are bounded and evictable
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone small 128k;
+--- config
+    location ~ ^/backend/502$ { return 502; }
+    location /kb {
+        breaker flood zone=small key=$arg_k;
+        breaker_shared on;
+        breaker_consecutive_failures 1;
+        breaker_open 30s jitter=0%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/502;
+    }
+    location /status { resilience_status; }
+--- init
+::wait_subscribers(1);
+my $ch = "${main::Prefix}breaker";
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "EVAL",
+    'for i = 1, 1500 do redis.call("PUBLISH", KEYS[1], '
+    . '"flood\\n30000\\nk" .. i) end return 1', "1", $ch);
+Time::HiRes::sleep(0.5);
+--- request eval
+["GET /kb?k=mine", "GET /kb?k=mine", "GET /status"]
+--- error_code eval
+[502, 503, 200]
+--- response_body_like eval
+[qr//, qr//, qr/breaker_zone_full_total\{zone="small"\} 0\n/]
+--- no_error_log
+[alert]
+[crit]

@@ -31,6 +31,9 @@
 #define NGX_HTTP_BREAKER_MAX_BANDS     8
 #define NGX_HTTP_BREAKER_MAX_OVERRIDES 32
 
+/* keyed breakers a zone holds that only notices from Redis made */
+#define NGX_HTTP_BREAKER_MAX_NOTICED   1024
+
 /* what resilience_admin overrides, node by node */
 #define NGX_HTTP_BREAKER_O_RATE        0x01
 #define NGX_HTTP_BREAKER_O_CONSECUTIVE 0x02
@@ -86,6 +89,7 @@ typedef struct {
     u_char                     token_pending;
     u_char                     token_local;  /* Redis too slow: decide here */
     u_char                     restore_asked;
+    u_char                     noticed;      /* made by a notice, unused */
     u_short                    name_len;
     u_short                    key_len;
 
@@ -147,6 +151,9 @@ typedef struct {
     ngx_atomic_t               sync_published;
     ngx_atomic_t               sync_received;
     ngx_atomic_t               sync_errors;
+    ngx_atomic_t               sync_malformed;
+    ngx_atomic_t               sync_dropped; /* unknown keys, over the cap */
+    ngx_uint_t                 noticed;      /* under the zone mutex */
 
     /* for keyed breakers created after a PUT, under the zone mutex */
     ngx_uint_t                 noverrides;
@@ -170,6 +177,7 @@ typedef struct {
     ngx_http_breaker_node_t   *node;         /* keyless, cached per worker */
     ngx_uint_t                 uses;         /* locations referring to it */
     ngx_uint_t                 buckets;      /* for nodes made by a notice */
+    ngx_msec_t                 open_max;     /* notices clamped to it */
     ngx_uint_t                 shared;       /* breaker_shared on somewhere */
     ngx_uint_t                 created;      /* by lua-compat, in a zone */
 } ngx_http_breaker_t;
@@ -306,6 +314,9 @@ int ngx_http_breaker_lua_force(ngx_http_request_t *r, void *breaker,
 ngx_int_t ngx_http_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_http_breaker_node_t *ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z,
     ngx_str_t *name, ngx_str_t *key, ngx_uint_t nbuckets, ngx_log_t *log);
+ngx_http_breaker_node_t *ngx_http_breaker_lookup_notice(
+    ngx_http_breaker_zone_t *z, ngx_str_t *name, ngx_str_t *key,
+    ngx_uint_t nbuckets, ngx_uint_t create, ngx_log_t *log);
 ngx_http_breaker_bucket_t *ngx_http_breaker_buckets(
     ngx_http_breaker_node_t *node);
 ngx_int_t ngx_http_breaker_admin_init(ngx_conf_t *cf, ngx_array_t *breakers);

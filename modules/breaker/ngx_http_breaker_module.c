@@ -687,6 +687,12 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
         { "breaker_sync_errors_total",
           "Trips not published: Redis down, slow or refusing.",
           offsetof(ngx_http_breaker_shctx_t, sync_errors) },
+        { "breaker_sync_malformed_total",
+          "Notices from Redis dropped as malformed.",
+          offsetof(ngx_http_breaker_shctx_t, sync_malformed) },
+        { "breaker_sync_dropped_total",
+          "Notices for keys unknown here dropped: too many such keys.",
+          offsetof(ngx_http_breaker_shctx_t, sync_dropped) },
     };
 
     zones = bmcf->zones.elts;
@@ -1004,6 +1010,10 @@ ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (conf->shared) {
             conf->breaker->shared = 1;
+        }
+
+        if (conf->open_max > conf->breaker->open_max) {
+            conf->breaker->open_max = conf->open_max;
         }
     }
 

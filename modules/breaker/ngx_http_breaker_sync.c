@@ -623,13 +623,18 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
 {
     ngx_array_t *breakers = data;
 
-    u_char              *p, *nl, *last;
-    ngx_int_t            ms;
-    ngx_str_t            key;
-    ngx_http_breaker_t  *b;
+    u_char                   *p, *nl, *last;
+    ngx_int_t                 ms;
+    ngx_str_t                 key;
+    ngx_http_breaker_t       *b, **bp;
+    ngx_http_breaker_zone_t  *z;
 
     p = message->data;
     last = message->data + message->len;
+
+    /* counted in the zone of the breaker it names, else the first one */
+    bp = breakers->elts;
+    b = bp[0];
 
     nl = ngx_strlchr(p, last, '\n');
     if (nl == NULL) {
@@ -683,6 +688,9 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
 
 invalid:
 
+    z = b->zone->data;
+    (void) ngx_atomic_fetch_add(&z->sh->sync_malformed, 1);
+
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "breaker_shared: ignored a malformed notice on \"%V\"",
                   channel);
@@ -702,7 +710,14 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
     z = b->zone->data;
     now = ngx_current_msec;
 
-    bn = ngx_http_breaker_lookup(z, &b->name, key, b->buckets, log);
+    /* never longer than this instance would open it itself */
+
+    if (left > (b->open_max ? b->open_max : NGX_HTTP_BREAKER_OPEN_MAX)) {
+        left = b->open_max ? b->open_max : NGX_HTTP_BREAKER_OPEN_MAX;
+    }
+
+    bn = ngx_http_breaker_lookup_notice(z, &b->name, key, b->buckets, 1,
+                                        log);
     if (bn == NULL) {
         return;
     }
@@ -807,7 +822,10 @@ ngx_http_breaker_sync_close(ngx_http_breaker_t *b, ngx_str_t *key,
     z = b->zone->data;
     now = ngx_current_msec;
 
-    bn = ngx_http_breaker_lookup(z, &b->name, key, b->buckets, log);
+    /* a key unknown here is closed here already */
+
+    bn = ngx_http_breaker_lookup_notice(z, &b->name, key, b->buckets, 0,
+                                        log);
     if (bn == NULL) {
         return;
     }
