@@ -250,3 +250,51 @@ Time::HiRes::sleep(0.5);
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 5: the sync tick: 300 idle keys cost no EVALSHA, and 50 new keys all have their outcomes pushed
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=2s command_timeout=1s;
+    breaker_zone breakers 4m;
+--- config
+    location ~ ^/backend/200$ { return 200 "ok\n"; }
+    location /tick {
+        breaker ticked zone=breakers key=$arg_k;
+        breaker_shared on;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/200;
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my ($port, $rport) = ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_REDIS_PORT});
+my $evalsha = sub {
+    my ($n) = NR::Redis::redis_cli($rport, "INFO", "commandstats")
+              =~ /^cmdstat_evalsha:calls=(\d+)/m;
+    return $n // 0;
+};
+::wait_subscribers(1);
+NR::Net::http_get($port, "/tick?k=idle$_") for 1 .. 300;
+Time::HiRes::sleep(1);
+my $before = $evalsha->();
+Time::HiRes::sleep(1.5);
+my $idle = $evalsha->() - $before;
+NR::Net::http_get($port, "/tick?k=new$_") for 1 .. 50;
+Time::HiRes::sleep(1.5);
+my $pushed = grep {
+    NR::Redis::redis_cli($rport, "KEYS", "${main::Prefix}breaker:ticked:new$_:w:*")
+        =~ /\S/
+} 1 .. 50;
+main::result("EVALSHA in 1.5 s idle: $idle\nnew keys pushed: $pushed of 50\n");
+--- request
+GET /result
+--- response_body
+EVALSHA in 1.5 s idle: 0
+new keys pushed: 50 of 50
+--- timeout: 20
+--- no_error_log
+[alert]
+[crit]

@@ -90,12 +90,14 @@ typedef struct {
     u_char                     token_local;  /* Redis too slow: decide here */
     u_char                     restore_asked;
     u_char                     noticed;      /* made by a notice, unused */
+    u_char                     dirty;        /* in the zone's dirty queue */
     u_short                    name_len;
     u_short                    key_len;
 
     ngx_http_breaker_override_t  override;
 
     ngx_queue_t                queue;
+    ngx_queue_t                dirty_link;   /* outcomes not pushed */
     ngx_atomic_t               lock;
     ngx_atomic_t               pins;         /* lookups not yet admitted */
 
@@ -146,6 +148,7 @@ typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;
+    ngx_queue_t                dirty;        /* breaker_shared: to push */
     ngx_atomic_t               evictions;
     ngx_atomic_t               full;         /* no room even after evicting */
     ngx_atomic_t               sync_published;

@@ -62,6 +62,7 @@ ngx_http_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
                     ngx_http_breaker_rbtree_insert);
     ngx_queue_init(&z->sh->queue);
+    ngx_queue_init(&z->sh->dirty);
 
     len = sizeof(" in breaker_zone \"\"") + shm_zone->shm.name.len;
 
@@ -378,6 +379,11 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
         {
             if (bn->noticed) {
                 z->sh->noticed--;
+            }
+
+            if (bn->dirty) {
+                /* its outcomes, not pushed yet, go with it */
+                ngx_queue_remove(&bn->dirty_link);
             }
 
             ngx_queue_remove(q);

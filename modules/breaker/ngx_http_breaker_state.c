@@ -378,7 +378,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 {
     u_char                        reason[128], *p;
     uint32_t                      total, failures, nslow;
-    ngx_uint_t                    rate, mode, consecutive, min;
+    ngx_uint_t                    rate, mode, consecutive, min, queue;
     ngx_msec_t                    now, tripped;
     ngx_http_breaker_node_t      *bn;
     ngx_http_breaker_loc_conf_t  *blcf;
@@ -388,6 +388,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     now = ngx_current_msec;
     p = NULL;
     tripped = 0;
+    queue = 0;
 
     ngx_http_breaker_lock(bn);
 
@@ -468,6 +469,12 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
         bn->d_failures += (outcome == NGX_HTTP_BREAKER_FAILURE);
         bn->d_slow += (slow != 0);
 
+        if (!bn->dirty) {
+            /* queued for the sync tick below, once per push */
+            bn->dirty = 1;
+            queue = 1;
+        }
+
         /*
          * the fleet's window, when fresh and wider than ours: its sums
          * (with what we pushed) plus what we have not pushed yet
@@ -529,6 +536,16 @@ done:
     ctx->recorded = 1;
 
     ngx_http_breaker_unlock(bn);
+
+    if (queue) {
+        /*
+         * the request is still in flight: the node cannot be evicted
+         * between the flag above and the queue here
+         */
+        ngx_shmtx_lock(&ctx->zone->shpool->mutex);
+        ngx_queue_insert_tail(&ctx->zone->sh->dirty, &bn->dirty_link);
+        ngx_shmtx_unlock(&ctx->zone->shpool->mutex);
+    }
 
     return tripped;
 }

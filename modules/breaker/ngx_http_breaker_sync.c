@@ -98,7 +98,6 @@ static ngx_str_t  ngx_http_breaker_window_lua = ngx_string(
 
 #define NGX_HTTP_BREAKER_SYNC_INTERVAL  100       /* ms */
 #define NGX_HTTP_BREAKER_SYNC_BATCH     64        /* nodes a tick */
-#define NGX_HTTP_BREAKER_SYNC_STALE     200       /* ms: refresh after */
 
 
 typedef struct {
@@ -913,11 +912,13 @@ ngx_http_breaker_sync_exit_worker(void)
 
 
 /*
- * Every 100 ms, in every worker: the closed shared breakers' outcomes go
- * to Redis in one script each, and the fleet's window comes back.  The
- * worker that comes first takes the deltas; the others find none, and
- * only refresh the fleet's window when it is older than 200 ms.  A
- * breaker that saw no traffic here since its last trip asks nothing.
+ * Every 100 ms, in every worker: the outcomes of the shared breakers that
+ * saw traffic since their last push go to Redis, one script each, and the
+ * fleet's window comes back.  The first outcome after a push queues the
+ * breaker in its zone's dirty queue (ngx_http_breaker_record()); the tick
+ * takes the queue from its head, first queued first pushed, up to
+ * NGX_HTTP_BREAKER_SYNC_BATCH a zone, so every breaker with outcomes is
+ * pushed within (queued / batch) ticks, and an idle breaker costs nothing.
  */
 
 static void
@@ -927,9 +928,8 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
 
     uint32_t                  dt, df, ds;
     ngx_uint_t                i, n;
-    ngx_msec_t                now;
+    ngx_queue_t              *q;
     ngx_shm_zone_t          **zp;
-    ngx_rbtree_node_t        *node, *root, *sentinel;
     ngx_http_breaker_zone_t  *z;
     ngx_http_breaker_node_t  *bn;
 
@@ -946,55 +946,39 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
     }
 
     zp = zones->elts;
-    now = ngx_current_msec;
-    n = 0;
 
-    for (i = 0; i < zones->nelts && n < NGX_HTTP_BREAKER_SYNC_BATCH; i++) {
+    for (i = 0; i < zones->nelts; i++) {
         z = zp[i]->data;
+        n = 0;
 
         ngx_shmtx_lock(&z->shpool->mutex);
 
-        root = z->sh->rbtree.root;
-        sentinel = z->sh->rbtree.sentinel;
-
-        for (node = (root == sentinel) ? NULL
-                                       : ngx_rbtree_min(root, sentinel);
-             node && n < NGX_HTTP_BREAKER_SYNC_BATCH;
-             node = ngx_rbtree_next(&z->sh->rbtree, node))
+        while (n < NGX_HTTP_BREAKER_SYNC_BATCH
+               && !ngx_queue_empty(&z->sh->dirty))
         {
-            bn = (ngx_http_breaker_node_t *) &node->color;
+            q = ngx_queue_head(&z->sh->dirty);
+            ngx_queue_remove(q);
 
-            if (!bn->shared || bn->state != NGX_HTTP_BREAKER_CLOSED
-                || bn->window == 0)
-            {
-                continue;
-            }
+            bn = ngx_queue_data(q, ngx_http_breaker_node_t, dirty_link);
 
             ngx_spinlock(&bn->lock, ngx_pid, 1024);
+
+            bn->dirty = 0;
 
             dt = bn->d_total;
             df = bn->d_failures;
             ds = bn->d_slow;
-
-            if (dt == 0
-                && bn->f_at
-                && (uint32_t) now - bn->f_at < NGX_HTTP_BREAKER_SYNC_STALE)
-            {
-                ngx_unlock(&bn->lock);
-                continue;
-            }
-
-            if (dt == 0 && bn->f_at == 0) {
-                /* nothing seen here, nothing asked for yet */
-                ngx_unlock(&bn->lock);
-                continue;
-            }
 
             bn->d_total = 0;
             bn->d_failures = 0;
             bn->d_slow = 0;
 
             ngx_unlock(&bn->lock);
+
+            if (dt == 0 || bn->window == 0) {
+                /* a transition since took the outcomes away */
+                continue;
+            }
 
             /* pinned until the reply: not evicted under our feet */
             (void) ngx_atomic_fetch_add(&bn->pins, 1);
