@@ -104,3 +104,65 @@ admin key: escaped
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 2: metrics_keys= caps the keys with series of their own, the busiest first; each keyed breaker keeps its aggregates
+--- http_config
+    breaker_zone breakers 1m metrics_keys=2;
+--- config
+    location = /backend { return 200 "ok\n"; }
+    location /tenant {
+        breaker tenants zone=breakers key=$arg_k;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+    }
+    location /api {
+        breaker orders zone=breakers;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+    }
+    location = /metrics { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT};
+my %n = (a => 5, b => 3, c => 1, d => 1);
+for my $k (sort keys %n) {
+    NR::Net::http_get($port, "/tenant?k=$k") for 1 .. $n{$k};
+}
+NR::Net::http_get($port, "/api");
+my (undef, $prom) = NR::Net::http_get($port, "/metrics");
+my %keys = map { $_ => 1 }
+           $prom =~ /^nginx_resilience_breaker_state\{breaker="tenants",key="(\w+)"\}/mg;
+my ($closed) = $prom =~ /^nginx_resilience_breaker_keys\{breaker="tenants",state="closed"\} (\d+)$/m;
+my ($left) = $prom =~ /^nginx_resilience_breaker_keys_unreported\{breaker="tenants"\} (\d+)$/m;
+my $keyless = $prom =~ /^nginx_resilience_breaker_state\{breaker="orders",key=""\} 0$/m
+              ? "yes" : "no";
+main::result("promtool: " . main::promtool($prom) . "\n"
+             . "keys with series: " . join(' ', sort keys %keys) . "\n"
+             . "closed keys: " . ($closed // 'none') . "\n"
+             . "unreported: " . ($left // 'none') . "\n"
+             . "keyless reported: $keyless\n");
+--- request
+GET /result
+--- response_body
+promtool: ok
+keys with series: a b
+closed keys: 4
+unreported: 2
+keyless reported: yes
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: metrics_keys= takes a number
+--- http_config
+    breaker_zone breakers 1m metrics_keys=many;
+--- config
+    location /x { return 200; }
+--- must_die
+--- error_log eval
+qr/metrics_keys|"many"/

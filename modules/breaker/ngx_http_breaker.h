@@ -157,6 +157,7 @@ typedef struct {
     ngx_atomic_t               sync_malformed;
     ngx_atomic_t               sync_dropped; /* unknown keys, over the cap */
     ngx_uint_t                 noticed;      /* under the zone mutex */
+    ngx_uint_t                 nodes;        /* under the zone mutex */
 
     /* for keyed breakers created after a PUT, under the zone mutex */
     ngx_uint_t                 noverrides;
@@ -170,7 +171,22 @@ typedef struct {
     ngx_slab_pool_t           *shpool;
     ngx_str_t                  name;
     ngx_uint_t                 full_logged;  /* per worker */
+    ngx_uint_t                 metrics_keys; /* keys with series of their own */
 } ngx_http_breaker_zone_t;
+
+
+/* what a scrape copies of a breaker, under the zone mutex */
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  key;
+    ngx_uint_t                 state;
+    ngx_msec_int_t             open_left;
+    ngx_uint_t                 inflight;
+    uint64_t                   counts[5];    /* by outcome */
+    uint64_t                   transitions;
+    ngx_uint_t                 report;       /* series of its own */
+} ngx_http_breaker_snap_t;
 
 
 typedef struct {

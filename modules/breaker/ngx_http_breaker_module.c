@@ -28,6 +28,10 @@ static ngx_uint_t ngx_http_breaker_outcome(ngx_http_request_t *r,
 static void ngx_http_breaker_cleanup(void *data);
 static ngx_int_t ngx_http_breaker_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_http_breaker_snap_t *ngx_http_breaker_snapshot(ngx_pool_t *pool,
+    ngx_http_breaker_zone_t *z, ngx_uint_t *n);
+static int ngx_libc_cdecl ngx_http_breaker_busier(const void *one,
+    const void *two);
 static ngx_int_t ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m,
     void *data);
 static ngx_int_t ngx_http_breaker_add_variables(ngx_conf_t *cf);
@@ -80,7 +84,7 @@ static ngx_conf_enum_t  ngx_http_breaker_modes[] = {
 static ngx_command_t  ngx_http_breaker_commands[] = {
 
     { ngx_string("breaker_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_breaker_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -637,18 +641,105 @@ ngx_http_breaker_variable(ngx_http_request_t *r,
 /* metrics */
 
 
+/*
+ * A scrape holds a zone's mutex only to copy what it reports (the
+ * snapshot), and renders from the copy.  Keyless breakers are always
+ * reported; of the keyed ones, the busiest "metrics_keys=" of the zone
+ * get series of their own, and every keyed breaker has its aggregate
+ * series: keys by state, and how many were left out.
+ */
+
+static ngx_http_breaker_snap_t *
+ngx_http_breaker_snapshot(ngx_pool_t *pool, ngx_http_breaker_zone_t *z,
+    ngx_uint_t *n)
+{
+    u_char                   *arena;
+    ngx_uint_t                max, i;
+    ngx_msec_t                now;
+    ngx_rbtree_node_t        *node, *root, *sentinel;
+    ngx_http_breaker_snap_t  *snap, *sp;
+    ngx_http_breaker_node_t  *bn;
+
+    *n = 0;
+
+    /* read unlocked, to allocate before locking; later keys are left out */
+    max = z->sh->nodes + 16;
+
+    snap = ngx_palloc(pool, max * sizeof(ngx_http_breaker_snap_t));
+    arena = ngx_pnalloc(pool, max * (64 + NGX_HTTP_BREAKER_MAX_KEY));
+
+    if (snap == NULL || arena == NULL) {
+        return NULL;
+    }
+
+    i = 0;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    root = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node && i < max;
+         node = ngx_rbtree_next(&z->sh->rbtree, node))
+    {
+        bn = (ngx_http_breaker_node_t *) &node->color;
+        sp = &snap[i++];
+
+        sp->name.data = arena;
+        sp->name.len = bn->name_len;
+        sp->key.data = arena + bn->name_len;
+        sp->key.len = bn->key_len;
+        arena = ngx_cpymem(arena, bn->data, bn->name_len + bn->key_len);
+
+        sp->state = ngx_http_breaker_current_state(bn, now);
+        sp->open_left = (bn->state == NGX_HTTP_BREAKER_OPEN)
+                        ? (ngx_msec_int_t) (bn->open_until - now) : 0;
+        sp->inflight = bn->inflight;
+        sp->counts[0] = bn->successes;
+        sp->counts[1] = bn->failures;
+        sp->counts[2] = bn->slow;
+        sp->counts[3] = bn->rejected;
+        sp->counts[4] = bn->dry_run_rejected;
+        sp->transitions = bn->transitions;
+        sp->report = (bn->key_len == 0);
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    *n = i;
+
+    return snap;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_breaker_busier(const void *one, const void *two)
+{
+    uint64_t                        a, b;
+    const ngx_http_breaker_snap_t  *x = one, *y = two;
+
+    a = x->counts[0] + x->counts[1] + x->counts[3] + x->counts[4];
+    b = y->counts[0] + y->counts[1] + y->counts[3] + y->counts[4];
+
+    return (a < b) ? 1 : (a > b) ? -1 : 0;
+}
+
+
 static ngx_int_t
 ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
 {
     ngx_http_breaker_main_conf_t *bmcf = data;
 
     double                    v;
-    ngx_uint_t                i, f, o;
+    ngx_uint_t                i, j, k, f, o, nz, keyed, *nsnap;
+    ngx_pool_t               *pool;
     ngx_keyval_t              labels[3];
     ngx_shm_zone_t          **zones;
-    ngx_rbtree_node_t        *node, *root, *sentinel;
+    ngx_http_breaker_t      **bp;
     ngx_http_breaker_zone_t  *z;
-    ngx_http_breaker_node_t  *bn;
+    ngx_http_breaker_snap_t **snaps, *sp;
 
     static const char  *families[][3] = {
         { "breaker_state", "g",
@@ -666,6 +757,8 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
     static const char  *outcomes[] = {
         "success", "failure", "slow", "rejected", "dry_run_rejected"
     };
+
+    static const char  *states[] = { "closed", "open", "half_open" };
 
     static struct {
         const char  *name;
@@ -695,7 +788,47 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
           offsetof(ngx_http_breaker_shctx_t, sync_dropped) },
     };
 
+    pool = ngx_http_resilience_metrics_pool(m);
     zones = bmcf->zones.elts;
+    nz = bmcf->zones.nelts;
+
+    snaps = ngx_pcalloc(pool, nz * sizeof(ngx_http_breaker_snap_t *));
+    nsnap = ngx_pcalloc(pool, nz * sizeof(ngx_uint_t));
+
+    if (snaps == NULL || nsnap == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < nz; i++) {
+        z = zones[i]->data;
+
+        if (z->sh == NULL) {
+            continue;
+        }
+
+        snaps[i] = ngx_http_breaker_snapshot(pool, z, &nsnap[i]);
+        if (snaps[i] == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* the busiest keys first; keyless breakers are always reported */
+
+        ngx_qsort(snaps[i], nsnap[i], sizeof(ngx_http_breaker_snap_t),
+                  ngx_http_breaker_busier);
+
+        keyed = 0;
+
+        for (j = 0; j < nsnap[i]; j++) {
+            if (snaps[i][j].key.len && keyed < z->metrics_keys) {
+                snaps[i][j].report = 1;
+                keyed++;
+            }
+        }
+    }
+
+    ngx_str_set(&labels[0].key, "breaker");
+    ngx_str_set(&labels[1].key, "key");
+    ngx_str_set(&labels[2].key, "outcome");
 
     for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
 
@@ -709,56 +842,26 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
             return NGX_ERROR;
         }
 
-        for (i = 0; i < bmcf->zones.nelts; i++) {
-            z = zones[i]->data;
+        for (i = 0; i < nz; i++) {
+            for (j = 0; j < nsnap[i]; j++) {
+                sp = &snaps[i][j];
 
-            if (z->sh == NULL) {
-                continue;
-            }
+                if (!sp->report) {
+                    continue;
+                }
 
-            ngx_shmtx_lock(&z->shpool->mutex);
-
-            root = z->sh->rbtree.root;
-            sentinel = z->sh->rbtree.sentinel;
-
-            if (root == sentinel) {
-                ngx_shmtx_unlock(&z->shpool->mutex);
-                continue;
-            }
-
-            for (node = ngx_rbtree_min(root, sentinel);
-                 node;
-                 node = ngx_rbtree_next(&z->sh->rbtree, node))
-            {
-                bn = (ngx_http_breaker_node_t *) &node->color;
-
-                labels[0].key.data = (u_char *) "breaker";
-                labels[0].key.len = 7;
-                labels[0].value.data = bn->data;
-                labels[0].value.len = bn->name_len;
-                labels[1].key.data = (u_char *) "key";
-                labels[1].key.len = 3;
-                labels[1].value.data = bn->data + bn->name_len;
-                labels[1].value.len = bn->key_len;
-                labels[2].key.data = (u_char *) "outcome";
-                labels[2].key.len = 7;
+                labels[0].value = sp->name;
+                labels[1].value = sp->key;
 
                 if (f == 1) {
                     for (o = 0; o < 5; o++) {
                         labels[2].value.data = (u_char *) outcomes[o];
                         labels[2].value.len = ngx_strlen(outcomes[o]);
 
-                        v = (o == 0) ? bn->successes
-                            : (o == 1) ? bn->failures
-                            : (o == 2) ? bn->slow
-                            : (o == 3) ? bn->rejected
-                            : bn->dry_run_rejected;
-
                         if (ngx_http_resilience_metrics_sample(m, labels, 3,
-                                                               v)
+                                                    (double) sp->counts[o])
                             != NGX_OK)
                         {
-                            ngx_shmtx_unlock(&z->shpool->mutex);
                             return NGX_ERROR;
                         }
                     }
@@ -768,35 +871,100 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
 
                 switch (f) {
                 case 0:
-                    v = ngx_http_breaker_current_state(bn, ngx_current_msec);
+                    v = sp->state;
                     break;
                 case 2:
-                    v = bn->transitions;
+                    v = (double) sp->transitions;
                     break;
                 case 3:
-                    v = bn->inflight;
+                    v = sp->inflight;
                     break;
                 default:
-                    v = (bn->state == NGX_HTTP_BREAKER_OPEN
-                         && (ngx_msec_int_t) (bn->open_until
-                                              - ngx_current_msec) > 0)
-                        ? (double) ngx_time()
-                          + (double) (bn->open_until - ngx_current_msec)
-                            / 1000
+                    v = (sp->open_left > 0)
+                        ? (double) ngx_time() + (double) sp->open_left / 1000
                         : 0;
                 }
 
                 if (ngx_http_resilience_metrics_sample(m, labels, 2, v)
                     != NGX_OK)
                 {
-                    ngx_shmtx_unlock(&z->shpool->mutex);
                     return NGX_ERROR;
                 }
             }
-
-            ngx_shmtx_unlock(&z->shpool->mutex);
         }
     }
+
+    /* each keyed breaker's aggregates: its keys by state, and omitted */
+
+    if (ngx_http_resilience_metrics_family(m, "breaker_keys",
+            NGX_HTTP_RESILIENCE_GAUGE,
+            "Keys of the keyed breaker in the zone, by state.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    bp = bmcf->breakers.elts;
+
+    ngx_str_set(&labels[1].key, "state");
+
+    for (k = 0; k < 4; k++) {
+
+        if (k == 3
+            && ngx_http_resilience_metrics_family(m,
+                   "breaker_keys_unreported",
+                   NGX_HTTP_RESILIENCE_GAUGE,
+                   "Keys of the keyed breaker without series of their own "
+                   "(breaker_zone metrics_keys=).")
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < bmcf->breakers.nelts; i++) {
+
+            if (bp[i]->key == NULL || bp[i]->zone->data == NULL) {
+                continue;
+            }
+
+            z = bp[i]->zone->data;
+
+            for (nz = 0; nz < bmcf->zones.nelts; nz++) {
+                if (zones[nz]->data == z) {
+                    break;
+                }
+            }
+
+            v = 0;
+
+            for (j = 0; nz < bmcf->zones.nelts && j < nsnap[nz]; j++) {
+                sp = &snaps[nz][j];
+
+                if (sp->key.len == 0
+                    || sp->name.len != bp[i]->name.len
+                    || ngx_memcmp(sp->name.data, bp[i]->name.data,
+                                  sp->name.len) != 0)
+                {
+                    continue;
+                }
+
+                v += (k == 3) ? !sp->report : (sp->state == k);
+            }
+
+            labels[0].value = bp[i]->name;
+            labels[1].value.data = (u_char *) states[k % 3];
+            labels[1].value.len = ngx_strlen(states[k % 3]);
+
+            if (ngx_http_resilience_metrics_sample(m, labels, k == 3 ? 1 : 2,
+                                                   v)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    ngx_str_set(&labels[0].key, "zone");
 
     for (f = 0; f < sizeof(zone_counters) / sizeof(zone_counters[0]); f++) {
 
@@ -815,8 +983,6 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
                 continue;
             }
 
-            labels[0].key.data = (u_char *) "zone";
-            labels[0].key.len = 4;
             labels[0].value = z->name;
 
             v = (double) *(ngx_atomic_t *) ((u_char *) z->sh
@@ -1133,7 +1299,7 @@ ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_breaker_main_conf_t *bmcf = conf;
 
     size_t                    size;
-    ngx_str_t                *value;
+    ngx_str_t                *value, opt, v;
     ngx_shm_zone_t           *shm_zone, **zp;
     ngx_http_breaker_zone_t  *z;
 
@@ -1157,6 +1323,27 @@ ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     z->name = value[1];
+    z->metrics_keys = 100;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_http_resilience_split_option(&value[3], &opt, &v) != NGX_OK
+            || opt.len != 12
+            || ngx_strncmp(opt.data, "metrics_keys", 12) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter "
+                               "\"%V\", expected metrics_keys=N",
+                               &cmd->name, &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_resilience_parse_uint(cf, &v, 0, 1000000,
+                                           &z->metrics_keys)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     shm_zone = ngx_shared_memory_add(cf, &value[1], size,
                                      &ngx_http_breaker_module);

@@ -335,6 +335,7 @@ ngx_http_breaker_find(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     }
 
     ngx_rbtree_insert(&z->sh->rbtree, node);
+    z->sh->nodes++;
 
     if (bn->pinned) {
         ngx_queue_init(&bn->queue);
@@ -393,6 +394,7 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
 
             ngx_rbtree_delete(&z->sh->rbtree, node);
             ngx_slab_free_locked(z->shpool, node);
+            z->sh->nodes--;
 
             (void) ngx_atomic_fetch_add(&z->sh->evictions, 1);
             n--;
