@@ -842,3 +842,26 @@ qr/breaker_zone "tiny" is full/
  qr/breaker_requests_total\{breaker="fine",key="",outcome="success"\} 3\n/]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 33: $breaker_state in access_log is the state the request found, even after its outcome tripped the breaker
+--- http_config
+    breaker_zone breakers 1m;
+    log_format bstate "bstate=$breaker_state";
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker tripping zone=breakers key=$arg_k;
+        breaker_consecutive_failures 1;
+        access_log logs/error.log bstate;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/502;
+    }
+--- request
+GET /api?k=a
+--- error_code: 502
+--- error_log
+bstate=closed
+--- no_error_log
+bstate=open
+[alert]

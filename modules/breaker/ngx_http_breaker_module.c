@@ -623,9 +623,11 @@ ngx_http_breaker_variable(ngx_http_request_t *r,
         v->len = blcf->breaker->name.len;
 
     } else {
-        name = ngx_http_breaker_state_name(
-                   ngx_http_breaker_current_state(ctx->node,
-                                                  ngx_current_msec));
+        /*
+         * as the request found it: the node may be gone once the request
+         * is released (access_log runs after the breaker's log handler)
+         */
+        name = ngx_http_breaker_state_name(ctx->state);
         v->data = (u_char *) name;
         v->len = ngx_strlen(name);
     }
