@@ -17,6 +17,10 @@
 #include "ngx_http_breaker.h"
 
 
+/* LRU entries an eviction looks at, at most */
+#define NGX_HTTP_BREAKER_EXPIRE_SCAN  256
+
+
 static void ngx_http_breaker_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_breaker_cmp(ngx_http_breaker_node_t *bn,
@@ -360,6 +364,7 @@ ngx_http_breaker_find(ngx_http_breaker_zone_t *z, ngx_str_t *name,
 static void
 ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
 {
+    ngx_uint_t                scan;
     ngx_queue_t              *q, *prev;
     ngx_rbtree_node_t        *node;
     ngx_http_breaker_node_t  *bn;
@@ -370,7 +375,14 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
 
     q = ngx_queue_last(&z->sh->queue);
 
-    while (n && q != ngx_queue_sentinel(&z->sh->queue)) {
+    /*
+     * a bounded walk: in a zone full of open or busy keys, the zone mutex
+     * is not held for a walk over all of them on every new key
+     */
+
+    scan = NGX_HTTP_BREAKER_EXPIRE_SCAN;
+
+    while (n && scan-- && q != ngx_queue_sentinel(&z->sh->queue)) {
         prev = ngx_queue_prev(q);
         bn = ngx_queue_data(q, ngx_http_breaker_node_t, queue);
 
