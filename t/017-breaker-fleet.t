@@ -278,7 +278,8 @@ my $evalsha = sub {
 };
 ::wait_subscribers(1);
 NR::Net::http_get($port, "/tick?k=idle$_") for 1 .. 300;
-Time::HiRes::sleep(1);
+# a breaker is idle 1 s after its last outcome
+Time::HiRes::sleep(2);
 my $before = $evalsha->();
 Time::HiRes::sleep(1.5);
 my $idle = $evalsha->() - $before;

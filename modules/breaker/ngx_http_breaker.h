@@ -120,6 +120,7 @@ typedef struct {
     uint32_t                   f_failures;
     uint32_t                   f_slow;
     uint32_t                   f_at;         /* 32 bits, 0: never */
+    uint32_t                   o_at;         /* last outcome, 32 bits */
     uint32_t                   tokens;
     uint32_t                   token_asked;  /* 32 bits */
 
@@ -149,6 +150,7 @@ typedef struct {
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;
     ngx_queue_t                dirty;        /* breaker_shared: to push */
+    ngx_uint_t                 queued;       /* in it */
     ngx_atomic_t               evictions;
     ngx_atomic_t               full;         /* no room even after evicting */
     ngx_atomic_t               sync_published;
@@ -185,6 +187,7 @@ typedef struct {
     ngx_uint_t                 inflight;
     uint64_t                   counts[5];    /* by outcome */
     uint64_t                   transitions;
+    uint64_t                   busy;         /* requests seen */
     ngx_uint_t                 report;       /* series of its own */
 } ngx_http_breaker_snap_t;
 

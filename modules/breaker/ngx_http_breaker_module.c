@@ -29,7 +29,8 @@ static void ngx_http_breaker_cleanup(void *data);
 static ngx_int_t ngx_http_breaker_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_http_breaker_snap_t *ngx_http_breaker_snapshot(ngx_pool_t *pool,
-    ngx_http_breaker_zone_t *z, ngx_uint_t *n);
+    ngx_http_breaker_zone_t *z, ngx_http_breaker_main_conf_t *bmcf,
+    ngx_uint_t *agg, ngx_uint_t *n);
 static int ngx_libc_cdecl ngx_http_breaker_busier(const void *one,
     const void *two);
 static ngx_int_t ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m,
@@ -644,37 +645,57 @@ ngx_http_breaker_variable(ngx_http_request_t *r,
 
 
 /*
- * A scrape holds a zone's mutex only to copy what it reports (the
- * snapshot), and renders from the copy.  Keyless breakers are always
- * reported; of the keyed ones, the busiest "metrics_keys=" of the zone
- * get series of their own, and every keyed breaker has its aggregate
- * series: keys by state, and how many were left out.
+ * A scrape holds a zone's mutex for one pass over its breakers: it counts
+ * the keys of each keyed breaker by state (the aggregates), copies every
+ * keyless breaker, and keeps a copy of the "metrics_keys=" busiest keys
+ * in a min-heap; it renders from the copies after unlocking.  Nothing is
+ * allocated under the mutex.
  */
 
 static ngx_http_breaker_snap_t *
 ngx_http_breaker_snapshot(ngx_pool_t *pool, ngx_http_breaker_zone_t *z,
-    ngx_uint_t *n)
+    ngx_http_breaker_main_conf_t *bmcf, ngx_uint_t *agg, ngx_uint_t *n)
 {
-    u_char                   *arena;
-    ngx_uint_t                max, i;
-    ngx_msec_t                now;
-    ngx_rbtree_node_t        *node, *root, *sentinel;
-    ngx_http_breaker_snap_t  *snap, *sp;
-    ngx_http_breaker_node_t  *bn;
+    u_char                    *arena;
+    uint64_t                   busy;
+    ngx_uint_t                 i, b, nb, nkeyless, nheap, max, slot;
+    ngx_uint_t                 child, *heap, tmp;
+    ngx_msec_t                 now;
+    ngx_rbtree_node_t         *node, *root, *sentinel;
+    ngx_http_breaker_t       **bp;
+    ngx_http_breaker_snap_t   *snap, *sp;
+    ngx_http_breaker_node_t   *bn;
 
     *n = 0;
 
-    /* read unlocked, to allocate before locking; later keys are left out */
-    max = z->sh->nodes + 16;
+    bp = bmcf->breakers.elts;
+    nb = bmcf->breakers.nelts;
+    nkeyless = 0;
 
-    snap = ngx_palloc(pool, max * sizeof(ngx_http_breaker_snap_t));
-    arena = ngx_pnalloc(pool, max * (64 + NGX_HTTP_BREAKER_MAX_KEY));
+    for (b = 0; b < nb; b++) {
+        if (bp[b]->key == NULL && bp[b]->zone->data == z) {
+            nkeyless++;
+        }
+    }
 
-    if (snap == NULL || arena == NULL) {
+    /* slots: the keyless breakers first, then the heap of keys */
+
+    max = nkeyless + z->metrics_keys;
+
+    snap = ngx_pcalloc(pool, (max + 1) * sizeof(ngx_http_breaker_snap_t));
+    arena = ngx_pnalloc(pool, (max + 1) * (64 + NGX_HTTP_BREAKER_MAX_KEY));
+    heap = ngx_palloc(pool, (z->metrics_keys + 1) * sizeof(ngx_uint_t));
+
+    if (snap == NULL || arena == NULL || heap == NULL) {
         return NULL;
     }
 
+    for (i = 0; i <= max; i++) {
+        snap[i].name.data = arena + i * (64 + NGX_HTTP_BREAKER_MAX_KEY);
+    }
+
     i = 0;
+    nheap = 0;
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&z->shpool->mutex);
@@ -683,18 +704,97 @@ ngx_http_breaker_snapshot(ngx_pool_t *pool, ngx_http_breaker_zone_t *z,
     sentinel = z->sh->rbtree.sentinel;
 
     for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
-         node && i < max;
+         node;
          node = ngx_rbtree_next(&z->sh->rbtree, node))
     {
         bn = (ngx_http_breaker_node_t *) &node->color;
-        sp = &snap[i++];
 
-        sp->name.data = arena;
+        busy = bn->successes + bn->failures + bn->rejected
+               + bn->dry_run_rejected;
+
+        if (bn->key_len == 0) {
+            if (i == nkeyless) {
+                /* made since the count (lua-compat): next scrape */
+                continue;
+            }
+
+            slot = i++;
+
+        } else {
+            for (b = 0; b < nb; b++) {
+                if (bp[b]->key && bp[b]->zone->data == z
+                    && bp[b]->name.len == bn->name_len
+                    && ngx_memcmp(bp[b]->name.data, bn->data,
+                                  bn->name_len) == 0)
+                {
+                    agg[b * 4 + ngx_http_breaker_current_state(bn, now)]++;
+                    agg[b * 4 + 3]++;
+                    break;
+                }
+            }
+
+            if (z->metrics_keys == 0) {
+                continue;
+            }
+
+            if (nheap < z->metrics_keys) {
+                slot = nkeyless + nheap;
+                heap[nheap++] = slot;
+
+                /* sift up: the least busy at the root */
+
+                for (child = nheap - 1; child > 0; child = (child - 1) / 2) {
+                    if (snap[heap[(child - 1) / 2]].busy
+                        <= busy)
+                    {
+                        break;
+                    }
+
+                    tmp = heap[child];
+                    heap[child] = heap[(child - 1) / 2];
+                    heap[(child - 1) / 2] = tmp;
+                }
+
+                /* the slot is filled below, its "busy" first */
+                snap[slot].busy = busy;
+
+            } else if (busy > snap[heap[0]].busy) {
+                slot = heap[0];
+                snap[slot].busy = busy;
+
+                /* sift down */
+
+                for (b = 0; 2 * b + 1 < nheap; b = child) {
+                    child = 2 * b + 1;
+
+                    if (child + 1 < nheap
+                        && snap[heap[child + 1]].busy < snap[heap[child]].busy)
+                    {
+                        child++;
+                    }
+
+                    if (snap[heap[b]].busy <= snap[heap[child]].busy) {
+                        break;
+                    }
+
+                    tmp = heap[b];
+                    heap[b] = heap[child];
+                    heap[child] = tmp;
+                }
+
+            } else {
+                continue;
+            }
+        }
+
+        sp = &snap[slot];
+
         sp->name.len = bn->name_len;
-        sp->key.data = arena + bn->name_len;
+        sp->key.data = sp->name.data + bn->name_len;
         sp->key.len = bn->key_len;
-        arena = ngx_cpymem(arena, bn->data, bn->name_len + bn->key_len);
+        ngx_memcpy(sp->name.data, bn->data, bn->name_len + bn->key_len);
 
+        sp->busy = busy;
         sp->state = ngx_http_breaker_current_state(bn, now);
         sp->open_left = (bn->state == NGX_HTTP_BREAKER_OPEN)
                         ? (ngx_msec_int_t) (bn->open_until - now) : 0;
@@ -705,27 +805,40 @@ ngx_http_breaker_snapshot(ngx_pool_t *pool, ngx_http_breaker_zone_t *z,
         sp->counts[3] = bn->rejected;
         sp->counts[4] = bn->dry_run_rejected;
         sp->transitions = bn->transitions;
-        sp->report = (bn->key_len == 0);
+        sp->report = 1;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 
-    *n = i;
+    /* keyless slots not filled (a breaker not used yet) stay unreported */
+
+    for (slot = nkeyless; slot < nkeyless + nheap; slot++) {
+        for (b = 0; b < nb; b++) {
+            if (bp[b]->key && bp[b]->zone->data == z
+                && bp[b]->name.len == snap[slot].name.len
+                && ngx_memcmp(bp[b]->name.data, snap[slot].name.data,
+                              snap[slot].name.len) == 0)
+            {
+                agg[b * 4 + 3]--;
+                break;
+            }
+        }
+    }
+
+    *n = nkeyless + nheap;
 
     return snap;
 }
 
 
+/* the busiest first, for a stable output */
+
 static int ngx_libc_cdecl
 ngx_http_breaker_busier(const void *one, const void *two)
 {
-    uint64_t                        a, b;
     const ngx_http_breaker_snap_t  *x = one, *y = two;
 
-    a = x->counts[0] + x->counts[1] + x->counts[3] + x->counts[4];
-    b = y->counts[0] + y->counts[1] + y->counts[3] + y->counts[4];
-
-    return (a < b) ? 1 : (a > b) ? -1 : 0;
+    return (x->busy < y->busy) ? 1 : (x->busy > y->busy) ? -1 : 0;
 }
 
 
@@ -735,7 +848,7 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
     ngx_http_breaker_main_conf_t *bmcf = data;
 
     double                    v;
-    ngx_uint_t                i, j, k, f, o, nz, keyed, *nsnap;
+    ngx_uint_t                i, j, k, f, o, nz, *nsnap, *agg;
     ngx_pool_t               *pool;
     ngx_keyval_t              labels[3];
     ngx_shm_zone_t          **zones;
@@ -796,8 +909,10 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
 
     snaps = ngx_pcalloc(pool, nz * sizeof(ngx_http_breaker_snap_t *));
     nsnap = ngx_pcalloc(pool, nz * sizeof(ngx_uint_t));
+    agg = ngx_pcalloc(pool, (bmcf->breakers.nelts + 1) * 4
+                            * sizeof(ngx_uint_t));
 
-    if (snaps == NULL || nsnap == NULL) {
+    if (snaps == NULL || nsnap == NULL || agg == NULL) {
         return NGX_ERROR;
     }
 
@@ -808,24 +923,13 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
             continue;
         }
 
-        snaps[i] = ngx_http_breaker_snapshot(pool, z, &nsnap[i]);
+        snaps[i] = ngx_http_breaker_snapshot(pool, z, bmcf, agg, &nsnap[i]);
         if (snaps[i] == NULL) {
             return NGX_ERROR;
         }
 
-        /* the busiest keys first; keyless breakers are always reported */
-
         ngx_qsort(snaps[i], nsnap[i], sizeof(ngx_http_breaker_snap_t),
                   ngx_http_breaker_busier);
-
-        keyed = 0;
-
-        for (j = 0; j < nsnap[i]; j++) {
-            if (snaps[i][j].key.len && keyed < z->metrics_keys) {
-                snaps[i][j].report = 1;
-                keyed++;
-            }
-        }
     }
 
     ngx_str_set(&labels[0].key, "breaker");
@@ -929,29 +1033,7 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
                 continue;
             }
 
-            z = bp[i]->zone->data;
-
-            for (nz = 0; nz < bmcf->zones.nelts; nz++) {
-                if (zones[nz]->data == z) {
-                    break;
-                }
-            }
-
-            v = 0;
-
-            for (j = 0; nz < bmcf->zones.nelts && j < nsnap[nz]; j++) {
-                sp = &snaps[nz][j];
-
-                if (sp->key.len == 0
-                    || sp->name.len != bp[i]->name.len
-                    || ngx_memcmp(sp->name.data, bp[i]->name.data,
-                                  sp->name.len) != 0)
-                {
-                    continue;
-                }
-
-                v += (k == 3) ? !sp->report : (sp->state == k);
-            }
+            v = (double) agg[i * 4 + k];
 
             labels[0].value = bp[i]->name;
             labels[1].value.data = (u_char *) states[k % 3];

@@ -397,6 +397,7 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
             if (bn->dirty) {
                 /* its outcomes, not pushed yet, go with it */
                 ngx_queue_remove(&bn->dirty_link);
+                z->sh->queued--;
             }
 
             ngx_queue_remove(q);

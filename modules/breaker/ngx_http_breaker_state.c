@@ -468,6 +468,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
         bn->d_total++;
         bn->d_failures += (outcome == NGX_HTTP_BREAKER_FAILURE);
         bn->d_slow += (slow != 0);
+        bn->o_at = (uint32_t) now;
 
         if (!bn->dirty) {
             /* queued for the sync tick below, once per push */
@@ -544,6 +545,7 @@ done:
          */
         ngx_shmtx_lock(&ctx->zone->shpool->mutex);
         ngx_queue_insert_tail(&ctx->zone->sh->dirty, &bn->dirty_link);
+        ctx->zone->sh->queued++;
         ngx_shmtx_unlock(&ctx->zone->shpool->mutex);
     }
 

@@ -98,6 +98,8 @@ static ngx_str_t  ngx_http_breaker_window_lua = ngx_string(
 
 #define NGX_HTTP_BREAKER_SYNC_INTERVAL  100       /* ms */
 #define NGX_HTTP_BREAKER_SYNC_BATCH     64        /* nodes a tick */
+#define NGX_HTTP_BREAKER_SYNC_STALE     200       /* ms: refresh after */
+#define NGX_HTTP_BREAKER_SYNC_LINGER    1000      /* ms after the last */
 
 
 typedef struct {
@@ -918,7 +920,10 @@ ngx_http_breaker_sync_exit_worker(void)
  * breaker in its zone's dirty queue (ngx_http_breaker_record()); the tick
  * takes the queue from its head, first queued first pushed, up to
  * NGX_HTTP_BREAKER_SYNC_BATCH a zone, so every breaker with outcomes is
- * pushed within (queued / batch) ticks, and an idle breaker costs nothing.
+ * pushed within (queued / batch) ticks.  A breaker stays queued for
+ * NGX_HTTP_BREAKER_SYNC_LINGER after its last outcome, its fleet's window
+ * refreshed when older than NGX_HTTP_BREAKER_SYNC_STALE; after that, idle,
+ * it costs nothing.
  */
 
 static void
@@ -927,7 +932,8 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
     ngx_array_t *zones = ev->data;
 
     uint32_t                  dt, df, ds;
-    ngx_uint_t                i, n;
+    ngx_uint_t                i, n, k, linger, refresh;
+    ngx_msec_t                now;
     ngx_queue_t              *q;
     ngx_shm_zone_t          **zp;
     ngx_http_breaker_zone_t  *z;
@@ -947,14 +953,20 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
 
     zp = zones->elts;
 
+    now = ngx_current_msec;
+
     for (i = 0; i < zones->nelts; i++) {
         z = zp[i]->data;
         n = 0;
 
         ngx_shmtx_lock(&z->shpool->mutex);
 
-        while (n < NGX_HTTP_BREAKER_SYNC_BATCH
-               && !ngx_queue_empty(&z->sh->dirty))
+        /* each queued breaker is looked at once a tick at most */
+
+        for (k = z->sh->queued;
+             k && n < NGX_HTTP_BREAKER_SYNC_BATCH
+             && !ngx_queue_empty(&z->sh->dirty);
+             k--)
         {
             q = ngx_queue_head(&z->sh->dirty);
             ngx_queue_remove(q);
@@ -962,8 +974,6 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
             bn = ngx_queue_data(q, ngx_http_breaker_node_t, dirty_link);
 
             ngx_spinlock(&bn->lock, ngx_pid, 1024);
-
-            bn->dirty = 0;
 
             dt = bn->d_total;
             df = bn->d_failures;
@@ -973,10 +983,32 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
             bn->d_failures = 0;
             bn->d_slow = 0;
 
+            /*
+             * for a second after its last outcome a breaker stays queued,
+             * so that the fleet's window it will decide on next stays
+             * fresh (refreshed when older than 200 ms); then it is idle
+             */
+
+            linger = (bn->state == NGX_HTTP_BREAKER_CLOSED
+                      && (uint32_t) now - bn->o_at
+                         < NGX_HTTP_BREAKER_SYNC_LINGER);
+
+            bn->dirty = linger;
+
+            refresh = (dt == 0 && linger
+                       && (uint32_t) now - bn->f_at
+                          >= NGX_HTTP_BREAKER_SYNC_STALE);
+
             ngx_unlock(&bn->lock);
 
-            if (dt == 0 || bn->window == 0) {
-                /* a transition since took the outcomes away */
+            if (linger) {
+                ngx_queue_insert_tail(&z->sh->dirty, q);
+
+            } else {
+                z->sh->queued--;
+            }
+
+            if ((dt == 0 && !refresh) || bn->window == 0) {
                 continue;
             }
 
