@@ -76,7 +76,7 @@ typedef struct {
 
 
 /*
- * 280 bytes with the rbtree node header, before the name, the key and the
+ * 288 bytes with the rbtree node header, before the name, the key and the
  * window buckets.  Times kept in 32 bits are compared by difference.
  */
 
