@@ -744,9 +744,7 @@ ngx_http_breaker_snapshot(ngx_pool_t *pool, ngx_http_breaker_zone_t *z,
                 /* sift up: the least busy at the root */
 
                 for (child = nheap - 1; child > 0; child = (child - 1) / 2) {
-                    if (snap[heap[(child - 1) / 2]].busy
-                        <= busy)
-                    {
+                    if (snap[heap[(child - 1) / 2]].busy <= busy) {
                         break;
                     }
 
