@@ -35,6 +35,7 @@ PACKAGES=(
     libipc-run-perl liburi-perl libwww-perl
     valgrind wrk apache2-utils curl dnsmasq-base
     libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
+    prometheus
 )
 
 # the feature modules, in load order, after the core module

@@ -784,3 +784,84 @@ qr/breaker_zone "tiny" is full/
 [qr/\A(breaker_zone "tiny" is full\n)?\z/, qr/\A\z/, qr/\A\z/]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 31: error_page 502 = @fallback over a dead backend: the failures are the admitting location's, and the breaker opens
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker hidden zone=breakers;
+        breaker_consecutive_failures 3;
+        breaker_open 30s jitter=0%;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_CLOSED_PORT;
+        error_page 502 = @fallback;
+    }
+    location @fallback {
+        rewrite ^ /backend/200 break;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+    location /status { resilience_status; }
+--- request eval
+["GET /api", "GET /api", "GET /api", "GET /api", "GET /status"]
+--- error_code eval
+[200, 200, 200, 503, 200]
+--- response_body_like eval
+[qr/ok/, qr/ok/, qr/ok/, qr/503/,
+ qr/breaker_requests_total\{breaker="hidden",key="",outcome="failure"\} 3\n/]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 32: a fallback's own upstream failing says nothing about the admitting location's success
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker fine zone=breakers;
+        breaker_consecutive_failures 2;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/404;
+        proxy_intercept_errors on;
+        error_page 404 = @fallback;
+    }
+    location @fallback {
+        rewrite ^ /backend/502 break;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+    location /status { resilience_status; }
+--- request eval
+["GET /api", "GET /api", "GET /api", "GET /status"]
+--- error_code eval
+[502, 502, 502, 200]
+--- response_body_like eval
+[qr//, qr//, qr//,
+ qr/breaker_requests_total\{breaker="fine",key="",outcome="success"\} 3\n/]
+--- no_error_log
+[alert]
+
+
+
+=== TEST 33: $breaker_state in access_log is the state the request found, even after its outcome tripped the breaker
+--- http_config
+    breaker_zone breakers 1m;
+    log_format bstate "bstate=$breaker_state";
+--- config
+    $TEST_NGINX_BACKENDS
+    location /api {
+        breaker tripping zone=breakers key=$arg_k;
+        breaker_consecutive_failures 1;
+        access_log logs/error.log bstate;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend/502;
+    }
+--- request
+GET /api?k=a
+--- error_code: 502
+--- error_log
+bstate=closed
+--- no_error_log
+bstate=open
+[alert]

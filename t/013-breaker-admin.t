@@ -6,6 +6,7 @@ use Test::Nginx::Socket 'no_plan';
 
 repeat_each(1);
 no_shuffle();
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 no_long_string();
 log_level('info');
 
@@ -231,5 +232,89 @@ PUT /admin/breakers/orders
  "GET /admin/nothing"]
 --- error_code eval
 [405, 405, 404]
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: early answers read the body first: a body that looks like a request gets no answer of its own
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BREAKERS
+    location /status { resilience_status; }
+    location = /smuggled { return 200 "smuggled\n"; }
+    location = /last { return 200 "last\n"; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+use lib 't/lib';
+use NR::Html;
+use IO::Socket::INET;
+use IO::Select;
+my $out = '';
+for my $t (["PUT", "/admin/breakers"], ["PUT", "/admin/nothing"],
+           ["POST", "/admin/breakers"], ["PUT", "/status"],
+           ["GET", "/admin/nothing"])
+{
+    my $inner = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:"
+                                      . $ENV{TEST_NGINX_SERVER_PORT},
+                                  Proto => 'tcp', Timeout => 5)
+        or die "connect: $!";
+    print $s "$t->[0] $t->[1] HTTP/1.1\r\nHost: localhost\r\n"
+             . "Content-Length: " . length($inner) . "\r\n\r\n$inner"
+             . "GET /last HTTP/1.1\r\nHost: localhost\r\n"
+             . "Connection: close\r\n\r\n";
+    my ($buf, $sel) = ('', IO::Select->new($s));
+    my $until = time + 5;
+    while (time < $until && $sel->can_read(1)) {
+        last unless sysread($s, $buf, 65536, length $buf);
+    }
+    close $s;
+    my @st = $buf =~ m{^HTTP/1\.1 (\d+)}mg;
+    $out .= "$t->[0] $t->[1]: @st\n";
+}
+NR::Html::result($out);
+--- request
+GET /result
+--- response_body
+PUT /admin/breakers: 405 200
+PUT /admin/nothing: 404 200
+POST /admin/breakers: 405 200
+PUT /status: 405 200
+GET /admin/nothing: 404 200
+--- no_error_log
+[error]
+
+
+
+=== TEST 13: a 60 KiB body is read whole, as the README promises (up to 64 KiB)
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BREAKERS
+--- request eval
+"PUT /admin/breakers/orders\n{\"mode\": \"dry_run\", \"pad\": \"" . ("x" x 61440) . "\"}"
+--- error_code: 400
+--- response_body_like eval
+qr/unknown field \\"pad\\"/
+--- no_error_log
+[error]
+
+
+
+=== TEST 14: a body over 64 KiB is 413, and the connection stays in step
+--- http_config
+    breaker_zone breakers 1m;
+--- config
+    $TEST_NGINX_BREAKERS
+--- request eval
+"PUT /admin/breakers/orders\n{\"mode\": \"dry_run\", \"pad\": \"" . ("x" x 70000) . "\"}"
+--- error_code: 413
+--- response_body_like eval
+qr/too large/
 --- no_error_log
 [error]

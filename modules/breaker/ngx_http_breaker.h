@@ -31,6 +31,9 @@
 #define NGX_HTTP_BREAKER_MAX_BANDS     8
 #define NGX_HTTP_BREAKER_MAX_OVERRIDES 32
 
+/* keyed breakers a zone holds that only notices from Redis made */
+#define NGX_HTTP_BREAKER_MAX_NOTICED   1024
+
 /* what resilience_admin overrides, node by node */
 #define NGX_HTTP_BREAKER_O_RATE        0x01
 #define NGX_HTTP_BREAKER_O_CONSECUTIVE 0x02
@@ -73,7 +76,7 @@ typedef struct {
 
 
 /*
- * 256 bytes with the rbtree node header, before the name, the key and the
+ * 288 bytes with the rbtree node header, before the name, the key and the
  * window buckets.  Times kept in 32 bits are compared by difference.
  */
 
@@ -84,13 +87,17 @@ typedef struct {
     u_char                     pinned;       /* keyless: never evicted */
     u_char                     shared;       /* breaker_shared on */
     u_char                     token_pending;
+    u_char                     token_local;  /* Redis too slow: decide here */
     u_char                     restore_asked;
+    u_char                     noticed;      /* made by a notice, unused */
+    u_char                     dirty;        /* in the zone's dirty queue */
     u_short                    name_len;
     u_short                    key_len;
 
     ngx_http_breaker_override_t  override;
 
     ngx_queue_t                queue;
+    ngx_queue_t                dirty_link;   /* outcomes not pushed */
     ngx_atomic_t               lock;
     ngx_atomic_t               pins;         /* lookups not yet admitted */
 
@@ -113,6 +120,7 @@ typedef struct {
     uint32_t                   f_failures;
     uint32_t                   f_slow;
     uint32_t                   f_at;         /* 32 bits, 0: never */
+    uint32_t                   o_at;         /* last outcome, 32 bits */
     uint32_t                   tokens;
     uint32_t                   token_asked;  /* 32 bits */
 
@@ -141,11 +149,17 @@ typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;
+    ngx_queue_t                dirty;        /* breaker_shared: to push */
+    ngx_uint_t                 queued;       /* in it */
     ngx_atomic_t               evictions;
     ngx_atomic_t               full;         /* no room even after evicting */
     ngx_atomic_t               sync_published;
     ngx_atomic_t               sync_received;
     ngx_atomic_t               sync_errors;
+    ngx_atomic_t               sync_malformed;
+    ngx_atomic_t               sync_dropped; /* unknown keys, over the cap */
+    ngx_uint_t                 noticed;      /* under the zone mutex */
+    ngx_uint_t                 nodes;        /* under the zone mutex */
 
     /* for keyed breakers created after a PUT, under the zone mutex */
     ngx_uint_t                 noverrides;
@@ -159,7 +173,23 @@ typedef struct {
     ngx_slab_pool_t           *shpool;
     ngx_str_t                  name;
     ngx_uint_t                 full_logged;  /* per worker */
+    ngx_uint_t                 metrics_keys; /* keys with series of their own */
 } ngx_http_breaker_zone_t;
+
+
+/* what a scrape copies of a breaker, under the zone mutex */
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  key;
+    ngx_uint_t                 state;
+    ngx_msec_int_t             open_left;
+    ngx_uint_t                 inflight;
+    uint64_t                   counts[5];    /* by outcome */
+    uint64_t                   transitions;
+    uint64_t                   busy;         /* requests seen */
+    ngx_uint_t                 report;       /* series of its own */
+} ngx_http_breaker_snap_t;
 
 
 typedef struct {
@@ -169,6 +199,7 @@ typedef struct {
     ngx_http_breaker_node_t   *node;         /* keyless, cached per worker */
     ngx_uint_t                 uses;         /* locations referring to it */
     ngx_uint_t                 buckets;      /* for nodes made by a notice */
+    ngx_msec_t                 open_max;     /* notices clamped to it */
     ngx_uint_t                 shared;       /* breaker_shared on somewhere */
     ngx_uint_t                 created;      /* by lua-compat, in a zone */
 } ngx_http_breaker_t;
@@ -225,14 +256,18 @@ typedef struct {
     uint32_t                   generation;
     ngx_int_t                  lease;        /* probe slot, -1 none */
     uint32_t                   lease_until;
+    uint32_t                   tries_from;   /* r->upstream_states index */
     ngx_uint_t                 state;        /* at admission */
     ngx_uint_t                 mode;         /* in effect at admission */
+    uint32_t                   tries_to;     /* at the first redirect */
     unsigned                   admitted:1;
+    unsigned                   redirected:1; /* tries_to is set */
     unsigned                   counted:1;    /* in flight */
     unsigned                   recorded:1;
     unsigned                   rejected:1;
     unsigned                   ask_token:1;  /* for the fleet's budget */
     unsigned                   closed_it:1;  /* its outcome closed it */
+    unsigned                   probe_ok:1;   /* for the fleet's count */
 } ngx_http_breaker_ctx_t;
 
 
@@ -301,6 +336,9 @@ int ngx_http_breaker_lua_force(ngx_http_request_t *r, void *breaker,
 ngx_int_t ngx_http_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_http_breaker_node_t *ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z,
     ngx_str_t *name, ngx_str_t *key, ngx_uint_t nbuckets, ngx_log_t *log);
+ngx_http_breaker_node_t *ngx_http_breaker_lookup_notice(
+    ngx_http_breaker_zone_t *z, ngx_str_t *name, ngx_str_t *key,
+    ngx_uint_t nbuckets, ngx_uint_t create, ngx_log_t *log);
 ngx_http_breaker_bucket_t *ngx_http_breaker_buckets(
     ngx_http_breaker_node_t *node);
 ngx_int_t ngx_http_breaker_admin_init(ngx_conf_t *cf, ngx_array_t *breakers);
@@ -319,6 +357,8 @@ void ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
 void ngx_http_breaker_sync_restore_key(ngx_http_request_t *r,
     ngx_http_breaker_t *b, ngx_http_breaker_node_t *bn);
 void ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx);
+void ngx_http_breaker_sync_probe_ok(ngx_http_request_t *r,
     ngx_http_breaker_ctx_t *ctx);
 void ngx_http_breaker_sync_publish_override(ngx_http_request_t *r,
     ngx_http_breaker_zone_t *z, ngx_str_t *name,

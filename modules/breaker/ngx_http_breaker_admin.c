@@ -168,12 +168,30 @@ static ngx_int_t
 ngx_http_breaker_admin_list(ngx_http_request_t *r,
     ngx_http_breaker_zone_t *z, ngx_str_t *name, cJSON *list)
 {
-    u_char                   *p;
+    u_char                   *p, *copies;
     cJSON                    *item, *req;
-    ngx_uint_t                state;
+    size_t                    one;
+    ngx_uint_t                state, i, n, max;
     ngx_msec_int_t            left;
     ngx_rbtree_node_t        *node, *root, *sentinel;
     ngx_http_breaker_node_t  *bn;
+
+    /*
+     * the zone mutex is held only to copy the breakers (allocated before
+     * locking; read unlocked, the count may grow: later ones are left
+     * out); the JSON is made from the copies
+     */
+
+    one = ngx_align(offsetof(ngx_http_breaker_node_t, data) + 64
+                    + NGX_HTTP_BREAKER_MAX_KEY, 8);
+    max = z->sh->nodes + 16;
+
+    copies = ngx_palloc(r->pool, max * one);
+    if (copies == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
@@ -181,7 +199,7 @@ ngx_http_breaker_admin_list(ngx_http_request_t *r,
     sentinel = z->sh->rbtree.sentinel;
 
     for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
-         node;
+         node && n < max;
          node = ngx_rbtree_next(&z->sh->rbtree, node))
     {
         bn = (ngx_http_breaker_node_t *) &node->color;
@@ -192,12 +210,24 @@ ngx_http_breaker_admin_list(ngx_http_request_t *r,
             continue;
         }
 
+        ngx_memcpy(copies + n * one, bn,
+                   offsetof(ngx_http_breaker_node_t, data)
+                   + ngx_min((size_t) bn->name_len, 64)
+                   + ngx_min((size_t) bn->key_len, NGX_HTTP_BREAKER_MAX_KEY));
+        n++;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        bn = (ngx_http_breaker_node_t *) (copies + i * one);
+
         item = cJSON_CreateObject();
-        p = ngx_pnalloc(r->pool, bn->name_len + bn->key_len + 2);
+        p = ngx_pnalloc(r->pool, bn->name_len + 2
+                        + NGX_HTTP_RESILIENCE_ESCAPED_LEN(bn->key_len));
 
         if (item == NULL || p == NULL) {
             cJSON_Delete(item);
-            ngx_shmtx_unlock(&z->shpool->mutex);
             return NGX_ERROR;
         }
 
@@ -207,7 +237,8 @@ ngx_http_breaker_admin_list(ngx_http_request_t *r,
         cJSON_AddStringToObject(item, "name", (char *) p);
 
         p += bn->name_len + 1;
-        *ngx_cpymem(p, bn->data + bn->name_len, bn->key_len) = '\0';
+        *ngx_http_resilience_escape_utf8(p, bn->data + bn->name_len,
+                                         bn->key_len) = '\0';
         cJSON_AddStringToObject(item, "key", (char *) p);
 
         state = ngx_http_breaker_current_state(bn, ngx_current_msec);
@@ -254,8 +285,6 @@ ngx_http_breaker_admin_list(ngx_http_request_t *r,
                                     (double) bn->dry_run_rejected);
         }
     }
-
-    ngx_shmtx_unlock(&z->shpool->mutex);
 
     return NGX_OK;
 }

@@ -385,6 +385,10 @@ ngx_http_breaker_lua_report(ngx_http_request_t *r,
         if (ctx->closed_it && p->breaker->shared) {
             ngx_http_breaker_sync_publish_close(r, ctx);
         }
+
+        if (ctx->probe_ok && p->breaker->shared) {
+            ngx_http_breaker_sync_probe_ok(r, ctx);
+        }
     }
 
     state = ngx_http_breaker_current_state(ctx->node, ngx_current_msec);

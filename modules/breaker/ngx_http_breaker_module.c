@@ -24,10 +24,15 @@ static ngx_int_t ngx_http_breaker_reject(ngx_http_request_t *r,
     ngx_uint_t rc);
 static ngx_int_t ngx_http_breaker_log_handler(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_breaker_outcome(ngx_http_request_t *r,
-    ngx_http_breaker_loc_conf_t *blcf, ngx_uint_t *slow);
+    ngx_http_breaker_ctx_t *ctx, ngx_uint_t *slow);
 static void ngx_http_breaker_cleanup(void *data);
 static ngx_int_t ngx_http_breaker_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_http_breaker_snap_t *ngx_http_breaker_snapshot(ngx_pool_t *pool,
+    ngx_http_breaker_zone_t *z, ngx_http_breaker_main_conf_t *bmcf,
+    ngx_uint_t *agg, ngx_uint_t *n);
+static int ngx_libc_cdecl ngx_http_breaker_busier(const void *one,
+    const void *two);
 static ngx_int_t ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m,
     void *data);
 static ngx_int_t ngx_http_breaker_add_variables(ngx_conf_t *cf);
@@ -80,7 +85,7 @@ static ngx_conf_enum_t  ngx_http_breaker_modes[] = {
 static ngx_command_t  ngx_http_breaker_commands[] = {
 
     { ngx_string("breaker_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_breaker_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -269,6 +274,28 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (r->internal
+        && ngx_http_get_module_ctx(r, ngx_http_breaker_module) == NULL)
+    {
+        /*
+         * The first phase handler after an internal redirect (error_page,
+         * a named location): the upstream tries made so far are those of
+         * the location that admitted the request, whatever follows.
+         */
+
+        ctx = ngx_http_breaker_get_ctx(r);
+
+        if (ctx != NULL) {
+            if (ctx->admitted && !ctx->redirected) {
+                ctx->redirected = 1;
+                ctx->tries_to = r->upstream_states
+                                ? r->upstream_states->nelts : 0;
+            }
+
+            return NGX_DECLINED;
+        }
+    }
+
     blcf = ngx_http_get_module_loc_conf(r, ngx_http_breaker_module);
     bp = blcf->breaker;
 
@@ -278,7 +305,7 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_http_breaker_get_ctx(r) != NULL) {
+    if (ngx_http_get_module_ctx(r, ngx_http_breaker_module) != NULL) {
         return NGX_DECLINED;
     }
 
@@ -299,6 +326,8 @@ ngx_http_breaker_handler(ngx_http_request_t *r)
     if (ctx == NULL || cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->tries_from = r->upstream_states ? r->upstream_states->nelts : 0;
 
     rc = ngx_http_breaker_enter(r, bp, blcf, bp->key ? &key : NULL,
                                 blcf->shared, ctx);
@@ -470,7 +499,7 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    outcome = ngx_http_breaker_outcome(r, ctx->conf, &slow);
+    outcome = ngx_http_breaker_outcome(r, ctx, &slow);
 
     if (outcome != NGX_HTTP_BREAKER_NEUTRAL) {
         tripped = ngx_http_breaker_record(r, ctx, outcome, slow);
@@ -482,6 +511,10 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
         if (ctx->closed_it && ctx->conf->shared) {
             ngx_http_breaker_sync_publish_close(r, ctx);
         }
+
+        if (ctx->probe_ok && ctx->conf->shared) {
+            ngx_http_breaker_sync_probe_ok(r, ctx);
+        }
     }
 
     ngx_http_breaker_release(ctx);
@@ -491,30 +524,39 @@ ngx_http_breaker_log_handler(ngx_http_request_t *r)
 
 
 /*
- * The last upstream try decides.  A request that never reached an
- * upstream (rejected by another module, served from elsewhere) or that
- * the client gave up on (499) says nothing about the upstream.
+ * The last upstream try made in the location that admitted the request
+ * decides, whatever error_page or a named location did after it.  A
+ * request that never reached an upstream there (rejected by another
+ * module, served from elsewhere) or that the client gave up on (499)
+ * says nothing about the upstream.
  */
 
 static ngx_uint_t
-ngx_http_breaker_outcome(ngx_http_request_t *r,
-    ngx_http_breaker_loc_conf_t *blcf, ngx_uint_t *slow)
+ngx_http_breaker_outcome(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
+    ngx_uint_t *slow)
 {
-    ngx_uint_t                  failure;
-    ngx_http_upstream_state_t  *st;
+    ngx_uint_t                    failure, last;
+    ngx_http_upstream_state_t    *st;
+    ngx_http_breaker_loc_conf_t  *blcf;
 
     *slow = 0;
+    blcf = ctx->conf;
 
     if (r->err_status == NGX_HTTP_CLIENT_CLOSED_REQUEST
         || r->headers_out.status == NGX_HTTP_CLIENT_CLOSED_REQUEST
-        || r->upstream_states == NULL
-        || r->upstream_states->nelts == 0)
+        || r->upstream_states == NULL)
     {
         return NGX_HTTP_BREAKER_NEUTRAL;
     }
 
+    last = ctx->redirected ? ctx->tries_to : r->upstream_states->nelts;
+
+    if (last <= ctx->tries_from || last > r->upstream_states->nelts) {
+        return NGX_HTTP_BREAKER_NEUTRAL;
+    }
+
     st = r->upstream_states->elts;
-    st = &st[r->upstream_states->nelts - 1];
+    st = &st[last - 1];
 
     if (st->status == 0 || st->status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         return NGX_HTTP_BREAKER_NEUTRAL;
@@ -582,9 +624,11 @@ ngx_http_breaker_variable(ngx_http_request_t *r,
         v->len = blcf->breaker->name.len;
 
     } else {
-        name = ngx_http_breaker_state_name(
-                   ngx_http_breaker_current_state(ctx->node,
-                                                  ngx_current_msec));
+        /*
+         * as the request found it: the node may be gone once the request
+         * is released (access_log runs after the breaker's log handler)
+         */
+        name = ngx_http_breaker_state_name(ctx->state);
         v->data = (u_char *) name;
         v->len = ngx_strlen(name);
     }
@@ -600,18 +644,215 @@ ngx_http_breaker_variable(ngx_http_request_t *r,
 /* metrics */
 
 
+/*
+ * A scrape holds a zone's mutex for one pass over its breakers: it counts
+ * the keys of each keyed breaker by state (the aggregates), copies every
+ * keyless breaker, and keeps a copy of the "metrics_keys=" busiest keys
+ * in a min-heap; it renders from the copies after unlocking.  Nothing is
+ * allocated under the mutex.
+ */
+
+static ngx_http_breaker_snap_t *
+ngx_http_breaker_snapshot(ngx_pool_t *pool, ngx_http_breaker_zone_t *z,
+    ngx_http_breaker_main_conf_t *bmcf, ngx_uint_t *agg, ngx_uint_t *n)
+{
+    u_char                    *arena;
+    uint64_t                   busy;
+    ngx_uint_t                 i, b, nb, nkeyless, nheap, max, slot;
+    ngx_uint_t                 child, *heap, tmp;
+    ngx_msec_t                 now;
+    ngx_rbtree_node_t         *node, *root, *sentinel;
+    ngx_http_breaker_t       **bp;
+    ngx_http_breaker_snap_t   *snap, *sp;
+    ngx_http_breaker_node_t   *bn;
+
+    *n = 0;
+
+    bp = bmcf->breakers.elts;
+    nb = bmcf->breakers.nelts;
+    nkeyless = 0;
+
+    for (b = 0; b < nb; b++) {
+        if (bp[b]->key == NULL && bp[b]->zone->data == z) {
+            nkeyless++;
+        }
+    }
+
+    /* slots: the keyless breakers first, then the heap of keys */
+
+    max = nkeyless + z->metrics_keys;
+
+    snap = ngx_pcalloc(pool, (max + 1) * sizeof(ngx_http_breaker_snap_t));
+    arena = ngx_pnalloc(pool, (max + 1) * (64 + NGX_HTTP_BREAKER_MAX_KEY));
+    heap = ngx_palloc(pool, (z->metrics_keys + 1) * sizeof(ngx_uint_t));
+
+    if (snap == NULL || arena == NULL || heap == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i <= max; i++) {
+        snap[i].name.data = arena + i * (64 + NGX_HTTP_BREAKER_MAX_KEY);
+    }
+
+    i = 0;
+    nheap = 0;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    root = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+
+    for (node = (root == sentinel) ? NULL : ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&z->sh->rbtree, node))
+    {
+        bn = (ngx_http_breaker_node_t *) &node->color;
+
+        busy = bn->successes + bn->failures + bn->rejected
+               + bn->dry_run_rejected;
+
+        if (bn->key_len == 0) {
+            if (i == nkeyless) {
+                /* made since the count (lua-compat): next scrape */
+                continue;
+            }
+
+            slot = i++;
+
+        } else {
+            for (b = 0; b < nb; b++) {
+                if (bp[b]->key && bp[b]->zone->data == z
+                    && bp[b]->name.len == bn->name_len
+                    && ngx_memcmp(bp[b]->name.data, bn->data,
+                                  bn->name_len) == 0)
+                {
+                    agg[b * 4 + ngx_http_breaker_current_state(bn, now)]++;
+                    agg[b * 4 + 3]++;
+                    break;
+                }
+            }
+
+            if (z->metrics_keys == 0) {
+                continue;
+            }
+
+            if (nheap < z->metrics_keys) {
+                slot = nkeyless + nheap;
+                heap[nheap++] = slot;
+
+                /* sift up: the least busy at the root */
+
+                for (child = nheap - 1; child > 0; child = (child - 1) / 2) {
+                    if (snap[heap[(child - 1) / 2]].busy <= busy) {
+                        break;
+                    }
+
+                    tmp = heap[child];
+                    heap[child] = heap[(child - 1) / 2];
+                    heap[(child - 1) / 2] = tmp;
+                }
+
+                /* the slot is filled below, its "busy" first */
+                snap[slot].busy = busy;
+
+            } else if (busy > snap[heap[0]].busy) {
+                slot = heap[0];
+                snap[slot].busy = busy;
+
+                /* sift down */
+
+                for (b = 0; 2 * b + 1 < nheap; b = child) {
+                    child = 2 * b + 1;
+
+                    if (child + 1 < nheap
+                        && snap[heap[child + 1]].busy < snap[heap[child]].busy)
+                    {
+                        child++;
+                    }
+
+                    if (snap[heap[b]].busy <= snap[heap[child]].busy) {
+                        break;
+                    }
+
+                    tmp = heap[b];
+                    heap[b] = heap[child];
+                    heap[child] = tmp;
+                }
+
+            } else {
+                continue;
+            }
+        }
+
+        sp = &snap[slot];
+
+        sp->name.len = bn->name_len;
+        sp->key.data = sp->name.data + bn->name_len;
+        sp->key.len = bn->key_len;
+        ngx_memcpy(sp->name.data, bn->data, bn->name_len + bn->key_len);
+
+        sp->busy = busy;
+        sp->state = ngx_http_breaker_current_state(bn, now);
+        sp->open_left = (bn->state == NGX_HTTP_BREAKER_OPEN)
+                        ? (ngx_msec_int_t) (bn->open_until - now) : 0;
+        sp->inflight = bn->inflight;
+        sp->counts[0] = bn->successes;
+        sp->counts[1] = bn->failures;
+        sp->counts[2] = bn->slow;
+        sp->counts[3] = bn->rejected;
+        sp->counts[4] = bn->dry_run_rejected;
+        sp->transitions = bn->transitions;
+        sp->report = 1;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    /* keyless slots not filled (a breaker not used yet) stay unreported */
+
+    for (slot = nkeyless; slot < nkeyless + nheap; slot++) {
+        for (b = 0; b < nb; b++) {
+            if (bp[b]->key && bp[b]->zone->data == z
+                && bp[b]->name.len == snap[slot].name.len
+                && ngx_memcmp(bp[b]->name.data, snap[slot].name.data,
+                              snap[slot].name.len) == 0)
+            {
+                agg[b * 4 + 3]--;
+                break;
+            }
+        }
+    }
+
+    *n = nkeyless + nheap;
+
+    return snap;
+}
+
+
+/* the busiest first, for a stable output */
+
+static int ngx_libc_cdecl
+ngx_http_breaker_busier(const void *one, const void *two)
+{
+    const ngx_http_breaker_snap_t  *x = one, *y = two;
+
+    return (x->busy < y->busy) ? 1 : (x->busy > y->busy) ? -1 : 0;
+}
+
+
 static ngx_int_t
 ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
 {
     ngx_http_breaker_main_conf_t *bmcf = data;
 
     double                    v;
-    ngx_uint_t                i, f, o;
+    ngx_uint_t                i, j, k, f, o, nz, *nsnap, *agg;
+    ngx_pool_t               *pool;
     ngx_keyval_t              labels[3];
     ngx_shm_zone_t          **zones;
-    ngx_rbtree_node_t        *node, *root, *sentinel;
+    ngx_http_breaker_t      **bp;
     ngx_http_breaker_zone_t  *z;
-    ngx_http_breaker_node_t  *bn;
+    ngx_http_breaker_snap_t **snaps, *sp;
 
     static const char  *families[][3] = {
         { "breaker_state", "g",
@@ -629,6 +870,8 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
     static const char  *outcomes[] = {
         "success", "failure", "slow", "rejected", "dry_run_rejected"
     };
+
+    static const char  *states[] = { "closed", "open", "half_open" };
 
     static struct {
         const char  *name;
@@ -650,9 +893,46 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
         { "breaker_sync_errors_total",
           "Trips not published: Redis down, slow or refusing.",
           offsetof(ngx_http_breaker_shctx_t, sync_errors) },
+        { "breaker_sync_malformed_total",
+          "Notices from Redis dropped as malformed.",
+          offsetof(ngx_http_breaker_shctx_t, sync_malformed) },
+        { "breaker_sync_dropped_total",
+          "Notices for keys unknown here dropped: too many such keys.",
+          offsetof(ngx_http_breaker_shctx_t, sync_dropped) },
     };
 
+    pool = ngx_http_resilience_metrics_pool(m);
     zones = bmcf->zones.elts;
+    nz = bmcf->zones.nelts;
+
+    snaps = ngx_pcalloc(pool, nz * sizeof(ngx_http_breaker_snap_t *));
+    nsnap = ngx_pcalloc(pool, nz * sizeof(ngx_uint_t));
+    agg = ngx_pcalloc(pool, (bmcf->breakers.nelts + 1) * 4
+                            * sizeof(ngx_uint_t));
+
+    if (snaps == NULL || nsnap == NULL || agg == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < nz; i++) {
+        z = zones[i]->data;
+
+        if (z->sh == NULL) {
+            continue;
+        }
+
+        snaps[i] = ngx_http_breaker_snapshot(pool, z, bmcf, agg, &nsnap[i]);
+        if (snaps[i] == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_qsort(snaps[i], nsnap[i], sizeof(ngx_http_breaker_snap_t),
+                  ngx_http_breaker_busier);
+    }
+
+    ngx_str_set(&labels[0].key, "breaker");
+    ngx_str_set(&labels[1].key, "key");
+    ngx_str_set(&labels[2].key, "outcome");
 
     for (f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
 
@@ -666,56 +946,26 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
             return NGX_ERROR;
         }
 
-        for (i = 0; i < bmcf->zones.nelts; i++) {
-            z = zones[i]->data;
+        for (i = 0; i < nz; i++) {
+            for (j = 0; j < nsnap[i]; j++) {
+                sp = &snaps[i][j];
 
-            if (z->sh == NULL) {
-                continue;
-            }
+                if (!sp->report) {
+                    continue;
+                }
 
-            ngx_shmtx_lock(&z->shpool->mutex);
-
-            root = z->sh->rbtree.root;
-            sentinel = z->sh->rbtree.sentinel;
-
-            if (root == sentinel) {
-                ngx_shmtx_unlock(&z->shpool->mutex);
-                continue;
-            }
-
-            for (node = ngx_rbtree_min(root, sentinel);
-                 node;
-                 node = ngx_rbtree_next(&z->sh->rbtree, node))
-            {
-                bn = (ngx_http_breaker_node_t *) &node->color;
-
-                labels[0].key.data = (u_char *) "breaker";
-                labels[0].key.len = 7;
-                labels[0].value.data = bn->data;
-                labels[0].value.len = bn->name_len;
-                labels[1].key.data = (u_char *) "key";
-                labels[1].key.len = 3;
-                labels[1].value.data = bn->data + bn->name_len;
-                labels[1].value.len = bn->key_len;
-                labels[2].key.data = (u_char *) "outcome";
-                labels[2].key.len = 7;
+                labels[0].value = sp->name;
+                labels[1].value = sp->key;
 
                 if (f == 1) {
                     for (o = 0; o < 5; o++) {
                         labels[2].value.data = (u_char *) outcomes[o];
                         labels[2].value.len = ngx_strlen(outcomes[o]);
 
-                        v = (o == 0) ? bn->successes
-                            : (o == 1) ? bn->failures
-                            : (o == 2) ? bn->slow
-                            : (o == 3) ? bn->rejected
-                            : bn->dry_run_rejected;
-
                         if (ngx_http_resilience_metrics_sample(m, labels, 3,
-                                                               v)
+                                                    (double) sp->counts[o])
                             != NGX_OK)
                         {
-                            ngx_shmtx_unlock(&z->shpool->mutex);
                             return NGX_ERROR;
                         }
                     }
@@ -725,35 +975,78 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
 
                 switch (f) {
                 case 0:
-                    v = ngx_http_breaker_current_state(bn, ngx_current_msec);
+                    v = sp->state;
                     break;
                 case 2:
-                    v = bn->transitions;
+                    v = (double) sp->transitions;
                     break;
                 case 3:
-                    v = bn->inflight;
+                    v = sp->inflight;
                     break;
                 default:
-                    v = (bn->state == NGX_HTTP_BREAKER_OPEN
-                         && (ngx_msec_int_t) (bn->open_until
-                                              - ngx_current_msec) > 0)
-                        ? (double) ngx_time()
-                          + (double) (bn->open_until - ngx_current_msec)
-                            / 1000
+                    v = (sp->open_left > 0)
+                        ? (double) ngx_time() + (double) sp->open_left / 1000
                         : 0;
                 }
 
                 if (ngx_http_resilience_metrics_sample(m, labels, 2, v)
                     != NGX_OK)
                 {
-                    ngx_shmtx_unlock(&z->shpool->mutex);
                     return NGX_ERROR;
                 }
             }
-
-            ngx_shmtx_unlock(&z->shpool->mutex);
         }
     }
+
+    /* each keyed breaker's aggregates: its keys by state, and omitted */
+
+    if (ngx_http_resilience_metrics_family(m, "breaker_keys",
+            NGX_HTTP_RESILIENCE_GAUGE,
+            "Keys of the keyed breaker in the zone, by state.")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    bp = bmcf->breakers.elts;
+
+    ngx_str_set(&labels[1].key, "state");
+
+    for (k = 0; k < 4; k++) {
+
+        if (k == 3
+            && ngx_http_resilience_metrics_family(m,
+                   "breaker_keys_unreported",
+                   NGX_HTTP_RESILIENCE_GAUGE,
+                   "Keys of the keyed breaker without series of their own "
+                   "(breaker_zone metrics_keys=).")
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < bmcf->breakers.nelts; i++) {
+
+            if (bp[i]->key == NULL || bp[i]->zone->data == NULL) {
+                continue;
+            }
+
+            v = (double) agg[i * 4 + k];
+
+            labels[0].value = bp[i]->name;
+            labels[1].value.data = (u_char *) states[k % 3];
+            labels[1].value.len = ngx_strlen(states[k % 3]);
+
+            if (ngx_http_resilience_metrics_sample(m, labels, k == 3 ? 1 : 2,
+                                                   v)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    ngx_str_set(&labels[0].key, "zone");
 
     for (f = 0; f < sizeof(zone_counters) / sizeof(zone_counters[0]); f++) {
 
@@ -772,8 +1065,6 @@ ngx_http_breaker_collect(ngx_http_resilience_metrics_t *m, void *data)
                 continue;
             }
 
-            labels[0].key.data = (u_char *) "zone";
-            labels[0].key.len = 4;
             labels[0].value = z->name;
 
             v = (double) *(ngx_atomic_t *) ((u_char *) z->sh
@@ -968,6 +1259,10 @@ ngx_http_breaker_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (conf->shared) {
             conf->breaker->shared = 1;
         }
+
+        if (conf->open_max > conf->breaker->open_max) {
+            conf->breaker->open_max = conf->open_max;
+        }
     }
 
     return NGX_CONF_OK;
@@ -1086,7 +1381,7 @@ ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_breaker_main_conf_t *bmcf = conf;
 
     size_t                    size;
-    ngx_str_t                *value;
+    ngx_str_t                *value, opt, v;
     ngx_shm_zone_t           *shm_zone, **zp;
     ngx_http_breaker_zone_t  *z;
 
@@ -1110,6 +1405,27 @@ ngx_http_breaker_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     z->name = value[1];
+    z->metrics_keys = 100;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_http_resilience_split_option(&value[3], &opt, &v) != NGX_OK
+            || opt.len != 12
+            || ngx_strncmp(opt.data, "metrics_keys", 12) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter "
+                               "\"%V\", expected metrics_keys=N",
+                               &cmd->name, &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_resilience_parse_uint(cf, &v, 0, 1000000,
+                                           &z->metrics_keys)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     shm_zone = ngx_shared_memory_add(cf, &value[1], size,
                                      &ngx_http_breaker_module);

@@ -17,12 +17,19 @@
 #include "ngx_http_breaker.h"
 
 
+/* LRU entries an eviction looks at, at most */
+#define NGX_HTTP_BREAKER_EXPIRE_SCAN  256
+
+
 static void ngx_http_breaker_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_breaker_cmp(ngx_http_breaker_node_t *bn,
     u_char *name, size_t name_len, u_char *key, size_t key_len);
 static void ngx_http_breaker_expire(ngx_http_breaker_zone_t *z,
     ngx_uint_t n);
+static ngx_http_breaker_node_t *ngx_http_breaker_find(
+    ngx_http_breaker_zone_t *z, ngx_str_t *name, ngx_str_t *key,
+    ngx_uint_t nbuckets, ngx_uint_t notice, ngx_log_t *log);
 
 
 ngx_int_t
@@ -59,6 +66,7 @@ ngx_http_breaker_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
                     ngx_http_breaker_rbtree_insert);
     ngx_queue_init(&z->sh->queue);
+    ngx_queue_init(&z->sh->dirty);
 
     len = sizeof(" in breaker_zone \"\"") + shm_zone->shm.name.len;
 
@@ -155,6 +163,32 @@ ngx_http_breaker_node_t *
 ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     ngx_str_t *key, ngx_uint_t nbuckets, ngx_log_t *log)
 {
+    return ngx_http_breaker_find(z, name, key, nbuckets, 0, log);
+}
+
+
+/*
+ * For a notice from Redis: a key no request here has used is made only
+ * when "create" and while fewer than NGX_HTTP_BREAKER_MAX_NOTICED such
+ * keys are in the zone, and stays evictable, even open, until a request
+ * uses it.
+ */
+
+ngx_http_breaker_node_t *
+ngx_http_breaker_lookup_notice(ngx_http_breaker_zone_t *z, ngx_str_t *name,
+    ngx_str_t *key, ngx_uint_t nbuckets, ngx_uint_t create, ngx_log_t *log)
+{
+    return ngx_http_breaker_find(z, name, key, nbuckets, create ? 1 : 2,
+                                 log);
+}
+
+
+/* notice: 0 a request's lookup, 1 a notice's, 2 a notice's, find only */
+
+static ngx_http_breaker_node_t *
+ngx_http_breaker_find(ngx_http_breaker_zone_t *z, ngx_str_t *name,
+    ngx_str_t *key, ngx_uint_t nbuckets, ngx_uint_t notice, ngx_log_t *log)
+{
     size_t                    size;
     u_char                    md5[16], hex[32];
     uint32_t                  hash;
@@ -166,6 +200,11 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     ngx_http_breaker_node_t  *bn;
 
     k = *key;
+
+    if (k.len == 0) {
+        /* a keyless breaker is one node, whoever makes it */
+        notice = 0;
+    }
 
     if (k.len > NGX_HTTP_BREAKER_MAX_KEY) {
         ngx_md5_init(&ctx);
@@ -204,7 +243,16 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
         rc = ngx_http_breaker_cmp(bn, name->data, name->len, k.data, k.len);
 
         if (rc == 0) {
-            bn->last = ngx_current_msec;
+            if (notice == 0) {
+                bn->last = ngx_current_msec;
+
+                if (bn->noticed) {
+                    /* a request uses it: kept like any other key */
+                    bn->noticed = 0;
+                    z->sh->noticed--;
+                }
+            }
+
             (void) ngx_atomic_fetch_add(&bn->pins, 1);
 
             if (!bn->pinned) {
@@ -217,6 +265,17 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
         }
 
         node = (rc < 0) ? node->left : node->right;
+    }
+
+    if (notice == 2
+        || (notice && z->sh->noticed >= NGX_HTTP_BREAKER_MAX_NOTICED))
+    {
+        if (notice == 1) {
+            (void) ngx_atomic_fetch_add(&z->sh->sync_dropped, 1);
+        }
+
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return NULL;
     }
 
     size = offsetof(ngx_rbtree_node_t, color)
@@ -261,6 +320,11 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     bn->generation = 1;
     bn->pins = 1;
 
+    if (notice) {
+        bn->noticed = 1;
+        z->sh->noticed++;
+    }
+
     ngx_memcpy(bn->data, name->data, name->len);
     ngx_memcpy(bn->data + name->len, k.data, k.len);
 
@@ -275,6 +339,7 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
     }
 
     ngx_rbtree_insert(&z->sh->rbtree, node);
+    z->sh->nodes++;
 
     if (bn->pinned) {
         ngx_queue_init(&bn->queue);
@@ -292,12 +357,14 @@ ngx_http_breaker_lookup(ngx_http_breaker_zone_t *z, ngx_str_t *name,
 /*
  * Evicts up to n idle keyed breakers, least recently used first.  A key
  * with requests in flight or being admitted, or not closed, is kept:
- * evicting it would forget that its upstream is failing.
+ * evicting it would forget that its upstream is failing; unless only a
+ * notice made it, and no request here has used it.
  */
 
 static void
 ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
 {
+    ngx_uint_t                scan;
     ngx_queue_t              *q, *prev;
     ngx_rbtree_node_t        *node;
     ngx_http_breaker_node_t  *bn;
@@ -308,14 +375,31 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
 
     q = ngx_queue_last(&z->sh->queue);
 
-    while (n && q != ngx_queue_sentinel(&z->sh->queue)) {
+    /*
+     * a bounded walk: in a zone full of open or busy keys, the zone mutex
+     * is not held for a walk over all of them on every new key
+     */
+
+    scan = NGX_HTTP_BREAKER_EXPIRE_SCAN;
+
+    while (n && scan-- && q != ngx_queue_sentinel(&z->sh->queue)) {
         prev = ngx_queue_prev(q);
         bn = ngx_queue_data(q, ngx_http_breaker_node_t, queue);
 
         if (bn->pins == 0
             && bn->inflight == 0
-            && bn->state == NGX_HTTP_BREAKER_CLOSED)
+            && (bn->state == NGX_HTTP_BREAKER_CLOSED || bn->noticed))
         {
+            if (bn->noticed) {
+                z->sh->noticed--;
+            }
+
+            if (bn->dirty) {
+                /* its outcomes, not pushed yet, go with it */
+                ngx_queue_remove(&bn->dirty_link);
+                z->sh->queued--;
+            }
+
             ngx_queue_remove(q);
 
             node = (ngx_rbtree_node_t *)
@@ -323,6 +407,7 @@ ngx_http_breaker_expire(ngx_http_breaker_zone_t *z, ngx_uint_t n)
 
             ngx_rbtree_delete(&z->sh->rbtree, node);
             ngx_slab_free_locked(z->shpool, node);
+            z->sh->nodes--;
 
             (void) ngx_atomic_fetch_add(&z->sh->evictions, 1);
             n--;

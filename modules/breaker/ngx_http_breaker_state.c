@@ -88,6 +88,7 @@ ngx_http_breaker_transition(ngx_http_breaker_node_t *bn, ngx_uint_t state,
 
     bn->tokens = 0;
     bn->token_pending = 0;
+    bn->token_local = 0;
 
     if (state != NGX_HTTP_BREAKER_HALF_OPEN) {
         bn->consecutive = 0;
@@ -220,13 +221,16 @@ ngx_http_breaker_admit(ngx_http_request_t *r,
         } else if (bn->state == NGX_HTTP_BREAKER_HALF_OPEN) {
 
             if (bn->shared
+                && !bn->token_local
                 && ngx_http_resilience_redis_state()
                    == NGX_HTTP_RESILIENCE_REDIS_CONNECTED
                 && bn->tokens == 0)
             {
                 /*
                  * the probe budget is the fleet's: ask Redis for a token
-                 * (at most every 100 ms), and turn this request away
+                 * (at most every 100 ms), and turn this request away;
+                 * a token request that Redis did not answer in time
+                 * makes this half-open period local (token_local)
                  */
 
                 if (!bn->token_pending
@@ -374,7 +378,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
 {
     u_char                        reason[128], *p;
     uint32_t                      total, failures, nslow;
-    ngx_uint_t                    rate, mode, consecutive, min;
+    ngx_uint_t                    rate, mode, consecutive, min, queue;
     ngx_msec_t                    now, tripped;
     ngx_http_breaker_node_t      *bn;
     ngx_http_breaker_loc_conf_t  *blcf;
@@ -384,6 +388,7 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
     now = ngx_current_msec;
     p = NULL;
     tripped = 0;
+    queue = 0;
 
     ngx_http_breaker_lock(bn);
 
@@ -436,6 +441,10 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
         if (++bn->probes_ok >= blcf->probes) {
             ngx_http_breaker_close(r, bn, now);
             ctx->closed_it = 1;
+
+        } else if (bn->shared && !bn->token_local) {
+            /* a probe of the fleet's budget: the fleet counts it */
+            ctx->probe_ok = 1;
         }
 
         goto done;
@@ -459,6 +468,13 @@ ngx_http_breaker_record(ngx_http_request_t *r, ngx_http_breaker_ctx_t *ctx,
         bn->d_total++;
         bn->d_failures += (outcome == NGX_HTTP_BREAKER_FAILURE);
         bn->d_slow += (slow != 0);
+        bn->o_at = (uint32_t) now;
+
+        if (!bn->dirty) {
+            /* queued for the sync tick below, once per push */
+            bn->dirty = 1;
+            queue = 1;
+        }
 
         /*
          * the fleet's window, when fresh and wider than ours: its sums
@@ -521,6 +537,17 @@ done:
     ctx->recorded = 1;
 
     ngx_http_breaker_unlock(bn);
+
+    if (queue) {
+        /*
+         * the request is still in flight: the node cannot be evicted
+         * between the flag above and the queue here
+         */
+        ngx_shmtx_lock(&ctx->zone->shpool->mutex);
+        ngx_queue_insert_tail(&ctx->zone->sh->dirty, &bn->dirty_link);
+        ctx->zone->sh->queued++;
+        ngx_shmtx_unlock(&ctx->zone->shpool->mutex);
+    }
 
     return tripped;
 }

@@ -34,6 +34,8 @@ static void ngx_http_breaker_sync_key(u_char *buf, ngx_str_t *name,
     ngx_str_t *key, ngx_str_t *out);
 static void ngx_http_breaker_sync_published(ngx_int_t rc, redisReply *reply,
     void *data);
+static void ngx_http_breaker_sync_counted(ngx_int_t rc, redisReply *reply,
+    void *data);
 static void ngx_http_breaker_sync_message(ngx_str_t *channel,
     ngx_str_t *message, void *data);
 static void ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
@@ -58,6 +60,7 @@ static ngx_str_t  ngx_http_breaker_trip_lua = ngx_string(
     "local blen, n = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "local e = math.floor(now / blen)\n"
     "for i = 0, n do redis.call('DEL', KEYS[1] .. ':w:' .. (e - i)) end\n"
+    "redis.call('DEL', KEYS[1] .. ':probes', KEYS[1] .. ':ok')\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "if cur >= now + ms then return cur - now end\n"
     "redis.call('SET', KEYS[1], now + ms, 'PX', ms)\n"
@@ -96,11 +99,13 @@ static ngx_str_t  ngx_http_breaker_window_lua = ngx_string(
 #define NGX_HTTP_BREAKER_SYNC_INTERVAL  100       /* ms */
 #define NGX_HTTP_BREAKER_SYNC_BATCH     64        /* nodes a tick */
 #define NGX_HTTP_BREAKER_SYNC_STALE     200       /* ms: refresh after */
+#define NGX_HTTP_BREAKER_SYNC_LINGER    1000      /* ms after the last */
 
 
 typedef struct {
     ngx_http_breaker_node_t   *node;
     ngx_http_breaker_zone_t   *zone;
+    uint32_t                   generation;   /* when asked */
 } ngx_http_breaker_push_t;
 
 
@@ -123,9 +128,26 @@ static ngx_str_t  ngx_http_breaker_token_lua = ngx_string(
 /* KEYS: the state key, the channel; ARGV: the notice */
 
 static ngx_str_t  ngx_http_breaker_close_lua = ngx_string(
-    "redis.call('DEL', KEYS[1], KEYS[1] .. ':probes')\n"
+    "redis.call('DEL', KEYS[1], KEYS[1] .. ':probes', KEYS[1] .. ':ok')\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[1])\n"
     "return 1\n");
+
+
+/*
+ * KEYS: the state key, the channel; ARGV: the probes, the budget's life
+ * in ms, the close notice.  A successful probe, wherever it ran: the
+ * fleet closes when it has seen as many as the budget.
+ */
+
+static ngx_str_t  ngx_http_breaker_probe_ok_lua = ngx_string(
+    "local k = KEYS[1] .. ':ok'\n"
+    "local n = redis.call('INCR', k)\n"
+    "if n == 1 then redis.call('PEXPIRE', k, ARGV[2]) end\n"
+    "if n >= tonumber(ARGV[1]) then\n"
+    "  redis.call('DEL', KEYS[1], KEYS[1] .. ':probes', k)\n"
+    "  redis.call('PUBLISH', KEYS[2], ARGV[3])\n"
+    "end\n"
+    "return n\n");
 
 
 static void ngx_http_breaker_sync_tick(ngx_event_t *ev);
@@ -148,6 +170,7 @@ static ngx_http_resilience_redis_script_t  *ngx_http_breaker_trip_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_window_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_token_script;
 static ngx_http_resilience_redis_script_t  *ngx_http_breaker_close_script;
+static ngx_http_resilience_redis_script_t  *ngx_http_breaker_probe_ok_script;
 static ngx_event_t                          ngx_http_breaker_restore_event;
 static ngx_uint_t                           ngx_http_breaker_restore_tries;
 static ngx_event_t                          ngx_http_breaker_tick_event;
@@ -164,11 +187,14 @@ ngx_http_breaker_sync_conf(ngx_conf_t *cf)
                                                 &ngx_http_breaker_token_lua);
     ngx_http_breaker_close_script = ngx_http_resilience_redis_script(cf,
                                                 &ngx_http_breaker_close_lua);
+    ngx_http_breaker_probe_ok_script = ngx_http_resilience_redis_script(cf,
+                                            &ngx_http_breaker_probe_ok_lua);
 
     if (ngx_http_breaker_trip_script == NULL
         || ngx_http_breaker_window_script == NULL
         || ngx_http_breaker_token_script == NULL
-        || ngx_http_breaker_close_script == NULL)
+        || ngx_http_breaker_close_script == NULL
+        || ngx_http_breaker_probe_ok_script == NULL)
     {
         return NGX_ERROR;
     }
@@ -339,6 +365,50 @@ ngx_http_breaker_sync_publish_close(ngx_http_request_t *r,
 }
 
 
+/* a probe succeeded here, short of closing it alone: the fleet counts */
+
+void
+ngx_http_breaker_sync_probe_ok(ngx_http_request_t *r,
+    ngx_http_breaker_ctx_t *ctx)
+{
+    size_t       lens[5];
+    u_char       kbuf[NGX_HTTP_BREAKER_SYNC_KEY_LEN];
+    u_char       n[NGX_INT_T_LEN], ttl[NGX_INT_T_LEN];
+    ngx_str_t    rkey, channel, msg;
+    const char  *args[5];
+
+    if (ngx_http_resilience_redis_state()
+        != NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+        || ngx_http_breaker_sync_notice(r->pool, ctx->node, 0, kbuf, &rkey,
+                                        &channel, &msg)
+           != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
+        return;
+    }
+
+    args[0] = (const char *) rkey.data;
+    lens[0] = rkey.len;
+    args[1] = (const char *) channel.data;
+    lens[1] = channel.len;
+    args[2] = (const char *) n;
+    lens[2] = ngx_sprintf(n, "%ui", ctx->conf->probes) - n;
+    args[3] = (const char *) ttl;
+    lens[3] = ngx_sprintf(ttl, "%M", 2 * ctx->conf->probe_timeout) - ttl;
+    args[4] = (const char *) msg.data;
+    lens[4] = msg.len;
+
+    if (ngx_http_resilience_redis_evalsha(ngx_http_breaker_probe_ok_script,
+                                          2, 5, args, lens,
+                                          ngx_http_breaker_sync_counted,
+                                          ctx->zone)
+        != NGX_OK)
+    {
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->sync_errors, 1);
+    }
+}
+
+
 /*
  * A resilience_admin change of a shared breaker, for the fleet:
  * "<name>\nA\n<mode> <flags> <rate> <consecutive> <min> <open> <clear>".
@@ -422,6 +492,7 @@ ngx_http_breaker_sync_ask_token(ngx_http_request_t *r,
 
     push->node = bn;
     push->zone = ctx->zone;
+    push->generation = ctx->generation;
 
     args[0] = (const char *) rkey.data;
     lens[0] = rkey.len;
@@ -455,15 +526,25 @@ ngx_http_breaker_sync_token(ngx_int_t rc, redisReply *reply, void *data)
 
     ngx_spinlock(&bn->lock, ngx_pid, 1024);
 
-    if (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
-        && reply->type == REDIS_REPLY_INTEGER
-        && reply->integer == 1
-        && bn->state == NGX_HTTP_BREAKER_HALF_OPEN)
-    {
-        bn->tokens++;
-    }
+    if (bn->generation == push->generation) {
 
-    bn->token_pending = 0;
+        if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY) {
+            /*
+             * no answer within command_timeout, or no Redis: the rest of
+             * this half-open period is decided here, and not asked again
+             */
+            bn->token_local = 1;
+
+        } else if (reply->type == REDIS_REPLY_INTEGER
+                   && reply->integer == 1
+                   && bn->state == NGX_HTTP_BREAKER_HALF_OPEN
+                   && !bn->token_local)
+        {
+            bn->tokens++;
+        }
+
+        bn->token_pending = 0;
+    }
 
     ngx_unlock(&bn->lock);
 
@@ -501,6 +582,21 @@ ngx_http_breaker_sync_published(ngx_int_t rc, redisReply *reply, void *data)
 }
 
 
+/* a probe's success, counted by the fleet: only a failure is counted here */
+
+static void
+ngx_http_breaker_sync_counted(ngx_int_t rc, redisReply *reply, void *data)
+{
+    ngx_http_breaker_zone_t *z = data;
+
+    if (rc != NGX_HTTP_RESILIENCE_REDIS_REPLY
+        || reply->type == REDIS_REPLY_ERROR)
+    {
+        (void) ngx_atomic_fetch_add(&z->sh->sync_errors, 1);
+    }
+}
+
+
 static ngx_http_breaker_t *
 ngx_http_breaker_sync_find(ngx_array_t *breakers, u_char *name, size_t len)
 {
@@ -528,13 +624,18 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
 {
     ngx_array_t *breakers = data;
 
-    u_char              *p, *nl, *last;
-    ngx_int_t            ms;
-    ngx_str_t            key;
-    ngx_http_breaker_t  *b;
+    u_char                   *p, *nl, *last;
+    ngx_int_t                 ms;
+    ngx_str_t                 key;
+    ngx_http_breaker_t       *b, **bp;
+    ngx_http_breaker_zone_t  *z;
 
     p = message->data;
     last = message->data + message->len;
+
+    /* counted in the zone of the breaker it names, else the first one */
+    bp = breakers->elts;
+    b = bp[0];
 
     nl = ngx_strlchr(p, last, '\n');
     if (nl == NULL) {
@@ -588,6 +689,9 @@ ngx_http_breaker_sync_message(ngx_str_t *channel, ngx_str_t *message,
 
 invalid:
 
+    z = b->zone->data;
+    (void) ngx_atomic_fetch_add(&z->sh->sync_malformed, 1);
+
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "breaker_shared: ignored a malformed notice on \"%V\"",
                   channel);
@@ -607,7 +711,14 @@ ngx_http_breaker_sync_open(ngx_http_breaker_t *b, ngx_str_t *key,
     z = b->zone->data;
     now = ngx_current_msec;
 
-    bn = ngx_http_breaker_lookup(z, &b->name, key, b->buckets, log);
+    /* never longer than this instance would open it itself */
+
+    if (left > (b->open_max ? b->open_max : NGX_HTTP_BREAKER_OPEN_MAX)) {
+        left = b->open_max ? b->open_max : NGX_HTTP_BREAKER_OPEN_MAX;
+    }
+
+    bn = ngx_http_breaker_lookup_notice(z, &b->name, key, b->buckets, 1,
+                                        log);
     if (bn == NULL) {
         return;
     }
@@ -712,7 +823,10 @@ ngx_http_breaker_sync_close(ngx_http_breaker_t *b, ngx_str_t *key,
     z = b->zone->data;
     now = ngx_current_msec;
 
-    bn = ngx_http_breaker_lookup(z, &b->name, key, b->buckets, log);
+    /* a key unknown here is closed here already */
+
+    bn = ngx_http_breaker_lookup_notice(z, &b->name, key, b->buckets, 0,
+                                        log);
     if (bn == NULL) {
         return;
     }
@@ -800,11 +914,16 @@ ngx_http_breaker_sync_exit_worker(void)
 
 
 /*
- * Every 100 ms, in every worker: the closed shared breakers' outcomes go
- * to Redis in one script each, and the fleet's window comes back.  The
- * worker that comes first takes the deltas; the others find none, and
- * only refresh the fleet's window when it is older than 200 ms.  A
- * breaker that saw no traffic here since its last trip asks nothing.
+ * Every 100 ms, in every worker: the outcomes of the shared breakers that
+ * saw traffic since their last push go to Redis, one script each, and the
+ * fleet's window comes back.  The first outcome after a push queues the
+ * breaker in its zone's dirty queue (ngx_http_breaker_record()); the tick
+ * takes the queue from its head, first queued first pushed, up to
+ * NGX_HTTP_BREAKER_SYNC_BATCH a zone, so every breaker with outcomes is
+ * pushed within (queued / batch) ticks.  A breaker stays queued for
+ * NGX_HTTP_BREAKER_SYNC_LINGER after its last outcome, its fleet's window
+ * refreshed when older than NGX_HTTP_BREAKER_SYNC_STALE; after that, idle,
+ * it costs nothing.
  */
 
 static void
@@ -813,10 +932,10 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
     ngx_array_t *zones = ev->data;
 
     uint32_t                  dt, df, ds;
-    ngx_uint_t                i, n;
+    ngx_uint_t                i, n, k, linger, refresh;
     ngx_msec_t                now;
+    ngx_queue_t              *q;
     ngx_shm_zone_t          **zp;
-    ngx_rbtree_node_t        *node, *root, *sentinel;
     ngx_http_breaker_zone_t  *z;
     ngx_http_breaker_node_t  *bn;
 
@@ -833,29 +952,26 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
     }
 
     zp = zones->elts;
-    now = ngx_current_msec;
-    n = 0;
 
-    for (i = 0; i < zones->nelts && n < NGX_HTTP_BREAKER_SYNC_BATCH; i++) {
+    now = ngx_current_msec;
+
+    for (i = 0; i < zones->nelts; i++) {
         z = zp[i]->data;
+        n = 0;
 
         ngx_shmtx_lock(&z->shpool->mutex);
 
-        root = z->sh->rbtree.root;
-        sentinel = z->sh->rbtree.sentinel;
+        /* each queued breaker is looked at once a tick at most */
 
-        for (node = (root == sentinel) ? NULL
-                                       : ngx_rbtree_min(root, sentinel);
-             node && n < NGX_HTTP_BREAKER_SYNC_BATCH;
-             node = ngx_rbtree_next(&z->sh->rbtree, node))
+        for (k = z->sh->queued;
+             k && n < NGX_HTTP_BREAKER_SYNC_BATCH
+             && !ngx_queue_empty(&z->sh->dirty);
+             k--)
         {
-            bn = (ngx_http_breaker_node_t *) &node->color;
+            q = ngx_queue_head(&z->sh->dirty);
+            ngx_queue_remove(q);
 
-            if (!bn->shared || bn->state != NGX_HTTP_BREAKER_CLOSED
-                || bn->window == 0)
-            {
-                continue;
-            }
+            bn = ngx_queue_data(q, ngx_http_breaker_node_t, dirty_link);
 
             ngx_spinlock(&bn->lock, ngx_pid, 1024);
 
@@ -863,25 +979,38 @@ ngx_http_breaker_sync_tick(ngx_event_t *ev)
             df = bn->d_failures;
             ds = bn->d_slow;
 
-            if (dt == 0
-                && bn->f_at
-                && (uint32_t) now - bn->f_at < NGX_HTTP_BREAKER_SYNC_STALE)
-            {
-                ngx_unlock(&bn->lock);
-                continue;
-            }
-
-            if (dt == 0 && bn->f_at == 0) {
-                /* nothing seen here, nothing asked for yet */
-                ngx_unlock(&bn->lock);
-                continue;
-            }
-
             bn->d_total = 0;
             bn->d_failures = 0;
             bn->d_slow = 0;
 
+            /*
+             * for a second after its last outcome a breaker stays queued,
+             * so that the fleet's window it will decide on next stays
+             * fresh (refreshed when older than 200 ms); then it is idle
+             */
+
+            linger = (bn->state == NGX_HTTP_BREAKER_CLOSED
+                      && (uint32_t) now - bn->o_at
+                         < NGX_HTTP_BREAKER_SYNC_LINGER);
+
+            bn->dirty = linger;
+
+            refresh = (dt == 0 && linger
+                       && (uint32_t) now - bn->f_at
+                          >= NGX_HTTP_BREAKER_SYNC_STALE);
+
             ngx_unlock(&bn->lock);
+
+            if (linger) {
+                ngx_queue_insert_tail(&z->sh->dirty, q);
+
+            } else {
+                z->sh->queued--;
+            }
+
+            if ((dt == 0 && !refresh) || bn->window == 0) {
+                continue;
+            }
 
             /* pinned until the reply: not evicted under our feet */
             (void) ngx_atomic_fetch_add(&bn->pins, 1);

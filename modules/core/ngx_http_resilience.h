@@ -99,6 +99,19 @@ ngx_int_t ngx_http_resilience_metrics_histogram(
     const uint64_t *counts, double sum);
 ngx_pool_t *ngx_http_resilience_metrics_pool(ngx_http_resilience_metrics_t *m);
 
+/*
+ * Bytes from the wire (a breaker's key) as valid UTF-8 text for a label
+ * or a JSON string: bytes that are not part of a valid UTF-8 sequence,
+ * control characters and the backslash become "\xNN", so no two keys
+ * look alike.  "dst" holds NGX_HTTP_RESILIENCE_ESCAPED_LEN(len) bytes;
+ * returns the end of what was written.
+ */
+
+#define NGX_HTTP_RESILIENCE_ESCAPED_LEN(len)  (4 * (len))
+
+u_char *ngx_http_resilience_escape_utf8(u_char *dst, u_char *src,
+    size_t len);
+
 
 /*
  * the resilience_admin JSON API: a module registers a resource ("breakers")

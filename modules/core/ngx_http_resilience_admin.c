@@ -135,6 +135,12 @@ ngx_http_resilience_admin_handler(ngx_http_request_t *r)
     ngx_http_resilience_admin_t      *res, *a;
     ngx_http_resilience_main_conf_t  *rmcf;
 
+    /*
+     * Every answer but a PUT's reads or discards the body first: a body
+     * left unread on a kept-alive connection would be parsed as the
+     * next request.
+     */
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PUT))) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
@@ -147,6 +153,11 @@ ngx_http_resilience_admin_handler(ngx_http_request_t *r)
     }
 
     if (ngx_http_resilience_admin_route(r, &res, &id) != NGX_OK) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         return ngx_http_resilience_admin_error(r, NGX_HTTP_NOT_FOUND,
                                                "no such resource \"%V\"",
                                                &r->uri);
@@ -154,9 +165,27 @@ ngx_http_resilience_admin_handler(ngx_http_request_t *r)
 
     if (r->method == NGX_HTTP_PUT) {
         if (res == NULL || id.len == 0 || res->put == NULL) {
+            rc = ngx_http_discard_request_body(r);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
             return ngx_http_resilience_admin_error(r, NGX_HTTP_NOT_ALLOWED,
                              "PUT takes a single item, such as "
                              "breakers/<name>", NULL);
+        }
+
+        if (r->headers_in.content_length_n
+            > NGX_HTTP_RESILIENCE_ADMIN_MAX_BODY)
+        {
+            rc = ngx_http_discard_request_body(r);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            return ngx_http_resilience_admin_error(r,
+                                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                   "the body is too large", NULL);
         }
 
         r->request_body_in_single_buf = 1;
@@ -218,8 +247,10 @@ static void
 ngx_http_resilience_admin_body(ngx_http_request_t *r)
 {
     cJSON                        *body, *out;
+    off_t                         size;
     size_t                        len;
     u_char                       *p;
+    ssize_t                       n;
     ngx_int_t                     rc;
     ngx_str_t                     id, err;
     ngx_buf_t                    *b;
@@ -240,18 +271,12 @@ ngx_http_resilience_admin_body(ngx_http_request_t *r)
         return;
     }
 
+    /* a body over client_body_buffer_size was written to a file */
+
     len = 0;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (cl->buf->in_file) {
-            ngx_http_finalize_request(r,
-                ngx_http_resilience_admin_error(r,
-                                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                   "the body is too large", NULL));
-            return;
-        }
-
-        len += cl->buf->last - cl->buf->pos;
+        len += ngx_buf_size(cl->buf);
     }
 
     if (len > NGX_HTTP_RESILIENCE_ADMIN_MAX_BODY) {
@@ -278,9 +303,30 @@ ngx_http_resilience_admin_body(ngx_http_request_t *r)
     b->last = p;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b->last = ngx_cpymem(b->last, cl->buf->pos,
-                             cl->buf->last - cl->buf->pos);
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            b->last = ngx_cpymem(b->last, cl->buf->pos,
+                                 cl->buf->last - cl->buf->pos);
+            continue;
+        }
+
+        size = cl->buf->file_last - cl->buf->file_pos;
+
+        n = ngx_read_file(cl->buf->file, b->last, (size_t) size,
+                          cl->buf->file_pos);
+
+        if (n != (ssize_t) size) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "resilience_admin: could not read the body "
+                          "from \"%V\"", &cl->buf->file->name);
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        b->last += size;
     }
+
+    len = b->last - p;
 
     *b->last = '\0';
 

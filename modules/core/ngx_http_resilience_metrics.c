@@ -67,6 +67,7 @@ static ngx_http_resilience_sample_t *ngx_http_resilience_metrics_push(
     ngx_http_resilience_metrics_t *m, ngx_keyval_t *labels,
     ngx_uint_t nlabels);
 static u_char *ngx_http_resilience_bound(u_char *buf, double bound);
+static size_t ngx_http_resilience_utf8_len(u_char *p, u_char *last);
 static ngx_int_t ngx_http_resilience_write(ngx_http_resilience_writer_t *w,
     u_char *data, size_t len);
 static ngx_int_t ngx_http_resilience_write_escaped(
@@ -305,15 +306,20 @@ ngx_http_resilience_metrics_push(ngx_http_resilience_metrics_t *m,
     for (i = 0; i < nlabels; i++) {
         kv[i].key.len = labels[i].key.len;
         kv[i].key.data = ngx_pstrdup(m->pool, &labels[i].key);
-        kv[i].value.len = labels[i].value.len;
-        kv[i].value.data = ngx_pnalloc(m->pool, labels[i].value.len + 1);
+        kv[i].value.data = ngx_pnalloc(m->pool,
+                      NGX_HTTP_RESILIENCE_ESCAPED_LEN(labels[i].value.len)
+                      + 1);
 
         if (kv[i].key.data == NULL || kv[i].value.data == NULL) {
             return NULL;
         }
 
-        ngx_memcpy(kv[i].value.data, labels[i].value.data,
-                   labels[i].value.len);
+        /* keys come from the wire: always valid UTF-8 in the output */
+
+        kv[i].value.len = ngx_http_resilience_escape_utf8(kv[i].value.data,
+                                                     labels[i].value.data,
+                                                     labels[i].value.len)
+                          - kv[i].value.data;
     }
 
     s->labels = kv;
@@ -326,6 +332,93 @@ ngx_pool_t *
 ngx_http_resilience_metrics_pool(ngx_http_resilience_metrics_t *m)
 {
     return m->pool;
+}
+
+
+u_char *
+ngx_http_resilience_escape_utf8(u_char *dst, u_char *src, size_t len)
+{
+    u_char   *p, *last;
+    size_t    n;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    p = src;
+    last = src + len;
+
+    while (p < last) {
+
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+            *dst++ = *p++;
+            continue;
+        }
+
+        n = (*p < 0x80) ? 0 : ngx_http_resilience_utf8_len(p, last);
+
+        if (n) {
+            dst = ngx_cpymem(dst, p, n);
+            p += n;
+            continue;
+        }
+
+        *dst++ = '\\';
+        *dst++ = 'x';
+        *dst++ = hex[*p >> 4];
+        *dst++ = hex[*p & 0xf];
+        p++;
+    }
+
+    return dst;
+}
+
+
+/*
+ * The length of the valid UTF-8 sequence at p, 0 if there is none:
+ * no overlong forms, no surrogates, nothing above U+10FFFF.
+ */
+
+static size_t
+ngx_http_resilience_utf8_len(u_char *p, u_char *last)
+{
+    size_t    n, i;
+    uint32_t  u, min;
+
+    if (*p >= 0xc2 && *p <= 0xdf) {
+        n = 2;
+        u = *p & 0x1f;
+        min = 0x80;
+
+    } else if (*p >= 0xe0 && *p <= 0xef) {
+        n = 3;
+        u = *p & 0x0f;
+        min = 0x800;
+
+    } else if (*p >= 0xf0 && *p <= 0xf4) {
+        n = 4;
+        u = *p & 0x07;
+        min = 0x10000;
+
+    } else {
+        return 0;
+    }
+
+    if ((size_t) (last - p) < n) {
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        u = (u << 6) | (p[i] & 0x3f);
+    }
+
+    if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return 0;
+    }
+
+    return n;
 }
 
 
@@ -476,13 +569,15 @@ ngx_http_resilience_metrics_handler(ngx_http_request_t *r, ngx_uint_t format)
     ngx_http_resilience_collector_t  *col;
     ngx_http_resilience_main_conf_t  *rmcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
+    /* before any answer: a body left unread would be the next request */
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
     }
 
     rmcf = ngx_http_get_module_main_conf(r, ngx_http_resilience_module);
