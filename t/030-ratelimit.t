@@ -169,7 +169,7 @@ GET /t?k=b
 --- response_body
 ok
 --- error_log
-ratelimit: delaying request
+delaying request, excess:
 --- no_error_log
 [error]
 
@@ -365,12 +365,12 @@ RateLimit:
 --- error_code eval
 [200, 200, 200]
 --- response_headers eval
-["X-S: PASSED", "X-S: DRY_RUN_REJECTED", "X-S: DRY_RUN_REJECTED"]
+["X-S: PASSED", "X-S: REJECTED_DRY_RUN", "X-S: REJECTED_DRY_RUN"]
 --- no_error_log
 [alert]
 
 
-=== TEST 14: the dry run's log line
+=== TEST 14: the dry run's log line is limit_req's
 --- http_config
     ratelimit_zone rl key=one size=1m rate=1r/m;
 --- config
@@ -386,7 +386,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t");
 GET /t
 --- error_code: 200
 --- error_log eval
-qr/ratelimit: dry run, would reject, excess: (1\.000|0\.9\d\d) by zone "rl"/
+qr/\[error\] .*limiting requests, dry run, excess: (1\.000|0\.9\d\d) by zone "rl"/
 
 
 === TEST 15: ratelimit_status and ratelimit_log_level
@@ -406,7 +406,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t");
 GET /t
 --- error_code: 503
 --- error_log eval
-qr/\[warn\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
+qr/\[warn\] .*limiting requests, excess: (1\.000|0\.9\d\d) by zone "rl"/
 --- no_error_log
 [error]
 
@@ -426,7 +426,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t");
 GET /t
 --- error_code: 429
 --- error_log eval
-qr/\[error\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
+qr/\[error\] .*limiting requests, excess: (1\.000|0\.9\d\d) by zone "rl"/
 
 
 === TEST 17: limits inherit from server to location; an error_page keeps Retry-After
@@ -660,3 +660,56 @@ first-full second-less-by-the-delay
 --- no_error_log
 [alert]
 [crit]
+
+
+=== TEST 25: dry run as limit_req_dry_run.t: PASSED, DELAYED_DRY_RUN, REJECTED_DRY_RUN, and limit_req's log lines at its levels
+--- http_config
+    ratelimit_zone one key=$binary_remote_addr size=1m rate=1r/m;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location = /echo { return 200 "[$http_x_status]"; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+    location /l {
+        ratelimit_dry_run on;
+        proxy_set_header X-Status $ratelimit_status;
+        location /l/delay {
+            ratelimit one burst=2;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+        location /l/reject {
+            ratelimit one;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+        location /l/reject/off {
+            ratelimit one;
+            ratelimit_dry_run off;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+        location /l/none {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+    }
+--- init
+my $s = '';
+for my $path ("/l/delay", "/l/delay", "/l/reject", "/l/reject/off", "/l/none") {
+    my ($st, $body) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, $path);
+    $s .= "$path $st" . ($st == 200 ? " $body" : "") . "\n";
+}
+main::result($s);
+--- request
+GET /result
+--- response_body
+/l/delay 200 [PASSED]
+/l/delay 200 [DELAYED_DRY_RUN]
+/l/reject 200 [REJECTED_DRY_RUN]
+/l/reject/off 429
+/l/none 200 []
+--- error_log eval
+[qr/\[warn\] .*delaying request, dry run, excess: (1\.000|0\.9\d\d), by zone "one"/,
+ qr/\[error\] .*limiting requests, dry run, excess: (2\.000|1\.9\d\d) by zone "one"/,
+ qr/\[error\] .*limiting requests, excess: (2\.000|1\.9\d\d) by zone "one"/]
+--- no_error_log
+[alert]

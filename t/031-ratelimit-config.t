@@ -638,7 +638,7 @@ ok
 --- error_code eval
 [200, 200, 200, 429]
 --- response_headers eval
-["X-S: PASSED", "X-S: DRY_RUN_REJECTED", "X-S: PASSED", "X-S: REJECTED"]
+["X-S: PASSED", "X-S: REJECTED_DRY_RUN", "X-S: PASSED", "X-S: REJECTED"]
 
 
 

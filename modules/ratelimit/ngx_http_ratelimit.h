@@ -30,7 +30,8 @@
 #define NGX_HTTP_RATELIMIT_PASSED        1
 #define NGX_HTTP_RATELIMIT_DELAYED       2
 #define NGX_HTTP_RATELIMIT_REJECTED      3
-#define NGX_HTTP_RATELIMIT_DRY_RUN       4
+#define NGX_HTTP_RATELIMIT_DELAYED_DRY_RUN   4
+#define NGX_HTTP_RATELIMIT_REJECTED_DRY_RUN  5
 
 /* keys longer than this are stored as their MD5 */
 #define NGX_HTTP_RATELIMIT_KEY_MAX       64

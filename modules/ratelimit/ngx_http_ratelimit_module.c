@@ -203,7 +203,8 @@ static ngx_str_t  ngx_http_ratelimit_status_names[] = {
     ngx_string("PASSED"),
     ngx_string("DELAYED"),
     ngx_string("REJECTED"),
-    ngx_string("DRY_RUN_REJECTED")
+    ngx_string("DELAYED_DRY_RUN"),
+    ngx_string("REJECTED_DRY_RUN")
 };
 
 
@@ -650,7 +651,7 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_try_t *busy)
 {
     int64_t                         excess;
-    ngx_uint_t                      i, level, applied;
+    ngx_uint_t                      i, applied;
     ngx_msec_t                      delay, d;
     ngx_http_ratelimit_try_t       *t, *slow, *head;
     ngx_http_ratelimit_zone_t      *z;
@@ -669,26 +670,22 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
         ctx->reset = busy->reset;
         ctx->retry = busy->wait;
 
-        excess = busy->excess - busy->limit->burst;
+        /* limit_req's line: the key's excess, this request included */
+        excess = ngx_max(busy->excess, 0);
+
+        ngx_log_error(rlcf->log_level, r->connection->log, 0,
+                      "limiting requests%s, excess: %L.%03L by zone \"%V\"",
+                      rlcf->dry_run ? ", dry run" : "",
+                      excess / 1000, excess % 1000, &z->name);
 
         if (rlcf->dry_run) {
-            ctx->status = NGX_HTTP_RATELIMIT_DRY_RUN;
+            ctx->status = NGX_HTTP_RATELIMIT_REJECTED_DRY_RUN;
             (void) ngx_atomic_fetch_add(&z->sh->dry_run, 1);
-
-            ngx_log_error(rlcf->log_level, r->connection->log, 0,
-                          "ratelimit: dry run, would reject, excess: "
-                          "%L.%03L by zone \"%V\"",
-                          excess / 1000, excess % 1000, &z->name);
-
             return NGX_DECLINED;
         }
 
         ctx->status = NGX_HTTP_RATELIMIT_REJECTED;
         (void) ngx_atomic_fetch_add(&z->sh->rejected, 1);
-
-        ngx_log_error(rlcf->log_level, r->connection->log, 0,
-                      "ratelimit: rejecting, excess: %L.%03L by zone \"%V\"",
-                      excess / 1000, excess % 1000, &z->name);
 
         return rlcf->status;
     }
@@ -746,7 +743,7 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
         ctx->reset = head->reset;
     }
 
-    if (delay == 0 || rlcf->dry_run) {
+    if (delay == 0) {
         ctx->status = NGX_HTTP_RATELIMIT_PASSED;
 
         for (i = 0; i < ctx->ntries; i++) {
@@ -762,15 +759,22 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
     z = slow->zone;
     excess = slow->excess;
 
+    /* limit_req's line, then the module's own words */
+
+    ngx_log_error(rlcf->delay_log_level, r->connection->log, 0,
+                  "delaying request%s, excess: %L.%03L, by zone \"%V\", "
+                  "ratelimit: %M ms",
+                  rlcf->dry_run ? ", dry run" : "",
+                  excess / 1000, excess % 1000, &z->name, delay);
+
+    if (rlcf->dry_run) {
+        ctx->status = NGX_HTTP_RATELIMIT_DELAYED_DRY_RUN;
+        (void) ngx_atomic_fetch_add(&z->sh->passed, 1);
+        return NGX_DECLINED;
+    }
+
     ctx->status = NGX_HTTP_RATELIMIT_DELAYED;
     (void) ngx_atomic_fetch_add(&z->sh->delayed, 1);
-
-    level = rlcf->delay_log_level;
-
-    ngx_log_error(level, r->connection->log, 0,
-                  "ratelimit: delaying request %M ms, excess: %L.%03L "
-                  "by zone \"%V\"",
-                  delay, excess / 1000, excess % 1000, &z->name);
 
     if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
