@@ -235,6 +235,41 @@ X-Remaining: 9
 ratelimit: cost "-5" is not a number, zone "rl" charges 1
 
 
+
+=== TEST 7b: a cost of any length is capped at 1,000,000: 7, 11 and 20 digits are all rejected by a burst below it
+--- http_config
+    ratelimit_zone rl key=$arg_k size=1m rate=1r/m;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+    location /t {
+        ratelimit rl burst=999998 nodelay cost=$arg_c;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ok;
+    }
+--- init
+my @s;
+for my $q ("k=a&c=2000000", "k=d&c=00000000000999999",
+           "k=e&c=000000000001000000", "k=b&c=99999999999",
+           "k=c&c=18446744073709551617") {
+    my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t?$q");
+    push @s, $st;
+}
+main::result("@s\n");
+--- request
+GET /result
+--- response_body
+429 200 429 429 429
+--- error_log eval
+[qr/ratelimit: cost "99999999999" capped at 1000000 in zone "rl"/,
+ qr/ratelimit: cost "18446744073709551617" capped at 1000000 in zone "rl"/]
+--- no_error_log
+[alert]
+[crit]
+
+
 === TEST 8: an empty key exempts the request
 --- http_config
     ratelimit_zone rl key=$arg_k size=1m rate=1r/m;

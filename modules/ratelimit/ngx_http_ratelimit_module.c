@@ -350,6 +350,7 @@ static ngx_int_t
 ngx_http_ratelimit_prepare(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_loc_conf_t *rlcf)
 {
+    size_t                       j;
     ngx_int_t                    n;
     ngx_str_t                    key, cost;
     ngx_uint_t                   i;
@@ -391,8 +392,31 @@ ngx_http_ratelimit_prepare(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        n = (cost.len && cost.len <= 10) ? ngx_atoi(cost.data, cost.len)
-                                         : NGX_ERROR;
+        /* digits only, of any length: a long number is capped below */
+
+        for (j = 0; j < cost.len; j++) {
+            if (cost.data[j] < '0' || cost.data[j] > '9') {
+                break;
+            }
+        }
+
+        if (cost.len == 0 || j < cost.len) {
+            n = NGX_ERROR;
+
+        } else if (cost.len > 9) {
+            n = NGX_HTTP_RATELIMIT_COST_MAX + 1;
+
+            for (j = 0; j < cost.len - 9 && cost.data[j] == '0'; j++) {
+                /* leading zeros */
+            }
+
+            if (j == cost.len - 9) {
+                n = ngx_atoi(cost.data + j, 9);
+            }
+
+        } else {
+            n = ngx_atoi(cost.data, cost.len);
+        }
 
         if (n == NGX_ERROR) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
