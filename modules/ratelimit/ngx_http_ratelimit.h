@@ -43,8 +43,14 @@
 /* at most this many limits take part in one request */
 #define NGX_HTTP_RATELIMIT_MAX_LIMITS    16
 
-/* sync=redis: keys used within this time are synced at every tick */
-#define NGX_HTTP_RATELIMIT_ACTIVE        10000
+/* sync=redis: keys per script, scripts per tick, nodes looked at */
+#define NGX_HTTP_RATELIMIT_SYNC_BATCH    512
+#define NGX_HTTP_RATELIMIT_SYNC_BATCHES  16
+#define NGX_HTTP_RATELIMIT_SYNC_VISITS   65536
+/* sync=redis: the busiest keys learn the fleet's state at every tick */
+#define NGX_HTTP_RATELIMIT_SYNC_HOT      64
+/* sync=redis: charges of evicted keys waiting for the next sync */
+#define NGX_HTTP_RATELIMIT_ORPHANS       256
 
 /* the fleet's census: an instance not seen for this long is gone */
 #define NGX_HTTP_RATELIMIT_CENSUS        10000
@@ -77,6 +83,17 @@ typedef struct {
 } ngx_http_ratelimit_node_t;
 
 
+/* a key and its charges not yet synced, as a sync sends them */
+
+typedef struct {
+    uint32_t                   hash;
+    u_char                     flags;
+    u_char                     len;
+    u_char                     key[NGX_HTTP_RATELIMIT_KEY_MAX];
+    int64_t                    delta;
+} ngx_http_ratelimit_entry_t;
+
+
 typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
@@ -99,6 +116,15 @@ typedef struct {
     ngx_atomic_t               instances;    /* fleet size, last seen */
     ngx_atomic_t               degraded;     /* Redis failing */
     uint64_t                   id;           /* this instance */
+    ngx_atomic_t               batches;      /* sync batches numbered */
+
+    /* sync=redis: where the walk over the keys with charges stopped */
+    ngx_uint_t                 cursor_set;
+    ngx_http_ratelimit_entry_t cursor;
+
+    /* sync=redis: charges of evicted keys, for the next sync */
+    ngx_uint_t                 norphans;
+    ngx_http_ratelimit_entry_t *orphans;
 } ngx_http_ratelimit_shctx_t;
 
 
@@ -115,6 +141,9 @@ typedef struct {
     ngx_uint_t                 on_error;
     int64_t                    quota;        /* header "q" */
     ngx_uint_t                 window;       /* header "w", seconds */
+    /* this worker's: syncs in flight, and failed ones to send again */
+    ngx_uint_t                 inflight;
+    void                      *pending;
 } ngx_http_ratelimit_zone_t;
 
 
@@ -252,6 +281,8 @@ void ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
 void ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
     int64_t prev, uint64_t wall, ngx_uint_t pass);
 uint64_t ngx_http_ratelimit_wall(void);
+ngx_uint_t ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_entry_t *e, ngx_uint_t max);
 
 /* the fleet: ngx_http_ratelimit_sync.c */
 

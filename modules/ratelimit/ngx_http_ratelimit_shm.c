@@ -36,6 +36,12 @@ static int64_t ngx_http_ratelimit_estimate(ngx_http_ratelimit_zone_t *z,
 static ngx_msec_t ngx_http_ratelimit_sliding_wait(
     ngx_http_ratelimit_zone_t *z, ngx_http_ratelimit_node_t *rn,
     uint64_t wall, int64_t limit, int64_t cost);
+static ngx_uint_t ngx_http_ratelimit_live(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, ngx_msec_t now, uint64_t wall);
+static void ngx_http_ratelimit_take(ngx_http_ratelimit_node_t *rn,
+    ngx_http_ratelimit_entry_t *e);
+static ngx_rbtree_node_t *ngx_http_ratelimit_after(
+    ngx_http_ratelimit_zone_t *z, ngx_http_ratelimit_entry_t *c);
 
 
 ngx_int_t
@@ -207,7 +213,7 @@ ngx_http_ratelimit_lookup(ngx_http_ratelimit_zone_t *z, uint32_t hash,
             return rn;
         }
 
-        node = (rc > 0) ? node->left : node->right;
+        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
@@ -917,10 +923,11 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
     ngx_uint_t                  n, seen;
     ngx_msec_t                  now;
     ngx_queue_t                *q, *prev;
-    ngx_http_ratelimit_node_t  *rn;
+    ngx_http_ratelimit_node_t  *rn, *dirty;
 
     now = ngx_current_msec;
     wall = 0;
+    dirty = NULL;
 
     if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
         wall = ngx_http_ratelimit_wall();
@@ -940,6 +947,15 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
         }
 
         if (force) {
+            if (rn->delta != 0) {
+                /* a key with charges not yet synced goes last */
+                if (dirty == NULL) {
+                    dirty = rn;
+                }
+
+                continue;
+            }
+
             ngx_http_ratelimit_free(z, rn);
             (void) ngx_atomic_fetch_add(&z->sh->evicted, 1);
             return;
@@ -962,6 +978,26 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
         ngx_http_ratelimit_free(z, rn);
         n++;
     }
+
+    if (dirty == NULL) {
+        return;
+    }
+
+    /* its charges wait for the next sync, then it goes */
+
+    if (z->sh->orphans == NULL) {
+        z->sh->orphans = ngx_slab_alloc_locked(z->shpool,
+                                   NGX_HTTP_RATELIMIT_ORPHANS
+                                   * sizeof(ngx_http_ratelimit_entry_t));
+    }
+
+    if (z->sh->orphans && z->sh->norphans < NGX_HTTP_RATELIMIT_ORPHANS) {
+        ngx_http_ratelimit_take(dirty,
+                                &z->sh->orphans[z->sh->norphans++]);
+    }
+
+    ngx_http_ratelimit_free(z, dirty);
+    (void) ngx_atomic_fetch_add(&z->sh->evicted, 1);
 }
 
 
@@ -980,4 +1016,173 @@ ngx_http_ratelimit_free(ngx_http_ratelimit_zone_t *z,
     ngx_slab_free_locked(z->shpool, node);
 
     (void) ngx_atomic_fetch_add(&z->sh->keys, -1);
+}
+
+
+/* a key has something left to remember (limit_req's test for freeing) */
+
+static ngx_uint_t
+ngx_http_ratelimit_live(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, ngx_msec_t now, uint64_t wall)
+{
+    if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+        return ngx_http_ratelimit_base(z, rn, now) > 0;
+    }
+
+    return rn->last + 2 * z->rate.period > wall;
+}
+
+
+/* a key's charges leave it for a sync */
+
+static void
+ngx_http_ratelimit_take(ngx_http_ratelimit_node_t *rn,
+    ngx_http_ratelimit_entry_t *e)
+{
+    e->hash = ((ngx_rbtree_node_t *)
+                 ((u_char *) rn - offsetof(ngx_rbtree_node_t, color)))->key;
+    e->flags = rn->flags;
+    e->len = (u_char) rn->len;
+    ngx_memcpy(e->key, rn->data, rn->len);
+    e->delta = rn->delta;
+
+    rn->delta = 0;
+}
+
+
+/* the first node after the cursor's key, in the rbtree's order */
+
+static ngx_rbtree_node_t *
+ngx_http_ratelimit_after(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_entry_t *c)
+{
+    ngx_int_t           rc;
+    ngx_rbtree_node_t  *node, *sentinel, *best;
+
+    node = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+    best = NULL;
+
+    while (node != sentinel) {
+
+        if (c->hash != node->key) {
+            rc = (c->hash < node->key) ? -1 : 1;
+
+        } else {
+            rc = ngx_http_ratelimit_cmp(
+                     (ngx_http_ratelimit_node_t *) &node->color,
+                     c->flags, c->key, c->len);
+        }
+
+        if (rc < 0) {
+            best = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return best;
+}
+
+
+/*
+ * sync=redis: what the next sync sends, at most "max" keys: the charges
+ * of evicted keys, the busiest keys (charged or not, so that they learn
+ * the fleet's state), then every key with charges not yet synced, in the
+ * rbtree's order from where the previous sync stopped: a sync that runs
+ * out of budget leaves the rest to the next one, none is dropped.
+ */
+
+ngx_uint_t
+ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_entry_t *e, ngx_uint_t max)
+{
+    uint64_t                    wall;
+    ngx_uint_t                  n, i, visits;
+    ngx_msec_t                  now;
+    ngx_queue_t                *q;
+    ngx_rbtree_node_t          *node, *last, *root, *sentinel;
+    ngx_http_ratelimit_node_t  *rn;
+
+    now = ngx_current_msec;
+    wall = ngx_http_ratelimit_wall();
+    n = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (i = 0; i < z->sh->norphans && n < max; i++) {
+        e[n++] = z->sh->orphans[i];
+    }
+
+    if (i < z->sh->norphans) {
+        ngx_memmove(z->sh->orphans, &z->sh->orphans[i],
+                    (z->sh->norphans - i)
+                    * sizeof(ngx_http_ratelimit_entry_t));
+    }
+
+    z->sh->norphans -= i;
+
+    for (q = ngx_queue_head(&z->sh->queue), i = 0;
+         q != ngx_queue_sentinel(&z->sh->queue)
+         && i < NGX_HTTP_RATELIMIT_SYNC_HOT && n < max;
+         q = ngx_queue_next(q), i++)
+    {
+        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
+
+        if (z->sync == NGX_HTTP_RATELIMIT_SYNC_STRICT && rn->delta == 0) {
+            /* Redis has it: only what a fallback charged here goes */
+            continue;
+        }
+
+        if (rn->delta != 0 || ngx_http_ratelimit_live(z, rn, now, wall)) {
+            ngx_http_ratelimit_take(rn, &e[n++]);
+        }
+    }
+
+    root = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+
+    if (root == sentinel) {
+        z->sh->cursor_set = 0;
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return n;
+    }
+
+    node = z->sh->cursor_set ? ngx_http_ratelimit_after(z, &z->sh->cursor)
+                             : ngx_rbtree_min(root, sentinel);
+    last = NULL;
+
+    for (visits = 0;
+         node && visits < NGX_HTTP_RATELIMIT_SYNC_VISITS && n < max;
+         visits++)
+    {
+        rn = (ngx_http_ratelimit_node_t *) &node->color;
+
+        if (rn->delta != 0) {
+            ngx_http_ratelimit_take(rn, &e[n++]);
+        }
+
+        last = node;
+        node = ngx_rbtree_next(&z->sh->rbtree, node);
+    }
+
+    if (node == NULL) {
+        /* the end: the next sync starts over */
+        z->sh->cursor_set = 0;
+
+    } else if (last) {
+        rn = (ngx_http_ratelimit_node_t *) &last->color;
+
+        z->sh->cursor.hash = last->key;
+        z->sh->cursor.flags = rn->flags;
+        z->sh->cursor.len = (u_char) rn->len;
+        ngx_memcpy(z->sh->cursor.key, rn->data, rn->len);
+        z->sh->cursor_set = 1;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return n;
 }
