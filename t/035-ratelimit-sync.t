@@ -185,3 +185,108 @@ passed=20000 redis=equal
 --- no_error_log
 [alert]
 [crit]
+
+
+=== TEST 3: Redis killed with two instances in the census, on_redis_error=local: burst 0 passes half the rate on each; a limit charged after another has the factor it was checked with
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_FLAKY_REDIS_PORT prefix=$TEST_NGINX_PREFIX
+                     connect_timeout=200ms command_timeout=200ms;
+    ratelimit_zone half key=one size=1m rate=20r/s sync=redis sync_interval=50ms;
+    ratelimit_zone fa key=one size=1m rate=1r/m sync=redis sync_interval=50ms;
+    ratelimit_zone fb key=one size=1m rate=1r/m sync=redis sync_interval=50ms;
+    ratelimit_zone big key=one size=1m rate=1000r/s;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /half { ratelimit half; proxy_pass http://127.0.0.1:$server_port/ok; }
+    location /a {
+        ratelimit fa burst=10 nodelay;
+        proxy_pass http://127.0.0.1:$server_port/ok;
+    }
+    location /b {
+        ratelimit fb burst=10 nodelay;
+        ratelimit big;
+        proxy_pass http://127.0.0.1:$server_port/ok;
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $port = $ENV{TEST_NGINX_FLAKY_REDIS_PORT};
+NR::Redis::redis_start($port);
+my $zones = <<"_EOC_";
+    resilience_redis 127.0.0.1:$port prefix=$main::Prefix
+                     connect_timeout=200ms command_timeout=200ms;
+    ratelimit_zone half key=one size=1m rate=20r/s sync=redis sync_interval=50ms;
+_EOC_
+my $locations = <<"_EOC_";
+    location = /ok { return 200 "ok\\n"; }
+    location /half { ratelimit half; proxy_pass http://127.0.0.1:\$server_port/ok; }
+_EOC_
+NR::Nginx::nginx_start(port => $ENV{TEST_NGINX_PEER_PORT},
+                       http_config => $zones, config => $locations);
+main::wait_clients(3, $port);
+# both instances in the census of "half"; the main one alone could
+# count only itself in fa and fb, so they get a second member by hand
+my $census = sub {
+    my $s = NR::Redis::redis_cli($port, "EVAL",
+        'local m = 0 for _, k in ipairs(redis.call("KEYS", ARGV[1])) do '
+        . 'local c = redis.call("ZCARD", k) if c > m then m = c end end '
+        . 'return m', "0", $_[0]);
+    return $s =~ /(\d+)/ ? $1 : 0;
+};
+for (1 .. 100) {
+    last if $census->("${main::Prefix}rl:half:*census") >= 2
+            && $census->("${main::Prefix}rl:fa:*census") >= 1
+            && $census->("${main::Prefix}rl:fb:*census") >= 1;
+    Time::HiRes::sleep(0.05);
+}
+NR::Redis::redis_cli($port, "EVAL",
+    'for _, k in ipairs(redis.call("KEYS", ARGV[1])) do '
+    . 'redis.call("ZADD", k, ARGV[2], "another") end return 1', "0",
+    "${main::Prefix}rl:f*census", int(Time::HiRes::time() * 1000));
+# each instance reads the census at its next syncs
+Time::HiRes::sleep(1.5);
+NR::Redis::redis_kill($port);
+Time::HiRes::sleep(0.3);
+my $dir = $Test::Nginx::Util::HtmlDir;
+my @pids;
+for my $p ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT}) {
+    my $pid = fork() // die "fork: $!";
+    if ($pid == 0) {
+        my ($ok, $n) = (0, 0);
+        my $start = Time::HiRes::time();
+        while (Time::HiRes::time() - $start < 2) {
+            my ($st) = NR::Net::http_get($p, "/half");
+            $ok++ if $st == 200;
+            $n++;
+            Time::HiRes::sleep(0.01);
+        }
+        my $took = Time::HiRes::time() - $start;
+        open my $fh, '>', "$dir/half-$p" or POSIX::_exit(1);
+        # passed, and passed over what half the rate allows
+        printf $fh "%d %.2f %d", $ok, $ok / (1 + 10 * $took), $n;
+        close $fh;
+        POSIX::_exit(0);
+    }
+    push @pids, $pid;
+}
+waitpid($_, 0) for @pids;
+my $out = '';
+for my $p ($ENV{TEST_NGINX_SERVER_PORT}, $ENV{TEST_NGINX_PEER_PORT}) {
+    open my $fh, '<', "$dir/half-$p" or die;
+    my ($ok, $ratio, $n) = split ' ', <$fh>;
+    warn "t/035 TEST 3: port $p passed $ok of $n, $ratio of half the rate\n";
+    $out .= ($ratio >= 0.7 && $ratio <= 1.3 ? "half" : "$ok($ratio)") . " ";
+}
+my $a = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/a", 30) =~ tr/P//;
+my $b = main::letters($ENV{TEST_NGINX_SERVER_PORT}, "/b", 30) =~ tr/P//;
+main::result("${out}alone=$a after-another=$b\n");
+--- request
+GET /result
+--- response_body
+half half alone=6 after-another=6
+--- timeout: 20
+--- no_error_log
+[alert]
+[crit]

@@ -180,6 +180,7 @@ typedef struct {
     ngx_msec_t                  wait;        /* until it would pass */
     ngx_msec_t                  reset;       /* until fully reset */
     int64_t                     remaining;   /* requests */
+    ngx_uint_t                  factor;      /* instances sharing it */
     unsigned                    strict:1;
     unsigned                    skip:1;      /* exempt, or Redis "open" */
     unsigned                    accounted:1;

@@ -369,6 +369,7 @@ ngx_http_ratelimit_prepare(ngx_http_request_t *r,
 
         t->limit = &limits[i];
         t->zone = z;
+        t->factor = 1;
 
         if (ngx_http_complex_value(r, &z->key, &key) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -730,7 +731,8 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
         applied++;
 
         if (!t->strict && !t->accounted) {
-            ngx_http_ratelimit_account(t, 1);
+            /* with the factor it was checked with */
+            ngx_http_ratelimit_account(t, t->factor);
         }
 
         if (head == NULL || t->remaining < head->remaining) {
@@ -739,13 +741,16 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
 
         z = t->zone;
 
+        /* a local share: its first request of each interval is free */
+        excess = t->excess - (int64_t) (t->factor - 1) * 1000;
+
         if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA
-            || t->excess <= t->limit->delay)
+            || excess <= t->limit->delay)
         {
             continue;
         }
 
-        d = (ngx_msec_t) ((t->excess - t->limit->delay)
+        d = (ngx_msec_t) ((excess - t->limit->delay)
                           * (int64_t) z->rate.period
                           / (int64_t) z->rate.milli);
 

@@ -263,8 +263,13 @@ ngx_http_ratelimit_wall(void)
  * "account" the request is charged when it passes (the only or the last
  * limit of a request, as limit_req does); without, the key is pinned
  * until ngx_http_ratelimit_account() or ngx_http_ratelimit_unpin().
- * "factor" multiplies the cost (a fleet limit enforced locally while
- * Redis is away).  Returns NGX_OK (passes), NGX_BUSY (rejected) or
+ * "factor" is the number of instances sharing a fleet limit enforced
+ * locally while Redis is away: each enforces a share of the rate, its
+ * emission interval "factor" times the zone's (a request moves the
+ * arrival time "factor" times as far) with the same tolerance in time,
+ * so that a share passes its share of the rate at any burst, burst 0
+ * included (GCRA: passes when (tat - now) <= burst, whatever the
+ * factor).  Returns NGX_OK (passes), NGX_BUSY (rejected) or
  * NGX_DECLINED (no memory for the key: not limited).
  */
 
@@ -272,7 +277,7 @@ ngx_int_t
 ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
     ngx_uint_t factor)
 {
-    int64_t                     base, cand, cost, limit;
+    int64_t                     base, cand, cost, limit, slack;
     uint64_t                    wall;
     ngx_msec_t                  now;
     ngx_http_ratelimit_zone_t  *z;
@@ -283,6 +288,10 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
     wall = 0;
 
     cost = t->cost * (int64_t) factor;
+    t->factor = factor;
+
+    /* the share's tolerance: the burst, plus what its interval adds */
+    slack = (int64_t) (factor - 1) * 1000;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
@@ -311,11 +320,11 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
         base = ngx_http_ratelimit_base(z, rn, now);
 
         /* a cost of 0 asks whether one request would pass */
-        cand = base + ngx_max(cost, 1000) - 1000;
+        cand = base + ngx_max(cost, 1000 * (int64_t) factor) - 1000;
 
-        if (cand > t->limit->burst) {
+        if (cand > t->limit->burst + slack) {
             t->excess = cand;
-            t->wait = (ngx_msec_t) ((cand - t->limit->burst)
+            t->wait = (ngx_msec_t) ((cand - t->limit->burst - slack)
                                     * (int64_t) z->rate.period
                                     / (int64_t) z->rate.milli);
             t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
@@ -340,7 +349,8 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
 
         t->excess = cand;
         t->wait = 0;
-        t->remaining = (t->limit->burst - cand) / 1000;
+        t->remaining = (t->limit->burst + slack - cand) / 1000
+                       / (int64_t) factor;
         t->reset = (ngx_msec_t) ((cand + 1000) * (int64_t) z->rate.period
                                  / (int64_t) z->rate.milli);
 
@@ -423,7 +433,10 @@ ngx_http_ratelimit_account(ngx_http_ratelimit_try_t *t, ngx_uint_t factor)
             rn->last = now;
 
             t->excess = rn->excess;
-            t->remaining = ngx_max(t->limit->burst - rn->excess, 0) / 1000;
+            t->remaining = ngx_max(t->limit->burst
+                                   + (int64_t) (factor - 1) * 1000
+                                   - rn->excess, 0)
+                           / 1000 / (int64_t) factor;
             t->reset = (ngx_msec_t) ((rn->excess + 1000)
                                      * (int64_t) z->rate.period
                                      / (int64_t) z->rate.milli);
