@@ -40,6 +40,17 @@
 /* a request's cost is capped, so that cost x 1000 x instances fits */
 #define NGX_HTTP_RATELIMIT_COST_MAX      1000000
 
+/* what ngx_http_ratelimit_muldiv() saturates at: 2^62, room to add */
+#define NGX_HTTP_RATELIMIT_HUGE          ((int64_t) 1 << 62)
+
+/* figures from Redis are bounded by this (ns, or milli-requests) */
+#define NGX_HTTP_RATELIMIT_WIRE_MAX      ((int64_t) 1000000000000000000)
+
+/* milli-requests to ms at a zone's rate */
+#define ngx_http_ratelimit_to_ms(z, m)                                        \
+    ((ngx_msec_t) ngx_http_ratelimit_muldiv(m, (int64_t) (z)->rate.period,   \
+                                            (int64_t) (z)->rate.milli))
+
 /* at most this many limits take part in one request */
 #define NGX_HTTP_RATELIMIT_MAX_LIMITS    16
 
@@ -282,6 +293,7 @@ void ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
 void ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
     int64_t prev, uint64_t wall, ngx_uint_t pass);
 uint64_t ngx_http_ratelimit_wall(void);
+int64_t ngx_http_ratelimit_muldiv(int64_t a, int64_t b, int64_t c);
 ngx_uint_t ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
     ngx_http_ratelimit_entry_t *e, ngx_uint_t max);
 

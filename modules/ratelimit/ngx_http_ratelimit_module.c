@@ -750,9 +750,7 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
             continue;
         }
 
-        d = (ngx_msec_t) ((excess - t->limit->delay)
-                          * (int64_t) z->rate.period
-                          / (int64_t) z->rate.milli);
+        d = ngx_http_ratelimit_to_ms(z, excess - t->limit->delay);
 
         if (d > delay) {
             delay = d;

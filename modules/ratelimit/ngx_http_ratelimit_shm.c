@@ -247,6 +247,40 @@ ngx_http_ratelimit_set_key(ngx_http_ratelimit_try_t *t, u_char *key,
 }
 
 
+/*
+ * a * b / c, c > 0, without overflow: 128-bit where the compiler has it
+ * (every 64-bit target nginx builds on), saturated at +-2^62 either way
+ */
+
+int64_t
+ngx_http_ratelimit_muldiv(int64_t a, int64_t b, int64_t c)
+{
+#if (defined __SIZEOF_INT128__)
+
+    __int128  r;
+
+    r = (__int128) a * b / c;
+
+#else
+
+    long double  r;
+
+    r = (long double) a * b / c;
+
+#endif
+
+    if (r > NGX_HTTP_RATELIMIT_HUGE) {
+        return NGX_HTTP_RATELIMIT_HUGE;
+    }
+
+    if (r < -NGX_HTTP_RATELIMIT_HUGE) {
+        return -NGX_HTTP_RATELIMIT_HUGE;
+    }
+
+    return (int64_t) r;
+}
+
+
 uint64_t
 ngx_http_ratelimit_wall(void)
 {
@@ -324,11 +358,9 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
 
         if (cand > t->limit->burst + slack) {
             t->excess = cand;
-            t->wait = (ngx_msec_t) ((cand - t->limit->burst - slack)
-                                    * (int64_t) z->rate.period
-                                    / (int64_t) z->rate.milli);
-            t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
-                                     / (int64_t) z->rate.milli);
+            t->wait = ngx_http_ratelimit_to_ms(z,
+                                             cand - t->limit->burst - slack);
+            t->reset = ngx_http_ratelimit_to_ms(z, base);
             t->remaining = 0;
             ngx_shmtx_unlock(&z->shpool->mutex);
             t->node = NULL;
@@ -351,8 +383,7 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
         t->wait = 0;
         t->remaining = (t->limit->burst + slack - cand) / 1000
                        / (int64_t) factor;
-        t->reset = (ngx_msec_t) ((cand + 1000) * (int64_t) z->rate.period
-                                 / (int64_t) z->rate.milli);
+        t->reset = ngx_http_ratelimit_to_ms(z, cand + 1000);
 
     } else {
         wall = ngx_http_ratelimit_wall();
@@ -437,9 +468,7 @@ ngx_http_ratelimit_account(ngx_http_ratelimit_try_t *t, ngx_uint_t factor)
                                    + (int64_t) (factor - 1) * 1000
                                    - rn->excess, 0)
                            / 1000 / (int64_t) factor;
-            t->reset = (ngx_msec_t) ((rn->excess + 1000)
-                                     * (int64_t) z->rate.period
-                                     / (int64_t) z->rate.milli);
+            t->reset = ngx_http_ratelimit_to_ms(z, rn->excess + 1000);
 
         } else {
             wall = ngx_http_ratelimit_wall();
@@ -637,8 +666,10 @@ ngx_http_ratelimit_base(ngx_http_ratelimit_zone_t *z,
         return 0;
     }
 
+    /* 128-bit: 4294967295r/d idle for a day is 3.7e20 */
     base = rn->excess + 1000
-           - (int64_t) z->rate.milli * ms / (int64_t) z->rate.period;
+           - ngx_http_ratelimit_muldiv((int64_t) z->rate.milli, ms,
+                                       (int64_t) z->rate.period);
 
     return base < 0 ? 0 : base;
 }
@@ -681,7 +712,8 @@ ngx_http_ratelimit_estimate(ngx_http_ratelimit_zone_t *z,
     period = (int64_t) z->rate.period;
     elapsed = (int64_t) (wall - rn->last);
 
-    return rn->prev * (period - elapsed) / period + rn->excess;
+    return ngx_http_ratelimit_muldiv(rn->prev, period - elapsed, period)
+           + rn->excess;
 }
 
 
@@ -705,7 +737,8 @@ ngx_http_ratelimit_sliding_wait(ngx_http_ratelimit_zone_t *z,
 
     if (room >= 0 && rn->prev > 0) {
         /* prev * (period - elapsed - t) / period <= room */
-        t = period - elapsed - room * period / rn->prev;
+        t = period - elapsed
+            - ngx_http_ratelimit_muldiv(room, period, rn->prev);
         return (ngx_msec_t) ngx_max(t, 1);
     }
 
@@ -715,7 +748,7 @@ ngx_http_ratelimit_sliding_wait(ngx_http_ratelimit_zone_t *z,
     t = period - elapsed;
 
     if (rn->excess > room) {
-        t += period - room * period / rn->excess;
+        t += period - ngx_http_ratelimit_muldiv(room, period, rn->excess);
     }
 
     return (ngx_msec_t) ngx_max(t, 1);

@@ -73,24 +73,42 @@ static void ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply,
 static size_t ngx_http_ratelimit_redis_key(u_char *buf,
     ngx_http_ratelimit_zone_t *z, u_char *key, size_t len);
 static int64_t ngx_http_ratelimit_period_us(ngx_http_ratelimit_zone_t *z);
-static int64_t ngx_http_ratelimit_interval_us(ngx_http_ratelimit_zone_t *z);
+static int64_t ngx_http_ratelimit_interval_ns(ngx_http_ratelimit_zone_t *z);
 static ngx_int_t ngx_http_ratelimit_int(redisReply *r, int64_t *v);
 
 
 /*
  * KEYS: the census, the batch's id, then the keys; ARGV: this instance,
- * the algorithm, the emission interval (GCRA) or the window (us), the
- * time since the last sync (us), then one charge per key
+ * the algorithm, the emission interval (GCRA, ns) or the window (us),
+ * the time since the last sync (us), then one charge per key
  * (milli-requests).  The charges were made over that time, not now:
  * GCRA's arrival time may start that far back, or a steady rate would
  * look like a burst at every sync.  A batch whose id Redis has already
  * seen (its answer timed out, it is sent again) charges nothing: each is
  * applied exactly once.  Returns the census count, two figures per key
- * (GCRA: tat - now in us; sliding: the current and previous counts), and
- * Redis's time in us.
+ * (GCRA: tat - now in ns; sliding: the current and previous counts), and
+ * Redis's time in us.  GCRA's arrival time is kept as "us:ns" (a double
+ * holds today's time in us to a quarter of a microsecond only), so that
+ * an interval keeps its nanoseconds: 600k r/s is 1666 ns, not 1 us.
  */
 
 static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
+    "local function rd(k)\n"
+    "  local v = redis.call('GET', k)\n"
+    "  if not v then return 0, 0 end\n"
+    "  local a, b = string.match(v, '^(%d+):(%d+)$')\n"
+    "  if a then return tonumber(a), tonumber(b) end\n"
+    "  return tonumber(v) or 0, 0\n"
+    "end\n"
+    "local function add(us, ns, d)\n"
+    "  local t = ns + d\n"
+    "  local w = math.floor(t / 1000)\n"
+    "  return us + w, t - w * 1000\n"
+    "end\n"
+    "local function wr(k, us, ns, now)\n"
+    "  redis.call('SET', k, string.format('%.0f:%.0f', us, ns), 'PX',\n"
+    "             math.floor((us - now) / 1000) + 1000)\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local ms = math.floor(now / 1000)\n"
@@ -107,14 +125,13 @@ static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
     "  local d = tonumber(ARGV[i + 2])\n"
     "  if not fresh then d = 0 end\n"
     "  if alg == 0 then\n"
-    "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
-    "    if tat < floor then tat = floor end\n"
+    "    local us, ns = rd(KEYS[i])\n"
+    "    if us < floor then us, ns = floor, 0 end\n"
     "    if d > 0 then\n"
-    "      tat = tat + math.floor(d * p / 1000)\n"
-    "      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX',\n"
-    "                 math.floor((tat - now) / 1000) + 1000)\n"
+    "      us, ns = add(us, ns, math.floor(d * p / 1000))\n"
+    "      wr(KEYS[i], us, ns, now)\n"
     "    end\n"
-    "    out[#out + 1] = tat - now\n"
+    "    out[#out + 1] = (us - now) * 1000 + ns\n"
     "    out[#out + 1] = 0\n"
     "  else\n"
     "    local ck = KEYS[i] .. ':' .. w\n"
@@ -136,14 +153,30 @@ static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
 
 /*
  * KEYS: the keys; ARGV: four per key: the algorithm, the emission
- * interval or the window (us), the tolerance (GCRA: burst in us; sliding:
- * the limit in milli-requests), the cost (milli-requests).  Every key
+ * interval (ns) or the window (us), the tolerance (GCRA: burst in ns;
+ * sliding: the limit in milli-requests), the cost (milli-requests).  Every key
  * passes, and all are charged, or none is.  Returns: 1 if charged, then
- * three figures per key (passes, GCRA: tat - now in us after the charge;
+ * three figures per key (passes, GCRA: tat - now in ns after the charge;
  * sliding: the current and the previous counts), then Redis's time.
  */
 
 static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
+    "local function rd(k)\n"
+    "  local v = redis.call('GET', k)\n"
+    "  if not v then return 0, 0 end\n"
+    "  local a, b = string.match(v, '^(%d+):(%d+)$')\n"
+    "  if a then return tonumber(a), tonumber(b) end\n"
+    "  return tonumber(v) or 0, 0\n"
+    "end\n"
+    "local function add(us, ns, d)\n"
+    "  local t = ns + d\n"
+    "  local w = math.floor(t / 1000)\n"
+    "  return us + w, t - w * 1000\n"
+    "end\n"
+    "local function wr(k, us, ns, now)\n"
+    "  redis.call('SET', k, string.format('%.0f:%.0f', us, ns), 'PX',\n"
+    "             math.floor((us - now) / 1000) + 1000)\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local ok, st = 1, {}\n"
@@ -155,10 +188,11 @@ static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
     "  if c < 1000 then c = 1000 end\n"
     "  local s = {alg = alg, p = p, cost = cost, pass = 1}\n"
     "  if alg == 0 then\n"
-    "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
-    "    if tat < now then tat = now end\n"
-    "    s.v = tat\n"
-    "    if tat - now + math.floor(c * p / 1000) - p > lim then\n"
+    "    local us, ns = rd(KEYS[i])\n"
+    "    if us < now then us, ns = now, 0 end\n"
+    "    s.v, s.ns = us, ns\n"
+    "    if (us - now) * 1000 + ns + math.floor(c * p / 1000) - p > lim"
+    " then\n"
     "      s.pass = 0\n"
     "    end\n"
     "  else\n"
@@ -178,11 +212,10 @@ static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
     "  out[#out + 1] = s.pass\n"
     "  if s.alg == 0 then\n"
     "    if ok == 1 and s.cost > 0 then\n"
-    "      s.v = s.v + math.floor(s.cost * s.p / 1000)\n"
-    "      redis.call('SET', KEYS[i], string.format('%.0f', s.v), 'PX',\n"
-    "                 math.floor((s.v - now) / 1000) + 1000)\n"
+    "      s.v, s.ns = add(s.v, s.ns, math.floor(s.cost * s.p / 1000))\n"
+    "      wr(KEYS[i], s.v, s.ns, now)\n"
     "    end\n"
-    "    out[#out + 1] = s.v - now\n"
+    "    out[#out + 1] = (s.v - now) * 1000 + s.ns\n"
     "    out[#out + 1] = 0\n"
     "  else\n"
     "    if ok == 1 and s.cost > 0 then\n"
@@ -552,7 +585,7 @@ ngx_http_ratelimit_sync_send(ngx_http_ratelimit_batch_t *b, ngx_log_t *log)
     argv[4 + n] = (char *) per;
     lens[4 + n] = ngx_sprintf(per, "%L",
                               z->algorithm == NGX_HTTP_RATELIMIT_GCRA
-                              ? ngx_http_ratelimit_interval_us(z)
+                              ? ngx_http_ratelimit_interval_ns(z)
                               : ngx_http_ratelimit_period_us(z))
                   - per;
 
@@ -665,7 +698,8 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
         z->sh->degraded = 0;
     }
 
-    z->sh->instances = (census > 0) ? (ngx_atomic_uint_t) census : 1;
+    z->sh->instances = (census > 0) ? (ngx_atomic_uint_t)
+                                      ngx_min(census, 65536) : 1;
 
     if (b->n) {
         (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
@@ -699,11 +733,19 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
         }
 
         if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-            /* tat - now, from us to milli-requests */
-            a = (a - half_us) * 1000 / ngx_http_ratelimit_interval_us(z);
+            /* tat - now, from ns to milli-requests (bounded: wire input) */
+            a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX),
+                        -NGX_HTTP_RATELIMIT_WIRE_MAX);
+            a = ngx_http_ratelimit_muldiv(a - half_us * 1000, 1000,
+                                          ngx_http_ratelimit_interval_ns(z));
 
             /* what the rate gave back while the batch was away */
-            c = 2 * half_us * 1000 / ngx_http_ratelimit_interval_us(z);
+            c = ngx_http_ratelimit_muldiv(2 * half_us * 1000, 1000,
+                                          ngx_http_ratelimit_interval_ns(z));
+
+        } else {
+            a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
+            c = ngx_max(ngx_min(c, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
         }
 
         ngx_http_ratelimit_merge(z, e->hash, e->flags, e->key, e->len,
@@ -786,8 +828,8 @@ ngx_http_ratelimit_strict(ngx_http_request_t *r,
         z = t->zone;
 
         if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-            per = ngx_http_ratelimit_interval_us(z);
-            lim = t->limit->burst * per / 1000;
+            per = ngx_http_ratelimit_interval_ns(z);
+            lim = ngx_http_ratelimit_muldiv(t->limit->burst, per, 1000);
 
         } else {
             per = ngx_http_ratelimit_period_us(z);
@@ -940,10 +982,12 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
         (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
 
         if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-            per = ngx_http_ratelimit_interval_us(z);
+            per = ngx_http_ratelimit_interval_ns(z);
 
             /* tat - now in milli-requests, after the charge when ok */
-            base = a * 1000 / per;
+            a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX),
+                        -NGX_HTTP_RATELIMIT_WIRE_MAX);
+            base = ngx_http_ratelimit_muldiv(a, 1000, per);
 
             ngx_http_ratelimit_mirror(t, base, 0, 0);
 
@@ -951,8 +995,7 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
                 t->excess = ngx_max(base - 1000, 0);
                 t->remaining = ngx_max(t->limit->burst - t->excess, 0)
                                / 1000;
-                t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
-                                         / (int64_t) z->rate.milli);
+                t->reset = ngx_http_ratelimit_to_ms(z, base);
                 continue;
             }
 
@@ -960,14 +1003,12 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
 
             t->excess = cand;
             t->remaining = 0;
-            t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
-                                     / (int64_t) z->rate.milli);
+            t->reset = ngx_http_ratelimit_to_ms(z, base);
 
             if (!pass) {
                 t->busy = 1;
-                t->wait = (ngx_msec_t) ((cand - t->limit->burst)
-                                        * (int64_t) z->rate.period
-                                        / (int64_t) z->rate.milli);
+                t->wait = ngx_http_ratelimit_to_ms(z,
+                                                   cand - t->limit->burst);
             }
 
             continue;
@@ -975,6 +1016,9 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
 
         start = (uint64_t) (now_us / 1000);
         start -= start % z->rate.period;
+
+        a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
+        c = ngx_max(ngx_min(c, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
 
         ngx_http_ratelimit_mirror(t, a, c, start);
 
@@ -996,16 +1040,17 @@ ngx_http_ratelimit_redis_key(u_char *buf, ngx_http_ratelimit_zone_t *z,
 }
 
 
-/* GCRA's emission interval: the time one request takes, in us */
+/* GCRA's emission interval: the time one request takes, in ns */
 
 static int64_t
-ngx_http_ratelimit_interval_us(ngx_http_ratelimit_zone_t *z)
+ngx_http_ratelimit_interval_ns(ngx_http_ratelimit_zone_t *z)
 {
-    int64_t  us;
+    int64_t  ns;
 
-    us = (int64_t) z->rate.period * 1000000 / (int64_t) z->rate.milli;
+    /* at most 86400000 * 10^9 / 1 */
+    ns = (int64_t) z->rate.period * 1000000000 / (int64_t) z->rate.milli;
 
-    return us > 0 ? us : 1;
+    return ns > 0 ? ns : 1;
 }
 
 
