@@ -68,8 +68,10 @@
 
 
 /*
- * One key: 96 bytes from the rbtree node's start to the key, all of them
- * in one slab allocation with the key (the rbtree header included).
+ * One key: 48 bytes from the rbtree node's color to the key, 80 from the
+ * node's start, all of them in one slab allocation with the key: a key
+ * up to 48 bytes takes a 128-byte slot, as limit_req's.  The LRU queue
+ * links are 32-bit offsets in the zone (zones are below 4 GiB).
  *
  * GCRA keeps limit_req's representation: "excess" is how far the key's
  * theoretical arrival time is ahead of "last", in milli-requests, minus
@@ -79,17 +81,23 @@
  */
 
 typedef struct {
+    uint32_t                   prev;         /* offsets in the zone */
+    uint32_t                   next;
+} ngx_http_ratelimit_link_t;
+
+
+typedef struct {
     u_char                     color;
     u_char                     flags;
-    u_short                    len;
-    uint32_t                   pins;         /* requests holding the node */
-    ngx_queue_t                queue;
+    u_char                     len;
+    u_char                     spare;
+    u_short                    pins;         /* requests holding the node */
+    u_short                    conns;        /* resty.limit.conn's count */
+    ngx_http_ratelimit_link_t  queue;        /* LRU */
     ngx_msec_t                 last;         /* gcra: monotonic ms */
     int64_t                    excess;       /* gcra; sliding: current */
     int64_t                    prev;         /* sliding: previous window */
     int64_t                    delta;        /* charged, not yet synced */
-    ngx_msec_t                 touched;      /* last request here */
-    uint32_t                   conns;        /* resty.limit.conn's count */
     u_char                     data[1];
 } ngx_http_ratelimit_node_t;
 
@@ -108,7 +116,7 @@ typedef struct {
 typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
-    ngx_queue_t                queue;
+    ngx_http_ratelimit_link_t  queue;        /* the LRU's sentinel */
 
     ngx_atomic_t               passed;
     ngx_atomic_t               delayed;

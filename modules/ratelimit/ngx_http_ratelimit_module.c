@@ -1470,6 +1470,15 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            if ((uint64_t) size > 0xffffffff) {
+                /* the keys' LRU links are 32-bit offsets in the zone */
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"ratelimit_zone\" \"%V\" size \"%V\" "
+                                   "is too large, at most 4095m", &z->name,
+                                   &val);
+                return NGX_CONF_ERROR;
+            }
+
             if (size < 8 * ngx_pagesize) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "\"ratelimit_zone\" \"%V\" size \"%V\" "

@@ -17,6 +17,29 @@
 #include "ngx_http_ratelimit.h"
 
 
+/* the LRU queue: links are offsets from the zone's start */
+
+#define ngx_http_ratelimit_link(z, off)                                       \
+    ((ngx_http_ratelimit_link_t *) ((u_char *) (z)->shpool + (off)))
+
+#define ngx_http_ratelimit_offset(z, l)                                       \
+    ((uint32_t) ((u_char *) (l) - (u_char *) (z)->shpool))
+
+#define ngx_http_ratelimit_lru_node(l)                                        \
+    ((ngx_http_ratelimit_node_t *)                                            \
+         ((u_char *) (l) - offsetof(ngx_http_ratelimit_node_t, queue)))
+
+#define ngx_http_ratelimit_lru_sentinel(z)  (&(z)->sh->queue)
+#define ngx_http_ratelimit_lru_head(z)                                        \
+    ngx_http_ratelimit_link(z, (z)->sh->queue.next)
+#define ngx_http_ratelimit_lru_last(z)                                        \
+    ngx_http_ratelimit_link(z, (z)->sh->queue.prev)
+
+
+static void ngx_http_ratelimit_lru_remove(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l);
+static void ngx_http_ratelimit_lru_push(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l);
 static void ngx_http_ratelimit_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_ratelimit_cmp(ngx_http_ratelimit_node_t *a,
@@ -102,7 +125,9 @@ ngx_http_ratelimit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
                     ngx_http_ratelimit_rbtree_insert);
-    ngx_queue_init(&z->sh->queue);
+
+    z->sh->queue.prev = ngx_http_ratelimit_offset(z, &z->sh->queue);
+    z->sh->queue.next = z->sh->queue.prev;
 
     z->sh->instances = 1;
     z->sh->id = ((uint64_t) ngx_random() << 31) ^ ngx_random()
@@ -342,11 +367,10 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
         }
 
     } else {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+        ngx_http_ratelimit_lru_remove(z, &rn->queue);
+        ngx_http_ratelimit_lru_push(z, &rn->queue);
     }
 
-    rn->touched = now;
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
 
@@ -420,6 +444,14 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
     }
 
     if (!account) {
+        if (rn->pins == 0xffff) {
+            /* 65535 requests hold it: this one is not limited by it */
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            t->node = NULL;
+            (void) ngx_atomic_fetch_add(&z->sh->unlimited, 1);
+            return NGX_DECLINED;
+        }
+
         rn->pins++;
         t->node = rn;
 
@@ -554,7 +586,7 @@ ngx_http_ratelimit_conn(ngx_http_ratelimit_try_t *t, ngx_int_t delta,
 
     *conns = (rn ? (int64_t) rn->conns : 0) + 1;
 
-    if (*conns > limit) {
+    if (*conns > limit || *conns > 0xffff) {
         ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_BUSY;
     }
@@ -574,11 +606,10 @@ ngx_http_ratelimit_conn(ngx_http_ratelimit_try_t *t, ngx_int_t delta,
         }
 
     } else {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+        ngx_http_ratelimit_lru_remove(z, &rn->queue);
+        ngx_http_ratelimit_lru_push(z, &rn->queue);
     }
 
-    rn->touched = ngx_current_msec;
     rn->conns++;
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -784,11 +815,9 @@ ngx_http_ratelimit_mirror(ngx_http_ratelimit_try_t *t, int64_t cur,
         }
 
     } else {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+        ngx_http_ratelimit_lru_remove(z, &rn->queue);
+        ngx_http_ratelimit_lru_push(z, &rn->queue);
     }
-
-    rn->touched = ngx_current_msec;
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
         rn->excess = cur - 1000;
@@ -931,14 +960,13 @@ ngx_http_ratelimit_create(ngx_http_ratelimit_zone_t *z,
     rn = (ngx_http_ratelimit_node_t *) &node->color;
 
     rn->flags = t->flags;
-    rn->len = (u_short) t->key.len;
+    rn->len = (u_char) t->key.len;
     rn->pins = 0;
     rn->last = (z->algorithm == NGX_HTTP_RATELIMIT_GCRA)
                ? ngx_current_msec : 0;
     rn->excess = -1000;              /* idle: the tat is now */
     rn->prev = 0;
     rn->delta = 0;
-    rn->touched = ngx_current_msec;
     rn->conns = 0;
 
     if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
@@ -948,7 +976,7 @@ ngx_http_ratelimit_create(ngx_http_ratelimit_zone_t *z,
     ngx_memcpy(rn->data, t->key.data, t->key.len);
 
     ngx_rbtree_insert(&z->sh->rbtree, node);
-    ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+    ngx_http_ratelimit_lru_push(z, &rn->queue);
 
     (void) ngx_atomic_fetch_add(&z->sh->keys, 1);
 
@@ -968,7 +996,7 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
     uint64_t                    wall;
     ngx_uint_t                  n, seen;
     ngx_msec_t                  now;
-    ngx_queue_t                *q, *prev;
+    ngx_http_ratelimit_link_t  *q, *prev;
     ngx_http_ratelimit_node_t  *rn, *dirty;
 
     now = ngx_current_msec;
@@ -979,14 +1007,14 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
         wall = ngx_http_ratelimit_wall();
     }
 
-    q = ngx_queue_last(&z->sh->queue);
+    q = ngx_http_ratelimit_lru_last(z);
 
     for (n = 0, seen = 0;
-         q != ngx_queue_sentinel(&z->sh->queue) && n < 2 && seen < 32;
+         q != ngx_http_ratelimit_lru_sentinel(z) && n < 2 && seen < 32;
          q = prev, seen++)
     {
-        prev = ngx_queue_prev(q);
-        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
+        prev = ngx_http_ratelimit_link(z, q->prev);
+        rn = ngx_http_ratelimit_lru_node(q);
 
         if (rn->pins || rn->conns) {
             continue;
@@ -1053,7 +1081,7 @@ ngx_http_ratelimit_free(ngx_http_ratelimit_zone_t *z,
 {
     ngx_rbtree_node_t  *node;
 
-    ngx_queue_remove(&rn->queue);
+    ngx_http_ratelimit_lru_remove(z, &rn->queue);
 
     node = (ngx_rbtree_node_t *)
                ((u_char *) rn - offsetof(ngx_rbtree_node_t, color));
@@ -1148,8 +1176,8 @@ ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
     uint64_t                    wall;
     ngx_uint_t                  n, i, visits;
     ngx_msec_t                  now;
-    ngx_queue_t                *q;
     ngx_rbtree_node_t          *node, *last, *root, *sentinel;
+    ngx_http_ratelimit_link_t  *q;
     ngx_http_ratelimit_node_t  *rn;
 
     now = ngx_current_msec;
@@ -1170,12 +1198,12 @@ ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
 
     z->sh->norphans -= i;
 
-    for (q = ngx_queue_head(&z->sh->queue), i = 0;
-         q != ngx_queue_sentinel(&z->sh->queue)
+    for (q = ngx_http_ratelimit_lru_head(z), i = 0;
+         q != ngx_http_ratelimit_lru_sentinel(z)
          && i < NGX_HTTP_RATELIMIT_SYNC_HOT && n < max;
-         q = ngx_queue_next(q), i++)
+         q = ngx_http_ratelimit_link(z, q->next), i++)
     {
-        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
+        rn = ngx_http_ratelimit_lru_node(q);
 
         if (z->sync == NGX_HTTP_RATELIMIT_SYNC_STRICT && rn->delta == 0) {
             /* Redis has it: only what a fallback charged here goes */
@@ -1231,4 +1259,32 @@ ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
     ngx_shmtx_unlock(&z->shpool->mutex);
 
     return n;
+}
+
+
+static void
+ngx_http_ratelimit_lru_remove(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l)
+{
+    ngx_http_ratelimit_link(z, l->prev)->next = l->next;
+    ngx_http_ratelimit_link(z, l->next)->prev = l->prev;
+}
+
+
+/* to the head: the most recently used */
+
+static void
+ngx_http_ratelimit_lru_push(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l)
+{
+    uint32_t                    off;
+    ngx_http_ratelimit_link_t  *h;
+
+    h = &z->sh->queue;
+    off = ngx_http_ratelimit_offset(z, l);
+
+    l->next = h->next;
+    l->prev = ngx_http_ratelimit_offset(z, h);
+    ngx_http_ratelimit_link(z, h->next)->prev = off;
+    h->next = off;
 }
