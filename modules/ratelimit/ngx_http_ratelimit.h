@@ -275,6 +275,7 @@ int ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key,
     ngx_http_ratelimit_lua_result_t *out);
 int ngx_http_ratelimit_lua_conn(void *zone, const u_char *key, size_t len,
     int delta, int64_t limit, int64_t *conns);
+int64_t ngx_http_ratelimit_lua_reset(void *zone);
 
 
 /* the shm side: ngx_http_ratelimit_shm.c */
@@ -302,6 +303,7 @@ void ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
     int64_t prev, uint64_t wall, ngx_uint_t pass);
 uint64_t ngx_http_ratelimit_wall(void);
 int64_t ngx_http_ratelimit_muldiv(int64_t a, int64_t b, int64_t c);
+ngx_uint_t ngx_http_ratelimit_reset(ngx_http_ratelimit_zone_t *z);
 ngx_uint_t ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
     ngx_http_ratelimit_entry_t *e, ngx_uint_t max);
 

@@ -245,6 +245,28 @@ ngx_http_ratelimit_lua_conn(void *zone, const u_char *key, size_t len,
 }
 
 
+/*
+ * Forgets every key of the zone (lua-compat's reset(), what a suite
+ * written for lua-resty-limit-traffic does with flush_all()), charges
+ * not yet synced included; returns the count of keys forgotten, or
+ * NGX_ERROR.
+ */
+
+int64_t
+ngx_http_ratelimit_lua_reset(void *zone)
+{
+    ngx_http_ratelimit_zone_t  *z;
+
+    z = zone;
+
+    if (z == NULL || z->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    return (int64_t) ngx_http_ratelimit_reset(z);
+}
+
+
 /* the checks both calls share; NGX_DECLINED: an empty key */
 
 static ngx_int_t

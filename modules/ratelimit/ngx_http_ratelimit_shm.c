@@ -1288,3 +1288,48 @@ ngx_http_ratelimit_lru_push(ngx_http_ratelimit_zone_t *z,
     ngx_http_ratelimit_link(z, h->next)->prev = off;
     h->next = off;
 }
+
+
+/*
+ * Every key goes, but those a request holds now, which start over; the
+ * charges not yet synced go with them.
+ */
+
+ngx_uint_t
+ngx_http_ratelimit_reset(ngx_http_ratelimit_zone_t *z)
+{
+    ngx_uint_t                  n;
+    ngx_http_ratelimit_link_t  *q, *prev;
+    ngx_http_ratelimit_node_t  *rn;
+
+    n = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (q = ngx_http_ratelimit_lru_last(z);
+         q != ngx_http_ratelimit_lru_sentinel(z);
+         q = prev)
+    {
+        prev = ngx_http_ratelimit_link(z, q->prev);
+        rn = ngx_http_ratelimit_lru_node(q);
+
+        n++;
+
+        if (rn->pins == 0) {
+            ngx_http_ratelimit_free(z, rn);
+            continue;
+        }
+
+        rn->excess = (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) ? -1000 : 0;
+        rn->prev = 0;
+        rn->delta = 0;
+        rn->conns = 0;
+    }
+
+    z->sh->norphans = 0;
+    z->sh->cursor_set = 0;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return n;
+}

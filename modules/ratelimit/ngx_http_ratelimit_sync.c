@@ -33,8 +33,8 @@
     NGX_HTTP_RESILIENCE_REDIS_KEY_LEN("rl", 64, NGX_HTTP_RATELIMIT_KEY_MAX)
 
 /* a batch's id is remembered in Redis this long; retried no longer */
-#define NGX_HTTP_RATELIMIT_BATCH_TTL    3600000
-#define NGX_HTTP_RATELIMIT_BATCH_RETRY  3000000
+#define NGX_HTTP_RATELIMIT_BATCH_TTL    600000
+#define NGX_HTTP_RATELIMIT_BATCH_RETRY  540000
 
 
 #define NGX_HTTP_RATELIMIT_STR2(x)      #x
@@ -431,8 +431,7 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
 {
     ngx_uint_t                   n, i, k, max;
     ngx_http_ratelimit_batch_t  *b, *next;
-
-    static ngx_http_ratelimit_entry_t  *entries;
+    ngx_http_ratelimit_entry_t  *entries;
 
     if (z->pending) {
         b = z->pending;
@@ -447,14 +446,16 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
         return;
     }
 
-    max = NGX_HTTP_RATELIMIT_SYNC_BATCH * NGX_HTTP_RATELIMIT_SYNC_BATCHES;
+    /* no more than the zone's keys (read unlocked: a bound, not a count) */
 
+    max = ngx_min(NGX_HTTP_RATELIMIT_SYNC_BATCH
+                  * NGX_HTTP_RATELIMIT_SYNC_BATCHES,
+                  z->sh->keys + NGX_HTTP_RATELIMIT_ORPHANS + 1);
+
+    entries = ngx_alloc(max * sizeof(ngx_http_ratelimit_entry_t), log);
     if (entries == NULL) {
-        entries = ngx_alloc(max * sizeof(ngx_http_ratelimit_entry_t), log);
-        if (entries == NULL) {
-            ngx_http_ratelimit_sync_release(z);
-            return;
-        }
+        ngx_http_ratelimit_sync_release(z);
+        return;
     }
 
     n = ngx_http_ratelimit_collect_dirty(z, entries, max);
@@ -464,6 +465,7 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
     if (n == 0 && !z->sh->degraded
         && (ngx_msec_int_t) (ngx_current_msec - z->sh->census_at) < 1000)
     {
+        ngx_free(entries);
         ngx_http_ratelimit_sync_release(z);
         return;
     }
@@ -504,6 +506,8 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
         ngx_http_ratelimit_sync_send(b, log);
 
     } while (i < n);
+
+    ngx_free(entries);
 
     if (z->inflight == 0) {
         ngx_http_ratelimit_sync_release(z);
