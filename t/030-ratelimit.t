@@ -748,3 +748,29 @@ GET /result
  qr/\[error\] .*limiting requests, excess: (2\.000|1\.9\d\d) by zone "one"/]
 --- no_error_log
 [alert]
+
+
+=== TEST 26: hostile keys: two keys with the same crc32 are told apart and each is limited
+k29685295 and k32060020 share the crc32 0x3973d855; before, the lookup
+took the wrong branch at the equal hash and the second key was never found
+(a new node at every request: never limited).
+--- http_config
+    ratelimit_zone rl key=$arg_k size=1m rate=1r/m;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /t {
+        ratelimit rl;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ok;
+    }
+    location = /status { resilience_status prometheus; }
+--- request eval
+["GET /t?k=k29685295", "GET /t?k=k32060020", "GET /t?k=k32060020",
+ "GET /t?k=k29685295", "GET /status"]
+--- error_code eval
+[200, 200, 429, 429, 200]
+--- response_body_like eval
+[".*", ".*", ".*", ".*",
+ qr/nginx_resilience_ratelimit_keys\{zone="rl"\} 2\n/]
+--- no_error_log
+[alert]
+[crit]
