@@ -295,8 +295,32 @@ ngx_http_ratelimit_sync_init_worker(ngx_cycle_t *cycle,
 void
 ngx_http_ratelimit_sync_exit_worker(void)
 {
+    ngx_uint_t                        i;
+    ngx_http_ratelimit_batch_t       *b, *next;
+    ngx_http_ratelimit_zone_t       **zones;
+    ngx_http_ratelimit_main_conf_t   *rmcf;
+
     if (ngx_http_ratelimit_tick_event.timer_set) {
         ngx_del_timer(&ngx_http_ratelimit_tick_event);
+    }
+
+    rmcf = ngx_http_ratelimit_tick_event.data;
+
+    if (rmcf == NULL) {
+        return;
+    }
+
+    /* batches that got no answer: nobody is left to send them again */
+
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        for (b = zones[i]->pending; b; b = next) {
+            next = b->next;
+            ngx_free(b);
+        }
+
+        zones[i]->pending = NULL;
     }
 }
 
