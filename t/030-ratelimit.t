@@ -169,7 +169,7 @@ GET /t?k=b
 --- response_body
 ok
 --- error_log
-ratelimit: delaying request
+delaying request, excess:
 --- no_error_log
 [error]
 
@@ -233,6 +233,41 @@ GET /t?c=-5
 X-Remaining: 9
 --- error_log
 ratelimit: cost "-5" is not a number, zone "rl" charges 1
+
+
+
+=== TEST 7b: a cost of any length is capped at 1,000,000: 7, 11 and 20 digits are all rejected by a burst below it
+--- http_config
+    ratelimit_zone rl key=$arg_k size=1m rate=1r/m;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+    location /t {
+        ratelimit rl burst=999998 nodelay cost=$arg_c;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ok;
+    }
+--- init
+my @s;
+for my $q ("k=a&c=2000000", "k=d&c=00000000000999999",
+           "k=e&c=000000000001000000", "k=b&c=99999999999",
+           "k=c&c=18446744073709551617") {
+    my ($st) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t?$q");
+    push @s, $st;
+}
+main::result("@s\n");
+--- request
+GET /result
+--- response_body
+429 200 429 429 429
+--- error_log eval
+[qr/ratelimit: cost "99999999999" capped at 1000000 in zone "rl"/,
+ qr/ratelimit: cost "18446744073709551617" capped at 1000000 in zone "rl"/]
+--- no_error_log
+[alert]
+[crit]
 
 
 === TEST 8: an empty key exempts the request
@@ -365,12 +400,12 @@ RateLimit:
 --- error_code eval
 [200, 200, 200]
 --- response_headers eval
-["X-S: PASSED", "X-S: DRY_RUN_REJECTED", "X-S: DRY_RUN_REJECTED"]
+["X-S: PASSED", "X-S: REJECTED_DRY_RUN", "X-S: REJECTED_DRY_RUN"]
 --- no_error_log
 [alert]
 
 
-=== TEST 14: the dry run's log line
+=== TEST 14: the dry run's log line is limit_req's
 --- http_config
     ratelimit_zone rl key=one size=1m rate=1r/m;
 --- config
@@ -386,7 +421,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t");
 GET /t
 --- error_code: 200
 --- error_log eval
-qr/ratelimit: dry run, would reject, excess: (1\.000|0\.9\d\d) by zone "rl"/
+qr/\[error\] .*limiting requests, dry run, excess: (1\.000|0\.9\d\d) by zone "rl"/
 
 
 === TEST 15: ratelimit_status and ratelimit_log_level
@@ -406,7 +441,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t");
 GET /t
 --- error_code: 503
 --- error_log eval
-qr/\[warn\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
+qr/\[warn\] .*limiting requests, excess: (1\.000|0\.9\d\d) by zone "rl"/
 --- no_error_log
 [error]
 
@@ -426,7 +461,7 @@ NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/t");
 GET /t
 --- error_code: 429
 --- error_log eval
-qr/\[error\] .*ratelimit: rejecting, excess: (1\.000|0\.9\d\d) by zone "rl"/
+qr/\[error\] .*limiting requests, excess: (1\.000|0\.9\d\d) by zone "rl"/
 
 
 === TEST 17: limits inherit from server to location; an error_page keeps Retry-After
@@ -657,6 +692,85 @@ GET /result
 --- response_body
 first-full second-less-by-the-delay
 --- timeout: 5
+--- no_error_log
+[alert]
+[crit]
+
+
+=== TEST 25: dry run as limit_req_dry_run.t: PASSED, DELAYED_DRY_RUN, REJECTED_DRY_RUN, and limit_req's log lines at its levels
+--- http_config
+    ratelimit_zone one key=$binary_remote_addr size=1m rate=1r/m;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location = /echo { return 200 "[$http_x_status]"; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+    location /l {
+        ratelimit_dry_run on;
+        proxy_set_header X-Status $ratelimit_status;
+        location /l/delay {
+            ratelimit one burst=2;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+        location /l/reject {
+            ratelimit one;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+        location /l/reject/off {
+            ratelimit one;
+            ratelimit_dry_run off;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+        location /l/none {
+            proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+        }
+    }
+--- init
+my $s = '';
+for my $path ("/l/delay", "/l/delay", "/l/reject", "/l/reject/off", "/l/none") {
+    my ($st, $body) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, $path);
+    $s .= "$path $st" . ($st == 200 ? " $body" : "") . "\n";
+}
+main::result($s);
+--- request
+GET /result
+--- response_body
+/l/delay 200 [PASSED]
+/l/delay 200 [DELAYED_DRY_RUN]
+/l/reject 200 [REJECTED_DRY_RUN]
+/l/reject/off 429
+/l/none 200 []
+--- error_log eval
+[qr/\[warn\] .*delaying request, dry run, excess: (1\.000|0\.9\d\d), by zone "one"/,
+ qr/\[error\] .*limiting requests, dry run, excess: (2\.000|1\.9\d\d) by zone "one"/,
+ qr/\[error\] .*limiting requests, excess: (2\.000|1\.9\d\d) by zone "one"/]
+--- no_error_log
+[alert]
+
+
+=== TEST 26: hostile keys: two keys with the same crc32 are told apart and each is limited
+k29685295 and k32060020 share the crc32 0x3973d855; before, the lookup
+took the wrong branch at the equal hash and the second key was never found
+(a new node at every request: never limited).
+--- http_config
+    ratelimit_zone rl key=$arg_k size=1m rate=1r/m;
+--- config
+    location = /ok { return 200 "ok\n"; }
+    location /t {
+        ratelimit rl;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ok;
+    }
+    location = /status { resilience_status prometheus; }
+--- request eval
+["GET /t?k=k29685295", "GET /t?k=k32060020", "GET /t?k=k32060020",
+ "GET /t?k=k29685295", "GET /status"]
+--- error_code eval
+[200, 200, 429, 429, 200]
+--- response_body_like eval
+[".*", ".*", ".*", ".*",
+ qr/nginx_resilience_ratelimit_keys\{zone="rl"\} 2\n/]
 --- no_error_log
 [alert]
 [crit]

@@ -123,6 +123,16 @@ qr{\[emerg\] .*\Q"ratelimit_zone" "a" size "16k" is too small, at least\E}
 
 
 
+=== TEST 10b: ratelimit_zone: a size of 4 GiB or more (the LRU links are 32-bit offsets)
+--- http_config
+    ratelimit_zone a key=$binary_remote_addr size=4096m rate=1r/s;
+--- config
+--- must_die
+--- error_log eval
+qr{\[emerg\] .*\Q"ratelimit_zone" "a" size "4096m" is too large, at most 4095m\E}
+
+
+
 === TEST 11: ratelimit_zone: an unknown algorithm
 --- http_config
     ratelimit_zone a key=$binary_remote_addr size=1m rate=1r/s algorithm=leaky_bucket;
@@ -638,7 +648,7 @@ ok
 --- error_code eval
 [200, 200, 200, 429]
 --- response_headers eval
-["X-S: PASSED", "X-S: DRY_RUN_REJECTED", "X-S: PASSED", "X-S: REJECTED"]
+["X-S: PASSED", "X-S: REJECTED_DRY_RUN", "X-S: PASSED", "X-S: REJECTED"]
 
 
 

@@ -51,7 +51,9 @@ our $Locations = <<"_EOC_";
         proxy_pass http://127.0.0.1:\$server_port/ok;
     }
     location /alone {
-        ratelimit alone nodelay;
+        # a little burst: paced at exactly the rate, a busy machine's
+        # jitter alone turned a third of the requests away at burst 0
+        ratelimit alone burst=3 nodelay;
         proxy_pass http://127.0.0.1:\$server_port/ok;
     }
     location /many {
@@ -369,8 +371,10 @@ GET /result
 --- response_body
 before=200 paused=200 took=about-command_timeout
 --- timeout: 6
---- error_log
-got no answer from Redis (timed out)
+--- error_log eval
+# logged once per switch: by the strict request, or by a census sync that
+# timed out first (the zone syncs too)
+qr/(?:got no answer from|could not sync with) Redis \(timed out\)/
 --- no_error_log
 [alert]
 [crit]
@@ -616,13 +620,20 @@ waitpid($pauser, 0);
 my $syncs = main::metric($h,
                          qr/^nginx_resilience_ratelimit_syncs_total\{zone="slow"\} (\d+)/m);
 NR::Redis::redis_kill($port);
-main::result(join(" ", map { "$_=" . ($_ == 200 && $st{$_} > 100 ? "all" : $st{$_}) }
-                       sort keys %st)
+# the defect turned about a third away (a burst after every sync); a busy
+# machine's clock jitter alone turns away a few (old and new code alike)
+my $n = 0;
+$n += $_ for values %st;
+my $rej = $st{429} // 0;
+my $other = $n - $rej - ($st{200} // 0);
+main::result("passed=" . (($st{200} // 0) > 100 ? "many" : $st{200} // 0)
+             . " rejected=" . ($rej <= 0.05 * $n ? "at-most-5%" : "$rej of $n")
+             . " other=$other"
              . " syncs=" . ($syncs >= 5 ? "several" : $syncs) . "\n");
 --- request
 GET /result
 --- response_body
-200=all syncs=several
+passed=many rejected=at-most-5% other=0 syncs=several
 --- timeout: 10
 --- no_error_log
 [alert]

@@ -91,7 +91,7 @@ GET /t?k=a
 Retry-After: (?:59|60)
 --- error_log eval
 ["reconfiguring",
- qr/ratelimit: rejecting, excess: (?:0\.9\d\d|1\.000) by zone "rl"/]
+ qr/limiting requests, excess: (?:0\.9\d\d|1\.000) by zone "rl"/]
 --- no_error_log
 [alert]
 [crit]

@@ -30,7 +30,8 @@
 #define NGX_HTTP_RATELIMIT_PASSED        1
 #define NGX_HTTP_RATELIMIT_DELAYED       2
 #define NGX_HTTP_RATELIMIT_REJECTED      3
-#define NGX_HTTP_RATELIMIT_DRY_RUN       4
+#define NGX_HTTP_RATELIMIT_DELAYED_DRY_RUN   4
+#define NGX_HTTP_RATELIMIT_REJECTED_DRY_RUN  5
 
 /* keys longer than this are stored as their MD5 */
 #define NGX_HTTP_RATELIMIT_KEY_MAX       64
@@ -39,19 +40,38 @@
 /* a request's cost is capped, so that cost x 1000 x instances fits */
 #define NGX_HTTP_RATELIMIT_COST_MAX      1000000
 
+/* what ngx_http_ratelimit_muldiv() saturates at: 2^62, room to add */
+#define NGX_HTTP_RATELIMIT_HUGE          ((int64_t) 1 << 62)
+
+/* figures from Redis are bounded by this (ns, or milli-requests) */
+#define NGX_HTTP_RATELIMIT_WIRE_MAX      ((int64_t) 1000000000000000000)
+
+/* milli-requests to ms at a zone's rate */
+#define ngx_http_ratelimit_to_ms(z, m)                                        \
+    ((ngx_msec_t) ngx_http_ratelimit_muldiv(m, (int64_t) (z)->rate.period,   \
+                                            (int64_t) (z)->rate.milli))
+
 /* at most this many limits take part in one request */
 #define NGX_HTTP_RATELIMIT_MAX_LIMITS    16
 
-/* sync=redis: keys used within this time are synced at every tick */
-#define NGX_HTTP_RATELIMIT_ACTIVE        10000
+/* sync=redis: keys per script, scripts per tick, nodes looked at */
+#define NGX_HTTP_RATELIMIT_SYNC_BATCH    512
+#define NGX_HTTP_RATELIMIT_SYNC_BATCHES  16
+#define NGX_HTTP_RATELIMIT_SYNC_VISITS   65536
+/* sync=redis: the busiest keys learn the fleet's state at every tick */
+#define NGX_HTTP_RATELIMIT_SYNC_HOT      64
+/* sync=redis: charges of evicted keys waiting for the next sync */
+#define NGX_HTTP_RATELIMIT_ORPHANS       256
 
 /* the fleet's census: an instance not seen for this long is gone */
 #define NGX_HTTP_RATELIMIT_CENSUS        10000
 
 
 /*
- * One key: 96 bytes from the rbtree node's start to the key, all of them
- * in one slab allocation with the key (the rbtree header included).
+ * One key: 48 bytes from the rbtree node's color to the key, 80 from the
+ * node's start, all of them in one slab allocation with the key: a key
+ * up to 48 bytes takes a 128-byte slot, as limit_req's.  The LRU queue
+ * links are 32-bit offsets in the zone (zones are below 4 GiB).
  *
  * GCRA keeps limit_req's representation: "excess" is how far the key's
  * theoretical arrival time is ahead of "last", in milli-requests, minus
@@ -61,25 +81,42 @@
  */
 
 typedef struct {
+    uint32_t                   prev;         /* offsets in the zone */
+    uint32_t                   next;
+} ngx_http_ratelimit_link_t;
+
+
+typedef struct {
     u_char                     color;
     u_char                     flags;
-    u_short                    len;
-    uint32_t                   pins;         /* requests holding the node */
-    ngx_queue_t                queue;
+    u_char                     len;
+    u_char                     spare;
+    u_short                    pins;         /* requests holding the node */
+    u_short                    conns;        /* resty.limit.conn's count */
+    ngx_http_ratelimit_link_t  queue;        /* LRU */
     ngx_msec_t                 last;         /* gcra: monotonic ms */
     int64_t                    excess;       /* gcra; sliding: current */
     int64_t                    prev;         /* sliding: previous window */
     int64_t                    delta;        /* charged, not yet synced */
-    ngx_msec_t                 touched;      /* last request here */
-    uint32_t                   conns;        /* resty.limit.conn's count */
     u_char                     data[1];
 } ngx_http_ratelimit_node_t;
+
+
+/* a key and its charges not yet synced, as a sync sends them */
+
+typedef struct {
+    uint32_t                   hash;
+    u_char                     flags;
+    u_char                     len;
+    u_char                     key[NGX_HTTP_RATELIMIT_KEY_MAX];
+    int64_t                    delta;
+} ngx_http_ratelimit_entry_t;
 
 
 typedef struct {
     ngx_rbtree_t               rbtree;
     ngx_rbtree_node_t          sentinel;
-    ngx_queue_t                queue;
+    ngx_http_ratelimit_link_t  queue;        /* the LRU's sentinel */
 
     ngx_atomic_t               passed;
     ngx_atomic_t               delayed;
@@ -98,6 +135,15 @@ typedef struct {
     ngx_atomic_t               instances;    /* fleet size, last seen */
     ngx_atomic_t               degraded;     /* Redis failing */
     uint64_t                   id;           /* this instance */
+    ngx_atomic_t               batches;      /* sync batches numbered */
+
+    /* sync=redis: where the walk over the keys with charges stopped */
+    ngx_uint_t                 cursor_set;
+    ngx_http_ratelimit_entry_t cursor;
+
+    /* sync=redis: charges of evicted keys, for the next sync */
+    ngx_uint_t                 norphans;
+    ngx_http_ratelimit_entry_t *orphans;
 } ngx_http_ratelimit_shctx_t;
 
 
@@ -114,6 +160,9 @@ typedef struct {
     ngx_uint_t                 on_error;
     int64_t                    quota;        /* header "q" */
     ngx_uint_t                 window;       /* header "w", seconds */
+    /* this worker's: syncs in flight, and failed ones to send again */
+    ngx_uint_t                 inflight;
+    void                      *pending;
 } ngx_http_ratelimit_zone_t;
 
 
@@ -150,6 +199,7 @@ typedef struct {
     ngx_msec_t                  wait;        /* until it would pass */
     ngx_msec_t                  reset;       /* until fully reset */
     int64_t                     remaining;   /* requests */
+    ngx_uint_t                  factor;      /* instances sharing it */
     unsigned                    strict:1;
     unsigned                    skip:1;      /* exempt, or Redis "open" */
     unsigned                    accounted:1;
@@ -225,6 +275,7 @@ int ngx_http_ratelimit_lua_uncommit(void *zone, const u_char *key,
     ngx_http_ratelimit_lua_result_t *out);
 int ngx_http_ratelimit_lua_conn(void *zone, const u_char *key, size_t len,
     int delta, int64_t limit, int64_t *conns);
+int64_t ngx_http_ratelimit_lua_reset(void *zone);
 
 
 /* the shm side: ngx_http_ratelimit_shm.c */
@@ -251,6 +302,10 @@ void ngx_http_ratelimit_merge(ngx_http_ratelimit_zone_t *z, uint32_t hash,
 void ngx_http_ratelimit_sliding(ngx_http_ratelimit_try_t *t, int64_t cur,
     int64_t prev, uint64_t wall, ngx_uint_t pass);
 uint64_t ngx_http_ratelimit_wall(void);
+int64_t ngx_http_ratelimit_muldiv(int64_t a, int64_t b, int64_t c);
+ngx_uint_t ngx_http_ratelimit_reset(ngx_http_ratelimit_zone_t *z);
+ngx_uint_t ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_entry_t *e, ngx_uint_t max);
 
 /* the fleet: ngx_http_ratelimit_sync.c */
 

@@ -165,10 +165,11 @@ ngx_http_ratelimit_lua_incoming(void *zone, const u_char *key, size_t len,
     /* checked without a charge: the key was pinned, let it go */
     ngx_http_ratelimit_unpin(&t);
 
+    /* a local share: its first request of each interval is free */
+    t.excess -= (int64_t) (t.factor - 1) * 1000;
+
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA && t.excess > limit.delay) {
-        out->delay = (uint64_t) ((t.excess - limit.delay)
-                                 * (int64_t) z->rate.period
-                                 / (int64_t) z->rate.milli);
+        out->delay = ngx_http_ratelimit_to_ms(z, t.excess - limit.delay);
     }
 
     if (commit) {
@@ -241,6 +242,28 @@ ngx_http_ratelimit_lua_conn(void *zone, const u_char *key, size_t len,
     }
 
     return ngx_http_ratelimit_conn(&t, delta, limit, conns);
+}
+
+
+/*
+ * Forgets every key of the zone (lua-compat's reset(), what a suite
+ * written for lua-resty-limit-traffic does with flush_all()), charges
+ * not yet synced included; returns the count of keys forgotten, or
+ * NGX_ERROR.
+ */
+
+int64_t
+ngx_http_ratelimit_lua_reset(void *zone)
+{
+    ngx_http_ratelimit_zone_t  *z;
+
+    z = zone;
+
+    if (z == NULL || z->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    return (int64_t) ngx_http_ratelimit_reset(z);
 }
 
 

@@ -203,7 +203,8 @@ static ngx_str_t  ngx_http_ratelimit_status_names[] = {
     ngx_string("PASSED"),
     ngx_string("DELAYED"),
     ngx_string("REJECTED"),
-    ngx_string("DRY_RUN_REJECTED")
+    ngx_string("DELAYED_DRY_RUN"),
+    ngx_string("REJECTED_DRY_RUN")
 };
 
 
@@ -349,6 +350,7 @@ static ngx_int_t
 ngx_http_ratelimit_prepare(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_loc_conf_t *rlcf)
 {
+    size_t                       j;
     ngx_int_t                    n;
     ngx_str_t                    key, cost;
     ngx_uint_t                   i;
@@ -367,6 +369,7 @@ ngx_http_ratelimit_prepare(ngx_http_request_t *r,
 
         t->limit = &limits[i];
         t->zone = z;
+        t->factor = 1;
 
         if (ngx_http_complex_value(r, &z->key, &key) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -390,8 +393,31 @@ ngx_http_ratelimit_prepare(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        n = (cost.len && cost.len <= 10) ? ngx_atoi(cost.data, cost.len)
-                                         : NGX_ERROR;
+        /* digits only, of any length: a long number is capped below */
+
+        for (j = 0; j < cost.len; j++) {
+            if (cost.data[j] < '0' || cost.data[j] > '9') {
+                break;
+            }
+        }
+
+        if (cost.len == 0 || j < cost.len) {
+            n = NGX_ERROR;
+
+        } else if (cost.len > 9) {
+            n = NGX_HTTP_RATELIMIT_COST_MAX + 1;
+
+            for (j = 0; j < cost.len - 9 && cost.data[j] == '0'; j++) {
+                /* leading zeros */
+            }
+
+            if (j == cost.len - 9) {
+                n = ngx_atoi(cost.data + j, 9);
+            }
+
+        } else {
+            n = ngx_atoi(cost.data, cost.len);
+        }
 
         if (n == NGX_ERROR) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -650,7 +676,7 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
     ngx_http_ratelimit_ctx_t *ctx, ngx_http_ratelimit_try_t *busy)
 {
     int64_t                         excess;
-    ngx_uint_t                      i, level, applied;
+    ngx_uint_t                      i, applied;
     ngx_msec_t                      delay, d;
     ngx_http_ratelimit_try_t       *t, *slow, *head;
     ngx_http_ratelimit_zone_t      *z;
@@ -669,26 +695,22 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
         ctx->reset = busy->reset;
         ctx->retry = busy->wait;
 
-        excess = busy->excess - busy->limit->burst;
+        /* limit_req's line: the key's excess, this request included */
+        excess = ngx_max(busy->excess, 0);
+
+        ngx_log_error(rlcf->log_level, r->connection->log, 0,
+                      "limiting requests%s, excess: %L.%03L by zone \"%V\"",
+                      rlcf->dry_run ? ", dry run" : "",
+                      excess / 1000, excess % 1000, &z->name);
 
         if (rlcf->dry_run) {
-            ctx->status = NGX_HTTP_RATELIMIT_DRY_RUN;
+            ctx->status = NGX_HTTP_RATELIMIT_REJECTED_DRY_RUN;
             (void) ngx_atomic_fetch_add(&z->sh->dry_run, 1);
-
-            ngx_log_error(rlcf->log_level, r->connection->log, 0,
-                          "ratelimit: dry run, would reject, excess: "
-                          "%L.%03L by zone \"%V\"",
-                          excess / 1000, excess % 1000, &z->name);
-
             return NGX_DECLINED;
         }
 
         ctx->status = NGX_HTTP_RATELIMIT_REJECTED;
         (void) ngx_atomic_fetch_add(&z->sh->rejected, 1);
-
-        ngx_log_error(rlcf->log_level, r->connection->log, 0,
-                      "ratelimit: rejecting, excess: %L.%03L by zone \"%V\"",
-                      excess / 1000, excess % 1000, &z->name);
 
         return rlcf->status;
     }
@@ -709,7 +731,8 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
         applied++;
 
         if (!t->strict && !t->accounted) {
-            ngx_http_ratelimit_account(t, 1);
+            /* with the factor it was checked with */
+            ngx_http_ratelimit_account(t, t->factor);
         }
 
         if (head == NULL || t->remaining < head->remaining) {
@@ -718,15 +741,16 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
 
         z = t->zone;
 
+        /* a local share: its first request of each interval is free */
+        excess = t->excess - (int64_t) (t->factor - 1) * 1000;
+
         if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA
-            || t->excess <= t->limit->delay)
+            || excess <= t->limit->delay)
         {
             continue;
         }
 
-        d = (ngx_msec_t) ((t->excess - t->limit->delay)
-                          * (int64_t) z->rate.period
-                          / (int64_t) z->rate.milli);
+        d = ngx_http_ratelimit_to_ms(z, excess - t->limit->delay);
 
         if (d > delay) {
             delay = d;
@@ -746,7 +770,7 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
         ctx->reset = head->reset;
     }
 
-    if (delay == 0 || rlcf->dry_run) {
+    if (delay == 0) {
         ctx->status = NGX_HTTP_RATELIMIT_PASSED;
 
         for (i = 0; i < ctx->ntries; i++) {
@@ -762,15 +786,22 @@ ngx_http_ratelimit_outcome(ngx_http_request_t *r,
     z = slow->zone;
     excess = slow->excess;
 
+    /* limit_req's line, then the module's own words */
+
+    ngx_log_error(rlcf->delay_log_level, r->connection->log, 0,
+                  "delaying request%s, excess: %L.%03L, by zone \"%V\", "
+                  "ratelimit: %M ms",
+                  rlcf->dry_run ? ", dry run" : "",
+                  excess / 1000, excess % 1000, &z->name, delay);
+
+    if (rlcf->dry_run) {
+        ctx->status = NGX_HTTP_RATELIMIT_DELAYED_DRY_RUN;
+        (void) ngx_atomic_fetch_add(&z->sh->passed, 1);
+        return NGX_DECLINED;
+    }
+
     ctx->status = NGX_HTTP_RATELIMIT_DELAYED;
     (void) ngx_atomic_fetch_add(&z->sh->delayed, 1);
-
-    level = rlcf->delay_log_level;
-
-    ngx_log_error(level, r->connection->log, 0,
-                  "ratelimit: delaying request %M ms, excess: %L.%03L "
-                  "by zone \"%V\"",
-                  delay, excess / 1000, excess % 1000, &z->name);
 
     if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1436,6 +1467,15 @@ ngx_http_ratelimit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (name.len == 4 && ngx_strncmp(name.data, "size", 4) == 0) {
             if (ngx_http_resilience_parse_size(cf, &val, &size) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            if ((uint64_t) size > 0xffffffff) {
+                /* the keys' LRU links are 32-bit offsets in the zone */
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"ratelimit_zone\" \"%V\" size \"%V\" "
+                                   "is too large, at most 4095m", &z->name,
+                                   &val);
                 return NGX_CONF_ERROR;
             }
 

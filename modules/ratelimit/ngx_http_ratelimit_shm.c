@@ -17,6 +17,29 @@
 #include "ngx_http_ratelimit.h"
 
 
+/* the LRU queue: links are offsets from the zone's start */
+
+#define ngx_http_ratelimit_link(z, off)                                       \
+    ((ngx_http_ratelimit_link_t *) ((u_char *) (z)->shpool + (off)))
+
+#define ngx_http_ratelimit_offset(z, l)                                       \
+    ((uint32_t) ((u_char *) (l) - (u_char *) (z)->shpool))
+
+#define ngx_http_ratelimit_lru_node(l)                                        \
+    ((ngx_http_ratelimit_node_t *)                                            \
+         ((u_char *) (l) - offsetof(ngx_http_ratelimit_node_t, queue)))
+
+#define ngx_http_ratelimit_lru_sentinel(z)  (&(z)->sh->queue)
+#define ngx_http_ratelimit_lru_head(z)                                        \
+    ngx_http_ratelimit_link(z, (z)->sh->queue.next)
+#define ngx_http_ratelimit_lru_last(z)                                        \
+    ngx_http_ratelimit_link(z, (z)->sh->queue.prev)
+
+
+static void ngx_http_ratelimit_lru_remove(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l);
+static void ngx_http_ratelimit_lru_push(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l);
 static void ngx_http_ratelimit_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_int_t ngx_http_ratelimit_cmp(ngx_http_ratelimit_node_t *a,
@@ -36,6 +59,12 @@ static int64_t ngx_http_ratelimit_estimate(ngx_http_ratelimit_zone_t *z,
 static ngx_msec_t ngx_http_ratelimit_sliding_wait(
     ngx_http_ratelimit_zone_t *z, ngx_http_ratelimit_node_t *rn,
     uint64_t wall, int64_t limit, int64_t cost);
+static ngx_uint_t ngx_http_ratelimit_live(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, ngx_msec_t now, uint64_t wall);
+static void ngx_http_ratelimit_take(ngx_http_ratelimit_node_t *rn,
+    ngx_http_ratelimit_entry_t *e);
+static ngx_rbtree_node_t *ngx_http_ratelimit_after(
+    ngx_http_ratelimit_zone_t *z, ngx_http_ratelimit_entry_t *c);
 
 
 ngx_int_t
@@ -96,7 +125,9 @@ ngx_http_ratelimit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
                     ngx_http_ratelimit_rbtree_insert);
-    ngx_queue_init(&z->sh->queue);
+
+    z->sh->queue.prev = ngx_http_ratelimit_offset(z, &z->sh->queue);
+    z->sh->queue.next = z->sh->queue.prev;
 
     z->sh->instances = 1;
     z->sh->id = ((uint64_t) ngx_random() << 31) ^ ngx_random()
@@ -207,7 +238,7 @@ ngx_http_ratelimit_lookup(ngx_http_ratelimit_zone_t *z, uint32_t hash,
             return rn;
         }
 
-        node = (rc > 0) ? node->left : node->right;
+        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
@@ -241,6 +272,40 @@ ngx_http_ratelimit_set_key(ngx_http_ratelimit_try_t *t, u_char *key,
 }
 
 
+/*
+ * a * b / c, c > 0, without overflow: 128-bit where the compiler has it
+ * (every 64-bit target nginx builds on), saturated at +-2^62 either way
+ */
+
+int64_t
+ngx_http_ratelimit_muldiv(int64_t a, int64_t b, int64_t c)
+{
+#if (defined __SIZEOF_INT128__)
+
+    __int128  r;
+
+    r = (__int128) a * b / c;
+
+#else
+
+    long double  r;
+
+    r = (long double) a * b / c;
+
+#endif
+
+    if (r > NGX_HTTP_RATELIMIT_HUGE) {
+        return NGX_HTTP_RATELIMIT_HUGE;
+    }
+
+    if (r < -NGX_HTTP_RATELIMIT_HUGE) {
+        return -NGX_HTTP_RATELIMIT_HUGE;
+    }
+
+    return (int64_t) r;
+}
+
+
 uint64_t
 ngx_http_ratelimit_wall(void)
 {
@@ -257,8 +322,13 @@ ngx_http_ratelimit_wall(void)
  * "account" the request is charged when it passes (the only or the last
  * limit of a request, as limit_req does); without, the key is pinned
  * until ngx_http_ratelimit_account() or ngx_http_ratelimit_unpin().
- * "factor" multiplies the cost (a fleet limit enforced locally while
- * Redis is away).  Returns NGX_OK (passes), NGX_BUSY (rejected) or
+ * "factor" is the number of instances sharing a fleet limit enforced
+ * locally while Redis is away: each enforces a share of the rate, its
+ * emission interval "factor" times the zone's (a request moves the
+ * arrival time "factor" times as far) with the same tolerance in time,
+ * so that a share passes its share of the rate at any burst, burst 0
+ * included (GCRA: passes when (tat - now) <= burst, whatever the
+ * factor).  Returns NGX_OK (passes), NGX_BUSY (rejected) or
  * NGX_DECLINED (no memory for the key: not limited).
  */
 
@@ -266,7 +336,7 @@ ngx_int_t
 ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
     ngx_uint_t factor)
 {
-    int64_t                     base, cand, cost, limit;
+    int64_t                     base, cand, cost, limit, slack;
     uint64_t                    wall;
     ngx_msec_t                  now;
     ngx_http_ratelimit_zone_t  *z;
@@ -277,6 +347,10 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
     wall = 0;
 
     cost = t->cost * (int64_t) factor;
+    t->factor = factor;
+
+    /* the share's tolerance: the burst, plus what its interval adds */
+    slack = (int64_t) (factor - 1) * 1000;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
@@ -293,11 +367,10 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
         }
 
     } else {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+        ngx_http_ratelimit_lru_remove(z, &rn->queue);
+        ngx_http_ratelimit_lru_push(z, &rn->queue);
     }
 
-    rn->touched = now;
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
 
@@ -305,15 +378,13 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
         base = ngx_http_ratelimit_base(z, rn, now);
 
         /* a cost of 0 asks whether one request would pass */
-        cand = base + ngx_max(cost, 1000) - 1000;
+        cand = base + ngx_max(cost, 1000 * (int64_t) factor) - 1000;
 
-        if (cand > t->limit->burst) {
+        if (cand > t->limit->burst + slack) {
             t->excess = cand;
-            t->wait = (ngx_msec_t) ((cand - t->limit->burst)
-                                    * (int64_t) z->rate.period
-                                    / (int64_t) z->rate.milli);
-            t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
-                                     / (int64_t) z->rate.milli);
+            t->wait = ngx_http_ratelimit_to_ms(z,
+                                             cand - t->limit->burst - slack);
+            t->reset = ngx_http_ratelimit_to_ms(z, base);
             t->remaining = 0;
             ngx_shmtx_unlock(&z->shpool->mutex);
             t->node = NULL;
@@ -334,9 +405,9 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
 
         t->excess = cand;
         t->wait = 0;
-        t->remaining = (t->limit->burst - cand) / 1000;
-        t->reset = (ngx_msec_t) ((cand + 1000) * (int64_t) z->rate.period
-                                 / (int64_t) z->rate.milli);
+        t->remaining = (t->limit->burst + slack - cand) / 1000
+                       / (int64_t) factor;
+        t->reset = ngx_http_ratelimit_to_ms(z, cand + 1000);
 
     } else {
         wall = ngx_http_ratelimit_wall();
@@ -373,6 +444,14 @@ ngx_http_ratelimit_check(ngx_http_ratelimit_try_t *t, ngx_uint_t account,
     }
 
     if (!account) {
+        if (rn->pins == 0xffff) {
+            /* 65535 requests hold it: this one is not limited by it */
+            ngx_shmtx_unlock(&z->shpool->mutex);
+            t->node = NULL;
+            (void) ngx_atomic_fetch_add(&z->sh->unlimited, 1);
+            return NGX_DECLINED;
+        }
+
         rn->pins++;
         t->node = rn;
 
@@ -417,10 +496,11 @@ ngx_http_ratelimit_account(ngx_http_ratelimit_try_t *t, ngx_uint_t factor)
             rn->last = now;
 
             t->excess = rn->excess;
-            t->remaining = ngx_max(t->limit->burst - rn->excess, 0) / 1000;
-            t->reset = (ngx_msec_t) ((rn->excess + 1000)
-                                     * (int64_t) z->rate.period
-                                     / (int64_t) z->rate.milli);
+            t->remaining = ngx_max(t->limit->burst
+                                   + (int64_t) (factor - 1) * 1000
+                                   - rn->excess, 0)
+                           / 1000 / (int64_t) factor;
+            t->reset = ngx_http_ratelimit_to_ms(z, rn->excess + 1000);
 
         } else {
             wall = ngx_http_ratelimit_wall();
@@ -506,7 +586,7 @@ ngx_http_ratelimit_conn(ngx_http_ratelimit_try_t *t, ngx_int_t delta,
 
     *conns = (rn ? (int64_t) rn->conns : 0) + 1;
 
-    if (*conns > limit) {
+    if (*conns > limit || *conns > 0xffff) {
         ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_BUSY;
     }
@@ -526,11 +606,10 @@ ngx_http_ratelimit_conn(ngx_http_ratelimit_try_t *t, ngx_int_t delta,
         }
 
     } else {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+        ngx_http_ratelimit_lru_remove(z, &rn->queue);
+        ngx_http_ratelimit_lru_push(z, &rn->queue);
     }
 
-    rn->touched = ngx_current_msec;
     rn->conns++;
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -618,8 +697,10 @@ ngx_http_ratelimit_base(ngx_http_ratelimit_zone_t *z,
         return 0;
     }
 
+    /* 128-bit: 4294967295r/d idle for a day is 3.7e20 */
     base = rn->excess + 1000
-           - (int64_t) z->rate.milli * ms / (int64_t) z->rate.period;
+           - ngx_http_ratelimit_muldiv((int64_t) z->rate.milli, ms,
+                                       (int64_t) z->rate.period);
 
     return base < 0 ? 0 : base;
 }
@@ -662,7 +743,8 @@ ngx_http_ratelimit_estimate(ngx_http_ratelimit_zone_t *z,
     period = (int64_t) z->rate.period;
     elapsed = (int64_t) (wall - rn->last);
 
-    return rn->prev * (period - elapsed) / period + rn->excess;
+    return ngx_http_ratelimit_muldiv(rn->prev, period - elapsed, period)
+           + rn->excess;
 }
 
 
@@ -686,7 +768,8 @@ ngx_http_ratelimit_sliding_wait(ngx_http_ratelimit_zone_t *z,
 
     if (room >= 0 && rn->prev > 0) {
         /* prev * (period - elapsed - t) / period <= room */
-        t = period - elapsed - room * period / rn->prev;
+        t = period - elapsed
+            - ngx_http_ratelimit_muldiv(room, period, rn->prev);
         return (ngx_msec_t) ngx_max(t, 1);
     }
 
@@ -696,7 +779,7 @@ ngx_http_ratelimit_sliding_wait(ngx_http_ratelimit_zone_t *z,
     t = period - elapsed;
 
     if (rn->excess > room) {
-        t += period - room * period / rn->excess;
+        t += period - ngx_http_ratelimit_muldiv(room, period, rn->excess);
     }
 
     return (ngx_msec_t) ngx_max(t, 1);
@@ -732,11 +815,9 @@ ngx_http_ratelimit_mirror(ngx_http_ratelimit_try_t *t, int64_t cur,
         }
 
     } else {
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+        ngx_http_ratelimit_lru_remove(z, &rn->queue);
+        ngx_http_ratelimit_lru_push(z, &rn->queue);
     }
-
-    rn->touched = ngx_current_msec;
 
     if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
         rn->excess = cur - 1000;
@@ -879,14 +960,13 @@ ngx_http_ratelimit_create(ngx_http_ratelimit_zone_t *z,
     rn = (ngx_http_ratelimit_node_t *) &node->color;
 
     rn->flags = t->flags;
-    rn->len = (u_short) t->key.len;
+    rn->len = (u_char) t->key.len;
     rn->pins = 0;
     rn->last = (z->algorithm == NGX_HTTP_RATELIMIT_GCRA)
                ? ngx_current_msec : 0;
     rn->excess = -1000;              /* idle: the tat is now */
     rn->prev = 0;
     rn->delta = 0;
-    rn->touched = ngx_current_msec;
     rn->conns = 0;
 
     if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
@@ -896,7 +976,7 @@ ngx_http_ratelimit_create(ngx_http_ratelimit_zone_t *z,
     ngx_memcpy(rn->data, t->key.data, t->key.len);
 
     ngx_rbtree_insert(&z->sh->rbtree, node);
-    ngx_queue_insert_head(&z->sh->queue, &rn->queue);
+    ngx_http_ratelimit_lru_push(z, &rn->queue);
 
     (void) ngx_atomic_fetch_add(&z->sh->keys, 1);
 
@@ -916,30 +996,40 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
     uint64_t                    wall;
     ngx_uint_t                  n, seen;
     ngx_msec_t                  now;
-    ngx_queue_t                *q, *prev;
-    ngx_http_ratelimit_node_t  *rn;
+    ngx_http_ratelimit_link_t  *q, *prev;
+    ngx_http_ratelimit_node_t  *rn, *dirty;
 
     now = ngx_current_msec;
     wall = 0;
+    dirty = NULL;
 
     if (z->algorithm != NGX_HTTP_RATELIMIT_GCRA) {
         wall = ngx_http_ratelimit_wall();
     }
 
-    q = ngx_queue_last(&z->sh->queue);
+    q = ngx_http_ratelimit_lru_last(z);
 
     for (n = 0, seen = 0;
-         q != ngx_queue_sentinel(&z->sh->queue) && n < 2 && seen < 32;
+         q != ngx_http_ratelimit_lru_sentinel(z) && n < 2 && seen < 32;
          q = prev, seen++)
     {
-        prev = ngx_queue_prev(q);
-        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
+        prev = ngx_http_ratelimit_link(z, q->prev);
+        rn = ngx_http_ratelimit_lru_node(q);
 
         if (rn->pins || rn->conns) {
             continue;
         }
 
         if (force) {
+            if (rn->delta != 0) {
+                /* a key with charges not yet synced goes last */
+                if (dirty == NULL) {
+                    dirty = rn;
+                }
+
+                continue;
+            }
+
             ngx_http_ratelimit_free(z, rn);
             (void) ngx_atomic_fetch_add(&z->sh->evicted, 1);
             return;
@@ -962,6 +1052,26 @@ ngx_http_ratelimit_expire(ngx_http_ratelimit_zone_t *z, ngx_uint_t force)
         ngx_http_ratelimit_free(z, rn);
         n++;
     }
+
+    if (dirty == NULL) {
+        return;
+    }
+
+    /* its charges wait for the next sync, then it goes */
+
+    if (z->sh->orphans == NULL) {
+        z->sh->orphans = ngx_slab_alloc_locked(z->shpool,
+                                   NGX_HTTP_RATELIMIT_ORPHANS
+                                   * sizeof(ngx_http_ratelimit_entry_t));
+    }
+
+    if (z->sh->orphans && z->sh->norphans < NGX_HTTP_RATELIMIT_ORPHANS) {
+        ngx_http_ratelimit_take(dirty,
+                                &z->sh->orphans[z->sh->norphans++]);
+    }
+
+    ngx_http_ratelimit_free(z, dirty);
+    (void) ngx_atomic_fetch_add(&z->sh->evicted, 1);
 }
 
 
@@ -971,7 +1081,7 @@ ngx_http_ratelimit_free(ngx_http_ratelimit_zone_t *z,
 {
     ngx_rbtree_node_t  *node;
 
-    ngx_queue_remove(&rn->queue);
+    ngx_http_ratelimit_lru_remove(z, &rn->queue);
 
     node = (ngx_rbtree_node_t *)
                ((u_char *) rn - offsetof(ngx_rbtree_node_t, color));
@@ -980,4 +1090,246 @@ ngx_http_ratelimit_free(ngx_http_ratelimit_zone_t *z,
     ngx_slab_free_locked(z->shpool, node);
 
     (void) ngx_atomic_fetch_add(&z->sh->keys, -1);
+}
+
+
+/* a key has something left to remember (limit_req's test for freeing) */
+
+static ngx_uint_t
+ngx_http_ratelimit_live(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_node_t *rn, ngx_msec_t now, uint64_t wall)
+{
+    if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
+        return ngx_http_ratelimit_base(z, rn, now) > 0;
+    }
+
+    return rn->last + 2 * z->rate.period > wall;
+}
+
+
+/* a key's charges leave it for a sync */
+
+static void
+ngx_http_ratelimit_take(ngx_http_ratelimit_node_t *rn,
+    ngx_http_ratelimit_entry_t *e)
+{
+    e->hash = ((ngx_rbtree_node_t *)
+                 ((u_char *) rn - offsetof(ngx_rbtree_node_t, color)))->key;
+    e->flags = rn->flags;
+    e->len = (u_char) rn->len;
+    ngx_memcpy(e->key, rn->data, rn->len);
+    e->delta = rn->delta;
+
+    rn->delta = 0;
+}
+
+
+/* the first node after the cursor's key, in the rbtree's order */
+
+static ngx_rbtree_node_t *
+ngx_http_ratelimit_after(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_entry_t *c)
+{
+    ngx_int_t           rc;
+    ngx_rbtree_node_t  *node, *sentinel, *best;
+
+    node = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+    best = NULL;
+
+    while (node != sentinel) {
+
+        if (c->hash != node->key) {
+            rc = (c->hash < node->key) ? -1 : 1;
+
+        } else {
+            rc = ngx_http_ratelimit_cmp(
+                     (ngx_http_ratelimit_node_t *) &node->color,
+                     c->flags, c->key, c->len);
+        }
+
+        if (rc < 0) {
+            best = node;
+            node = node->left;
+
+        } else {
+            node = node->right;
+        }
+    }
+
+    return best;
+}
+
+
+/*
+ * sync=redis: what the next sync sends, at most "max" keys: the charges
+ * of evicted keys, the busiest keys (charged or not, so that they learn
+ * the fleet's state), then every key with charges not yet synced, in the
+ * rbtree's order from where the previous sync stopped: a sync that runs
+ * out of budget leaves the rest to the next one, none is dropped.
+ */
+
+ngx_uint_t
+ngx_http_ratelimit_collect_dirty(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_entry_t *e, ngx_uint_t max)
+{
+    uint64_t                    wall;
+    ngx_uint_t                  n, i, visits;
+    ngx_msec_t                  now;
+    ngx_rbtree_node_t          *node, *last, *root, *sentinel;
+    ngx_http_ratelimit_link_t  *q;
+    ngx_http_ratelimit_node_t  *rn;
+
+    now = ngx_current_msec;
+    wall = ngx_http_ratelimit_wall();
+    n = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (i = 0; i < z->sh->norphans && n < max; i++) {
+        e[n++] = z->sh->orphans[i];
+    }
+
+    if (i < z->sh->norphans) {
+        ngx_memmove(z->sh->orphans, &z->sh->orphans[i],
+                    (z->sh->norphans - i)
+                    * sizeof(ngx_http_ratelimit_entry_t));
+    }
+
+    z->sh->norphans -= i;
+
+    for (q = ngx_http_ratelimit_lru_head(z), i = 0;
+         q != ngx_http_ratelimit_lru_sentinel(z)
+         && i < NGX_HTTP_RATELIMIT_SYNC_HOT && n < max;
+         q = ngx_http_ratelimit_link(z, q->next), i++)
+    {
+        rn = ngx_http_ratelimit_lru_node(q);
+
+        if (z->sync == NGX_HTTP_RATELIMIT_SYNC_STRICT && rn->delta == 0) {
+            /* Redis has it: only what a fallback charged here goes */
+            continue;
+        }
+
+        if (rn->delta != 0 || ngx_http_ratelimit_live(z, rn, now, wall)) {
+            ngx_http_ratelimit_take(rn, &e[n++]);
+        }
+    }
+
+    root = z->sh->rbtree.root;
+    sentinel = z->sh->rbtree.sentinel;
+
+    if (root == sentinel) {
+        z->sh->cursor_set = 0;
+        ngx_shmtx_unlock(&z->shpool->mutex);
+        return n;
+    }
+
+    node = z->sh->cursor_set ? ngx_http_ratelimit_after(z, &z->sh->cursor)
+                             : ngx_rbtree_min(root, sentinel);
+    last = NULL;
+
+    for (visits = 0;
+         node && visits < NGX_HTTP_RATELIMIT_SYNC_VISITS && n < max;
+         visits++)
+    {
+        rn = (ngx_http_ratelimit_node_t *) &node->color;
+
+        if (rn->delta != 0) {
+            ngx_http_ratelimit_take(rn, &e[n++]);
+        }
+
+        last = node;
+        node = ngx_rbtree_next(&z->sh->rbtree, node);
+    }
+
+    if (node == NULL) {
+        /* the end: the next sync starts over */
+        z->sh->cursor_set = 0;
+
+    } else if (last) {
+        rn = (ngx_http_ratelimit_node_t *) &last->color;
+
+        z->sh->cursor.hash = last->key;
+        z->sh->cursor.flags = rn->flags;
+        z->sh->cursor.len = (u_char) rn->len;
+        ngx_memcpy(z->sh->cursor.key, rn->data, rn->len);
+        z->sh->cursor_set = 1;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return n;
+}
+
+
+static void
+ngx_http_ratelimit_lru_remove(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l)
+{
+    ngx_http_ratelimit_link(z, l->prev)->next = l->next;
+    ngx_http_ratelimit_link(z, l->next)->prev = l->prev;
+}
+
+
+/* to the head: the most recently used */
+
+static void
+ngx_http_ratelimit_lru_push(ngx_http_ratelimit_zone_t *z,
+    ngx_http_ratelimit_link_t *l)
+{
+    uint32_t                    off;
+    ngx_http_ratelimit_link_t  *h;
+
+    h = &z->sh->queue;
+    off = ngx_http_ratelimit_offset(z, l);
+
+    l->next = h->next;
+    l->prev = ngx_http_ratelimit_offset(z, h);
+    ngx_http_ratelimit_link(z, h->next)->prev = off;
+    h->next = off;
+}
+
+
+/*
+ * Every key goes, but those a request holds now, which start over; the
+ * charges not yet synced go with them.
+ */
+
+ngx_uint_t
+ngx_http_ratelimit_reset(ngx_http_ratelimit_zone_t *z)
+{
+    ngx_uint_t                  n;
+    ngx_http_ratelimit_link_t  *q, *prev;
+    ngx_http_ratelimit_node_t  *rn;
+
+    n = 0;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (q = ngx_http_ratelimit_lru_last(z);
+         q != ngx_http_ratelimit_lru_sentinel(z);
+         q = prev)
+    {
+        prev = ngx_http_ratelimit_link(z, q->prev);
+        rn = ngx_http_ratelimit_lru_node(q);
+
+        n++;
+
+        if (rn->pins == 0) {
+            ngx_http_ratelimit_free(z, rn);
+            continue;
+        }
+
+        rn->excess = (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) ? -1000 : 0;
+        rn->prev = 0;
+        rn->delta = 0;
+        rn->conns = 0;
+    }
+
+    z->sh->norphans = 0;
+    z->sh->cursor_set = 0;
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    return n;
 }

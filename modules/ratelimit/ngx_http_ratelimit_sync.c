@@ -28,27 +28,31 @@
 #include "ngx_http_ratelimit.h"
 
 
-#define NGX_HTTP_RATELIMIT_SYNC_BATCH   512
 /* a Redis key: "<prefix>rl:<zone>:<key>" (zone names: 64 bytes at most) */
 #define NGX_HTTP_RATELIMIT_KEY_BUF                                            \
     NGX_HTTP_RESILIENCE_REDIS_KEY_LEN("rl", 64, NGX_HTTP_RATELIMIT_KEY_MAX)
 
-
-typedef struct {
-    uint32_t                   hash;
-    u_char                     flags;
-    u_char                     len;
-    u_char                     key[NGX_HTTP_RATELIMIT_KEY_MAX];
-    int64_t                    delta;
-} ngx_http_ratelimit_entry_t;
+/* a batch's id is remembered in Redis this long; retried no longer */
+#define NGX_HTTP_RATELIMIT_BATCH_TTL    600000
+#define NGX_HTTP_RATELIMIT_BATCH_RETRY  540000
 
 
-typedef struct {
+#define NGX_HTTP_RATELIMIT_STR2(x)      #x
+#define NGX_HTTP_RATELIMIT_STR(x)       NGX_HTTP_RATELIMIT_STR2(x)
+
+
+typedef struct ngx_http_ratelimit_batch_s  ngx_http_ratelimit_batch_t;
+
+struct ngx_http_ratelimit_batch_s {
     ngx_http_ratelimit_zone_t  *zone;
+    ngx_http_ratelimit_batch_t *next;        /* pending: the next one */
     ngx_msec_t                  sent;        /* when it left for Redis */
+    ngx_msec_t                  born;        /* its first try */
+    ngx_msec_t                  span;        /* the time its charges took */
+    uint64_t                    id;
     ngx_uint_t                  n;
     ngx_http_ratelimit_entry_t  entries[1];
-} ngx_http_ratelimit_batch_t;
+};
 
 
 typedef struct {
@@ -59,6 +63,9 @@ typedef struct {
 static void ngx_http_ratelimit_sync_tick(ngx_event_t *ev);
 static void ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z,
     ngx_msec_t span, ngx_log_t *log);
+static void ngx_http_ratelimit_sync_send(ngx_http_ratelimit_batch_t *b,
+    ngx_log_t *log);
+static void ngx_http_ratelimit_sync_release(ngx_http_ratelimit_zone_t *z);
 static void ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply,
     void *data);
 static void ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply,
@@ -66,42 +73,65 @@ static void ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply,
 static size_t ngx_http_ratelimit_redis_key(u_char *buf,
     ngx_http_ratelimit_zone_t *z, u_char *key, size_t len);
 static int64_t ngx_http_ratelimit_period_us(ngx_http_ratelimit_zone_t *z);
-static int64_t ngx_http_ratelimit_interval_us(ngx_http_ratelimit_zone_t *z);
+static int64_t ngx_http_ratelimit_interval_ns(ngx_http_ratelimit_zone_t *z);
 static ngx_int_t ngx_http_ratelimit_int(redisReply *r, int64_t *v);
 
 
 /*
- * KEYS: the census, then the keys; ARGV: this instance, the algorithm,
- * the emission interval (GCRA) or the window (us), the time since the
- * last sync (us), then one charge per key (milli-requests).  The charges
- * were made over that time, not now: GCRA's arrival time may start that
- * far back, or a steady rate would look like a burst at every sync.
- * Returns the census count, two figures per key (GCRA: tat - now in us;
- * sliding: the current and previous counts), and Redis's time in us.
+ * KEYS: the census, the batch's id, then the keys; ARGV: this instance,
+ * the algorithm, the emission interval (GCRA, ns) or the window (us),
+ * the time since the last sync (us), then one charge per key
+ * (milli-requests).  The charges were made over that time, not now:
+ * GCRA's arrival time may start that far back, or a steady rate would
+ * look like a burst at every sync.  A batch whose id Redis has already
+ * seen (its answer timed out, it is sent again) charges nothing: each is
+ * applied exactly once.  Returns the census count, two figures per key
+ * (GCRA: tat - now in ns; sliding: the current and previous counts), and
+ * Redis's time in us.  GCRA's arrival time is kept as "us:ns" (a double
+ * holds today's time in us to a quarter of a microsecond only), so that
+ * an interval keeps its nanoseconds: 600k r/s is 1666 ns, not 1 us.
  */
 
 static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
+    "local function rd(k)\n"
+    "  local v = redis.call('GET', k)\n"
+    "  if not v then return 0, 0 end\n"
+    "  local a, b = string.match(v, '^(%d+):(%d+)$')\n"
+    "  if a then return tonumber(a), tonumber(b) end\n"
+    "  return tonumber(v) or 0, 0\n"
+    "end\n"
+    "local function add(us, ns, d)\n"
+    "  local t = ns + d\n"
+    "  local w = math.floor(t / 1000)\n"
+    "  return us + w, t - w * 1000\n"
+    "end\n"
+    "local function wr(k, us, ns, now)\n"
+    "  redis.call('SET', k, string.format('%.0f:%.0f', us, ns), 'PX',\n"
+    "             math.floor((us - now) / 1000) + 1000)\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local ms = math.floor(now / 1000)\n"
     "redis.call('ZADD', KEYS[1], ms, ARGV[1])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - 10000)\n"
     "redis.call('PEXPIRE', KEYS[1], 60000)\n"
+    "local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'PX', "
+    NGX_HTTP_RATELIMIT_STR(NGX_HTTP_RATELIMIT_BATCH_TTL) ")\n"
     "local out = {redis.call('ZCARD', KEYS[1])}\n"
     "local alg, p = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local floor = now - tonumber(ARGV[4])\n"
     "local w = math.floor(now / p)\n"
-    "for i = 2, #KEYS do\n"
-    "  local d = tonumber(ARGV[i + 3])\n"
+    "for i = 3, #KEYS do\n"
+    "  local d = tonumber(ARGV[i + 2])\n"
+    "  if not fresh then d = 0 end\n"
     "  if alg == 0 then\n"
-    "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
-    "    if tat < floor then tat = floor end\n"
+    "    local us, ns = rd(KEYS[i])\n"
+    "    if us < floor then us, ns = floor, 0 end\n"
     "    if d > 0 then\n"
-    "      tat = tat + math.floor(d * p / 1000)\n"
-    "      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX',\n"
-    "                 math.floor((tat - now) / 1000) + 1000)\n"
+    "      us, ns = add(us, ns, math.floor(d * p / 1000))\n"
+    "      wr(KEYS[i], us, ns, now)\n"
     "    end\n"
-    "    out[#out + 1] = tat - now\n"
+    "    out[#out + 1] = (us - now) * 1000 + ns\n"
     "    out[#out + 1] = 0\n"
     "  else\n"
     "    local ck = KEYS[i] .. ':' .. w\n"
@@ -123,14 +153,30 @@ static ngx_str_t  ngx_http_ratelimit_sync_lua = ngx_string(
 
 /*
  * KEYS: the keys; ARGV: four per key: the algorithm, the emission
- * interval or the window (us), the tolerance (GCRA: burst in us; sliding:
- * the limit in milli-requests), the cost (milli-requests).  Every key
+ * interval (ns) or the window (us), the tolerance (GCRA: burst in ns;
+ * sliding: the limit in milli-requests), the cost (milli-requests).  Every key
  * passes, and all are charged, or none is.  Returns: 1 if charged, then
- * three figures per key (passes, GCRA: tat - now in us after the charge;
+ * three figures per key (passes, GCRA: tat - now in ns after the charge;
  * sliding: the current and the previous counts), then Redis's time.
  */
 
 static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
+    "local function rd(k)\n"
+    "  local v = redis.call('GET', k)\n"
+    "  if not v then return 0, 0 end\n"
+    "  local a, b = string.match(v, '^(%d+):(%d+)$')\n"
+    "  if a then return tonumber(a), tonumber(b) end\n"
+    "  return tonumber(v) or 0, 0\n"
+    "end\n"
+    "local function add(us, ns, d)\n"
+    "  local t = ns + d\n"
+    "  local w = math.floor(t / 1000)\n"
+    "  return us + w, t - w * 1000\n"
+    "end\n"
+    "local function wr(k, us, ns, now)\n"
+    "  redis.call('SET', k, string.format('%.0f:%.0f', us, ns), 'PX',\n"
+    "             math.floor((us - now) / 1000) + 1000)\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local ok, st = 1, {}\n"
@@ -142,10 +188,11 @@ static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
     "  if c < 1000 then c = 1000 end\n"
     "  local s = {alg = alg, p = p, cost = cost, pass = 1}\n"
     "  if alg == 0 then\n"
-    "    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')\n"
-    "    if tat < now then tat = now end\n"
-    "    s.v = tat\n"
-    "    if tat - now + math.floor(c * p / 1000) - p > lim then\n"
+    "    local us, ns = rd(KEYS[i])\n"
+    "    if us < now then us, ns = now, 0 end\n"
+    "    s.v, s.ns = us, ns\n"
+    "    if (us - now) * 1000 + ns + math.floor(c * p / 1000) - p > lim"
+    " then\n"
     "      s.pass = 0\n"
     "    end\n"
     "  else\n"
@@ -165,11 +212,10 @@ static ngx_str_t  ngx_http_ratelimit_strict_lua = ngx_string(
     "  out[#out + 1] = s.pass\n"
     "  if s.alg == 0 then\n"
     "    if ok == 1 and s.cost > 0 then\n"
-    "      s.v = s.v + math.floor(s.cost * s.p / 1000)\n"
-    "      redis.call('SET', KEYS[i], string.format('%.0f', s.v), 'PX',\n"
-    "                 math.floor((s.v - now) / 1000) + 1000)\n"
+    "      s.v, s.ns = add(s.v, s.ns, math.floor(s.cost * s.p / 1000))\n"
+    "      wr(KEYS[i], s.v, s.ns, now)\n"
     "    end\n"
-    "    out[#out + 1] = s.v - now\n"
+    "    out[#out + 1] = (s.v - now) * 1000 + s.ns\n"
     "    out[#out + 1] = 0\n"
     "  else\n"
     "    if ok == 1 and s.cost > 0 then\n"
@@ -249,8 +295,32 @@ ngx_http_ratelimit_sync_init_worker(ngx_cycle_t *cycle,
 void
 ngx_http_ratelimit_sync_exit_worker(void)
 {
+    ngx_uint_t                        i;
+    ngx_http_ratelimit_batch_t       *b, *next;
+    ngx_http_ratelimit_zone_t       **zones;
+    ngx_http_ratelimit_main_conf_t   *rmcf;
+
     if (ngx_http_ratelimit_tick_event.timer_set) {
         ngx_del_timer(&ngx_http_ratelimit_tick_event);
+    }
+
+    rmcf = ngx_http_ratelimit_tick_event.data;
+
+    if (rmcf == NULL) {
+        return;
+    }
+
+    /* batches that got no answer: nobody is left to send them again */
+
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        for (b = zones[i]->pending; b; b = next) {
+            next = b->next;
+            ngx_free(b);
+        }
+
+        zones[i]->pending = NULL;
     }
 }
 
@@ -333,9 +403,20 @@ ngx_http_ratelimit_sync_tick(ngx_event_t *ev)
             continue;
         }
 
+        if (z->inflight) {
+            continue;
+        }
+
         /* one worker per instance syncs a zone; a dead one's turn lapses */
 
         owner = z->sh->sync_lock;
+
+        if (owner == (ngx_atomic_uint_t) ngx_pid && z->pending) {
+            /* this worker's batches that got no answer: the same again */
+            z->sh->sync_at = now;
+            ngx_http_ratelimit_sync_zone(z, 0, ev->log);
+            continue;
+        }
 
         if (owner != 0) {
             stale = 10 * z->sync_interval + 1000;
@@ -361,94 +442,138 @@ ngx_http_ratelimit_sync_tick(ngx_event_t *ev)
 
 
 /*
- * The keys used lately, most recent first, in one script: a key in use
- * here learns what the rest of the fleet charged it even while this
- * instance charges it nothing.
+ * Every key with charges not yet synced, within a budget per tick that
+ * leaves the rest to the next tick (ngx_http_ratelimit_collect_dirty()),
+ * in scripts of up to NGX_HTTP_RATELIMIT_SYNC_BATCH keys sent one after
+ * the other on the connection (pipelined).  Batches that got no answer
+ * go first, unchanged: their ids make Redis apply each once.
  */
 
 static void
 ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
     ngx_log_t *log)
 {
-    u_char                      *p, *keys;
-    size_t                      *lens, size;
-    ngx_uint_t                   n, i, argc;
-    ngx_msec_t                   from;
-    const char                 **argv;
-    ngx_queue_t                 *q;
-    ngx_http_ratelimit_node_t   *rn;
-    ngx_http_ratelimit_batch_t  *b;
-    ngx_http_ratelimit_entry_t  *e;
-    u_char                       id[NGX_INT64_LEN], alg[4], per[NGX_INT64_LEN];
-    u_char                       sp[NGX_INT64_LEN];
-    u_char                       deltas[NGX_HTTP_RATELIMIT_SYNC_BATCH]
-                                       [NGX_INT64_LEN + 1];
+    ngx_uint_t                   n, i, k, max;
+    ngx_http_ratelimit_batch_t  *b, *next;
+    ngx_http_ratelimit_entry_t  *entries;
 
-    b = ngx_alloc(sizeof(ngx_http_ratelimit_batch_t)
-                  + NGX_HTTP_RATELIMIT_SYNC_BATCH
-                    * sizeof(ngx_http_ratelimit_entry_t), log);
-    if (b == NULL) {
-        z->sh->sync_lock = 0;
+    if (z->pending) {
+        b = z->pending;
+        z->pending = NULL;
+
+        for ( /* void */ ; b; b = next) {
+            next = b->next;
+            b->next = NULL;
+            ngx_http_ratelimit_sync_send(b, log);
+        }
+
         return;
     }
 
-    b->zone = z;
-    b->n = 0;
-    b->sent = ngx_current_msec;
+    /* no more than the zone's keys (read unlocked: a bound, not a count) */
 
-    from = ngx_current_msec - NGX_HTTP_RATELIMIT_ACTIVE;
+    max = ngx_min(NGX_HTTP_RATELIMIT_SYNC_BATCH
+                  * NGX_HTTP_RATELIMIT_SYNC_BATCHES,
+                  z->sh->keys + NGX_HTTP_RATELIMIT_ORPHANS + 1);
 
-    ngx_shmtx_lock(&z->shpool->mutex);
-
-    for (q = ngx_queue_head(&z->sh->queue);
-         q != ngx_queue_sentinel(&z->sh->queue)
-         && b->n < NGX_HTTP_RATELIMIT_SYNC_BATCH;
-         q = ngx_queue_next(q))
-    {
-        rn = ngx_queue_data(q, ngx_http_ratelimit_node_t, queue);
-
-        if ((ngx_msec_int_t) (rn->touched - from) < 0) {
-            break;
-        }
-
-        if (z->sync == NGX_HTTP_RATELIMIT_SYNC_STRICT && rn->delta == 0) {
-            /* Redis has it: only what a fallback charged here goes */
-            continue;
-        }
-
-        e = &b->entries[b->n++];
-
-        e->hash = ((ngx_rbtree_node_t *)
-                     ((u_char *) rn - offsetof(ngx_rbtree_node_t, color)))
-                  ->key;
-        e->flags = rn->flags;
-        e->len = (u_char) rn->len;
-        ngx_memcpy(e->key, rn->data, rn->len);
-        e->delta = rn->delta;
-
-        rn->delta = 0;
+    entries = ngx_alloc(max * sizeof(ngx_http_ratelimit_entry_t), log);
+    if (entries == NULL) {
+        ngx_http_ratelimit_sync_release(z);
+        return;
     }
 
-    ngx_shmtx_unlock(&z->shpool->mutex);
-
-    n = b->n;
+    n = ngx_http_ratelimit_collect_dirty(z, entries, max);
 
     /* nothing to sync: the census once a second is enough */
 
     if (n == 0 && !z->sh->degraded
         && (ngx_msec_int_t) (ngx_current_msec - z->sh->census_at) < 1000)
     {
-        ngx_free(b);
-        z->sh->sync_lock = 0;
+        ngx_free(entries);
+        ngx_http_ratelimit_sync_release(z);
         return;
     }
 
     z->sh->census_at = ngx_current_msec;
 
-    argc = 5 + 2 * n;
+    i = 0;
+
+    do {
+        k = ngx_min(n - i, NGX_HTTP_RATELIMIT_SYNC_BATCH);
+
+        b = ngx_alloc(sizeof(ngx_http_ratelimit_batch_t)
+                      + k * sizeof(ngx_http_ratelimit_entry_t), log);
+
+        if (b == NULL) {
+            /* the charges go back to their keys for the next sync */
+            for ( /* void */ ; i < n; i++) {
+                ngx_http_ratelimit_merge(z, entries[i].hash, entries[i].flags,
+                                         entries[i].key, entries[i].len,
+                                         0, 0, 0, entries[i].delta, 0);
+            }
+
+            break;
+        }
+
+        b->zone = z;
+        b->next = NULL;
+        b->born = ngx_current_msec;
+        b->span = span;
+        b->id = ngx_atomic_fetch_add(&z->sh->batches, 1);
+        b->n = k;
+
+        ngx_memcpy(b->entries, &entries[i],
+                   k * sizeof(ngx_http_ratelimit_entry_t));
+
+        i += k;
+
+        ngx_http_ratelimit_sync_send(b, log);
+
+    } while (i < n);
+
+    ngx_free(entries);
+
+    if (z->inflight == 0) {
+        ngx_http_ratelimit_sync_release(z);
+    }
+}
+
+
+/* the zone's turn to sync ends, unless batches wait to be sent again */
+
+static void
+ngx_http_ratelimit_sync_release(ngx_http_ratelimit_zone_t *z)
+{
+    if (z->inflight == 0 && z->pending == NULL) {
+        z->sh->sync_lock = 0;
+    }
+}
+
+
+static void
+ngx_http_ratelimit_sync_send(ngx_http_ratelimit_batch_t *b, ngx_log_t *log)
+{
+    u_char                      *p, *keys;
+    size_t                      *lens, size;
+    ngx_uint_t                   n, i, argc;
+    const char                 **argv;
+    ngx_http_ratelimit_zone_t   *z;
+    ngx_http_ratelimit_entry_t  *e;
+    u_char                       id[NGX_INT64_LEN], alg[4], per[NGX_INT64_LEN];
+    u_char                       sp[NGX_INT64_LEN];
+    u_char                       bid[sizeof("\0batch:") + 2 * NGX_INT64_LEN];
+    u_char                       deltas[NGX_HTTP_RATELIMIT_SYNC_BATCH]
+                                       [NGX_INT64_LEN + 1];
+
+    z = b->zone;
+    n = b->n;
+
+    z->inflight++;
+
+    argc = 6 + 2 * n;
 
     size = argc * (sizeof(char *) + sizeof(size_t))
-           + (n + 1) * NGX_HTTP_RATELIMIT_KEY_BUF;
+           + (n + 2) * NGX_HTTP_RATELIMIT_KEY_BUF;
 
     argv = ngx_alloc(size, log);
     if (argv == NULL) {
@@ -458,46 +583,53 @@ ngx_http_ratelimit_sync_zone(ngx_http_ratelimit_zone_t *z, ngx_msec_t span,
     lens = (size_t *) (argv + argc);
     keys = (u_char *) (lens + argc);
 
-    /* the census, then the keys */
+    /* the census, the batch's id, then the keys */
 
     p = keys;
     argv[0] = (char *) p;
     lens[0] = ngx_http_ratelimit_redis_key(p, z, (u_char *) "\0census", 7);
     p += lens[0];
 
+    argv[1] = (char *) p;
+    lens[1] = ngx_http_ratelimit_redis_key(p, z, bid,
+                  ngx_sprintf(bid, "%c" "batch:%uxL:%uxL", '\0', z->sh->id,
+                              b->id)
+                  - bid);
+    p += lens[1];
+
     for (i = 0; i < n; i++) {
         e = &b->entries[i];
-        argv[1 + i] = (char *) p;
-        lens[1 + i] = ngx_http_ratelimit_redis_key(p, z, e->key, e->len);
-        p += lens[1 + i];
+        argv[2 + i] = (char *) p;
+        lens[2 + i] = ngx_http_ratelimit_redis_key(p, z, e->key, e->len);
+        p += lens[2 + i];
     }
 
-    argv[1 + n] = (char *) id;
-    lens[1 + n] = ngx_sprintf(id, "%uL", z->sh->id) - id;
+    argv[2 + n] = (char *) id;
+    lens[2 + n] = ngx_sprintf(id, "%uL", z->sh->id) - id;
 
-    argv[2 + n] = (char *) alg;
-    lens[2 + n] = ngx_sprintf(alg, "%ui", z->algorithm) - alg;
+    argv[3 + n] = (char *) alg;
+    lens[3 + n] = ngx_sprintf(alg, "%ui", z->algorithm) - alg;
 
-    argv[3 + n] = (char *) per;
-    lens[3 + n] = ngx_sprintf(per, "%L",
+    argv[4 + n] = (char *) per;
+    lens[4 + n] = ngx_sprintf(per, "%L",
                               z->algorithm == NGX_HTTP_RATELIMIT_GCRA
-                              ? ngx_http_ratelimit_interval_us(z)
+                              ? ngx_http_ratelimit_interval_ns(z)
                               : ngx_http_ratelimit_period_us(z))
                   - per;
 
-    argv[4 + n] = (char *) sp;
-    lens[4 + n] = ngx_sprintf(sp, "%M", span * 1000) - sp;
+    argv[5 + n] = (char *) sp;
+    lens[5 + n] = ngx_sprintf(sp, "%M", b->span * 1000) - sp;
 
     for (i = 0; i < n; i++) {
-        argv[5 + n + i] = (char *) deltas[i];
-        lens[5 + n + i] = ngx_sprintf(deltas[i], "%L", b->entries[i].delta)
+        argv[6 + n + i] = (char *) deltas[i];
+        lens[6 + n + i] = ngx_sprintf(deltas[i], "%L", b->entries[i].delta)
                           - deltas[i];
     }
 
     b->sent = ngx_current_msec;
 
     if (ngx_http_resilience_redis_evalsha(ngx_http_ratelimit_sync_script,
-                                          1 + n, argc, argv, lens,
+                                          2 + n, argc, argv, lens,
                                           ngx_http_ratelimit_synced, b)
         != NGX_OK)
     {
@@ -524,9 +656,11 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
     uint64_t                     start;
     ngx_uint_t                   i, ok;
     ngx_http_ratelimit_zone_t   *z;
+    ngx_http_ratelimit_batch_t **pb;
     ngx_http_ratelimit_entry_t  *e;
 
     z = b->zone;
+    z->inflight--;
 
     ok = (rc == NGX_HTTP_RESILIENCE_REDIS_REPLY
           && reply->type == REDIS_REPLY_ARRAY
@@ -551,14 +685,38 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
         z->sh->degraded = 1;
         (void) ngx_atomic_fetch_add(&z->sh->redis_errors, 1);
 
-        /* what was charged here goes with the next sync */
-        for (i = 0; i < b->n; i++) {
-            e = &b->entries[i];
-            ngx_http_ratelimit_merge(z, e->hash, e->flags, e->key, e->len,
-                                     0, 0, 0, e->delta, 0);
+        if (ngx_exiting || ngx_terminate || ngx_quit
+            || (ngx_msec_int_t) (ngx_current_msec - b->born)
+               > NGX_HTTP_RATELIMIT_BATCH_RETRY)
+        {
+            /*
+             * never sent again: Redis may have applied it, and its id is
+             * not remembered for ever (a worker that exits has no one to
+             * send it)
+             */
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "ratelimit: zone \"%V\" drops a sync of %ui "
+                          "key(s) that got no answer", &z->name, b->n);
+            ngx_free(b);
+            ngx_http_ratelimit_sync_release(z);
+            return;
         }
 
-        goto done;
+        /*
+         * Redis may have run the script though no answer came: the batch
+         * goes again as it is, with its id, never as new charges
+         */
+
+        for (pb = (ngx_http_ratelimit_batch_t **) &z->pending;
+             *pb;
+             pb = &(*pb)->next)
+        {
+            /* void */
+        }
+
+        *pb = b;
+
+        return;
     }
 
     if (z->sh->degraded) {
@@ -568,7 +726,8 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
         z->sh->degraded = 0;
     }
 
-    z->sh->instances = (census > 0) ? (ngx_atomic_uint_t) census : 1;
+    z->sh->instances = (census > 0) ? (ngx_atomic_uint_t)
+                                      ngx_min(census, 65536) : 1;
 
     if (b->n) {
         (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
@@ -602,21 +761,28 @@ ngx_http_ratelimit_synced(ngx_int_t rc, redisReply *reply, void *data)
         }
 
         if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-            /* tat - now, from us to milli-requests */
-            a = (a - half_us) * 1000 / ngx_http_ratelimit_interval_us(z);
+            /* tat - now, from ns to milli-requests (bounded: wire input) */
+            a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX),
+                        -NGX_HTTP_RATELIMIT_WIRE_MAX);
+            a = ngx_http_ratelimit_muldiv(a - half_us * 1000, 1000,
+                                          ngx_http_ratelimit_interval_ns(z));
 
             /* what the rate gave back while the batch was away */
-            c = 2 * half_us * 1000 / ngx_http_ratelimit_interval_us(z);
+            c = ngx_http_ratelimit_muldiv(2 * half_us * 1000, 1000,
+                                          ngx_http_ratelimit_interval_ns(z));
+
+        } else {
+            a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
+            c = ngx_max(ngx_min(c, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
         }
 
         ngx_http_ratelimit_merge(z, e->hash, e->flags, e->key, e->len,
                                  a, c, start, 0, 1);
     }
 
-done:
-
-    z->sh->sync_lock = 0;
     ngx_free(b);
+
+    ngx_http_ratelimit_sync_release(z);
 }
 
 
@@ -690,8 +856,8 @@ ngx_http_ratelimit_strict(ngx_http_request_t *r,
         z = t->zone;
 
         if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-            per = ngx_http_ratelimit_interval_us(z);
-            lim = t->limit->burst * per / 1000;
+            per = ngx_http_ratelimit_interval_ns(z);
+            lim = ngx_http_ratelimit_muldiv(t->limit->burst, per, 1000);
 
         } else {
             per = ngx_http_ratelimit_period_us(z);
@@ -844,10 +1010,12 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
         (void) ngx_atomic_fetch_add(&z->sh->syncs, 1);
 
         if (z->algorithm == NGX_HTTP_RATELIMIT_GCRA) {
-            per = ngx_http_ratelimit_interval_us(z);
+            per = ngx_http_ratelimit_interval_ns(z);
 
             /* tat - now in milli-requests, after the charge when ok */
-            base = a * 1000 / per;
+            a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX),
+                        -NGX_HTTP_RATELIMIT_WIRE_MAX);
+            base = ngx_http_ratelimit_muldiv(a, 1000, per);
 
             ngx_http_ratelimit_mirror(t, base, 0, 0);
 
@@ -855,8 +1023,7 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
                 t->excess = ngx_max(base - 1000, 0);
                 t->remaining = ngx_max(t->limit->burst - t->excess, 0)
                                / 1000;
-                t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
-                                         / (int64_t) z->rate.milli);
+                t->reset = ngx_http_ratelimit_to_ms(z, base);
                 continue;
             }
 
@@ -864,14 +1031,12 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
 
             t->excess = cand;
             t->remaining = 0;
-            t->reset = (ngx_msec_t) (base * (int64_t) z->rate.period
-                                     / (int64_t) z->rate.milli);
+            t->reset = ngx_http_ratelimit_to_ms(z, base);
 
             if (!pass) {
                 t->busy = 1;
-                t->wait = (ngx_msec_t) ((cand - t->limit->burst)
-                                        * (int64_t) z->rate.period
-                                        / (int64_t) z->rate.milli);
+                t->wait = ngx_http_ratelimit_to_ms(z,
+                                                   cand - t->limit->burst);
             }
 
             continue;
@@ -879,6 +1044,9 @@ ngx_http_ratelimit_strict_done(ngx_int_t rc, redisReply *reply, void *data)
 
         start = (uint64_t) (now_us / 1000);
         start -= start % z->rate.period;
+
+        a = ngx_max(ngx_min(a, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
+        c = ngx_max(ngx_min(c, NGX_HTTP_RATELIMIT_WIRE_MAX), 0);
 
         ngx_http_ratelimit_mirror(t, a, c, start);
 
@@ -900,16 +1068,17 @@ ngx_http_ratelimit_redis_key(u_char *buf, ngx_http_ratelimit_zone_t *z,
 }
 
 
-/* GCRA's emission interval: the time one request takes, in us */
+/* GCRA's emission interval: the time one request takes, in ns */
 
 static int64_t
-ngx_http_ratelimit_interval_us(ngx_http_ratelimit_zone_t *z)
+ngx_http_ratelimit_interval_ns(ngx_http_ratelimit_zone_t *z)
 {
-    int64_t  us;
+    int64_t  ns;
 
-    us = (int64_t) z->rate.period * 1000000 / (int64_t) z->rate.milli;
+    /* at most 86400000 * 10^9 / 1 */
+    ns = (int64_t) z->rate.period * 1000000000 / (int64_t) z->rate.milli;
 
-    return us > 0 ? us : 1;
+    return ns > 0 ? ns : 1;
 }
 
 

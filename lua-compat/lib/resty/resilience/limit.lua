@@ -54,6 +54,7 @@ int ngx_http_ratelimit_lua_incoming(void *zone, const unsigned char *key,
 int ngx_http_ratelimit_lua_uncommit(void *zone, const unsigned char *key,
     size_t len, int64_t burst, int64_t cost,
     ngx_http_ratelimit_lua_result_t *out);
+int64_t ngx_http_ratelimit_lua_reset(void *zone);
 ]]
 
 
@@ -174,6 +175,30 @@ function _M.zone(name, level)
 
     return z, zinfo
 end
+
+
+-- reset(zone): forgets every key of the zone (on this instance; charges
+-- not yet synced to Redis included), as ngx.shared.<dict>:flush_all()
+-- does for lua-resty-limit-traffic: the one line a suite written for the
+-- original changes.  Returns the count of keys forgotten, or nil and an
+-- error.
+function _M.reset(name)
+    local z, err = _M.zone(name, 2)
+
+    if not z then
+        return nil, err
+    end
+
+    local n = C.ngx_http_ratelimit_lua_reset(z)
+
+    if n < 0 then
+        return nil, "ratelimit_zone \"" .. name .. "\" not ready"
+    end
+
+    return tonumber(n)
+end
+
+_M.flush_all = _M.reset
 
 
 -- new(zone, rate, burst [, opts]): rate in requests per second must be
