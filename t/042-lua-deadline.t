@@ -203,3 +203,25 @@ the deadline belongs to a request: not available in the timer phase
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 8: a spent budget does not stop a Lua location: its code runs and sees it
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_PATH";
+--- config
+    location = /t {
+        deadline_from X-Timeout-Ms ms;
+        content_by_lua_block {
+            local deadline = require "resty.resilience.deadline"
+            ngx.say("ran: ", deadline.remaining(), " ", deadline.expired())
+        }
+    }
+--- request
+GET /t
+--- more_headers
+X-Timeout-Ms: 0
+--- response_body
+ran: 0 true
+--- no_error_log
+[error]

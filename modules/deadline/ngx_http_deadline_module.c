@@ -4,12 +4,19 @@
  *
  * The budget comes from trusted request headers (grpc-timeout and the
  * like; the strictest wins) or from "deadline", is anchored at the
- * request's arrival, capped and reduced, and then enforced where the
- * request meets its upstream: the location's content handler (proxy_pass,
- * grpc_pass, fastcgi_pass, ...) is wrapped, so that just before the
- * upstream is contacted the request fails fast when too little is left,
- * the time left is propagated in a header, and the request's own copy of
- * the upstream configuration gets its timeouts clamped to the time left.
+ * request's arrival, capped and reduced, and then enforced in the
+ * locations answered by an upstream module (proxy_pass, grpc_pass,
+ * fastcgi_pass, uwsgi_pass, scgi_pass, memcached_pass), whose content
+ * handler is wrapped: the request fails fast when too little is left,
+ * before its body is read and again once it is, just before the upstream
+ * request is built; the time left is propagated in a header, computed
+ * then; one timer per request fires at the deadline and ends whatever is
+ * under way (reading the body, connecting, sending, waiting for the
+ * answer), and when the upstream has more than one peer to try, the
+ * request's own copy of the upstream configuration gets
+ * next_upstream_timeout clamped, so that no try starts past the deadline.
+ * Other content handlers (Lua, static files, resilience_status) run
+ * untouched: they see the deadline through the variables and the Lua API.
  *
  * Its counters (requests by source, failed fast, cut, the budget left
  * when the upstream answered) live in a small zone of its own, shared by
@@ -46,9 +53,16 @@
 /* the histogram of the budget left when the upstream answered */
 #define NGX_HTTP_DEADLINE_BUCKETS   11
 
+/* deadline_from lines a location may have */
+#define NGX_HTTP_DEADLINE_SOURCES   16
+
+/* the content handlers of the upstream modules learnt at configuration */
+#define NGX_HTTP_DEADLINE_HANDLERS  8
+
 
 typedef struct {
     ngx_str_t                  header;       /* lowercase */
+    ngx_uint_t                 hash;         /* as r->headers_in's */
     ngx_uint_t                 format;
     ngx_http_complex_value_t  *trusted;
     ngx_uint_t                 name;         /* in the main conf's names */
@@ -85,6 +99,10 @@ typedef struct {
     ngx_uint_t                 used;
     ngx_shm_zone_t            *shm_zone;
     ngx_http_deadline_shctx_t *sh;
+    ngx_http_handler_pt        handlers[NGX_HTTP_DEADLINE_HANDLERS];
+    ngx_uint_t                 nhandlers;
+    ngx_module_t              *memcached;
+    unsigned                   learnt:1;
 } ngx_http_deadline_main_conf_t;
 
 
@@ -96,8 +114,10 @@ typedef struct {
     ngx_msec_t                 min;
     ngx_uint_t                 status;
     ngx_str_t                  propagate;
+    ngx_uint_t                 propagate_hash;
     ngx_uint_t                 propagate_format;
     ngx_http_handler_pt        content;      /* the wrapped handler */
+    void                     **loc_conf;     /* the location's, merged */
 } ngx_http_deadline_loc_conf_t;
 
 
@@ -105,7 +125,11 @@ typedef struct {
     uint64_t                   at;           /* Unix ms, 0: no deadline */
     ngx_event_t                timer;        /* fires at the deadline */
     ngx_http_request_t        *request;      /* the one with the upstream */
-    unsigned                   computed:1;
+    ngx_table_elt_t           *header;       /* the propagated header */
+    u_char                    *scanned;      /* its name when looked for */
+    u_char                     value[NGX_INT64_LEN + 2];
+    unsigned                   repeated:1;   /* the header came twice */
+    unsigned                   waiting:1;    /* for the body, no upstream */
     unsigned                   cut:1;        /* the deadline cut a try */
 } ngx_http_deadline_ctx_t;
 
@@ -118,6 +142,12 @@ static ngx_int_t ngx_http_deadline_left(ngx_http_request_t *r,
     ngx_msec_int_t *left);
 int64_t ngx_http_deadline_lua_remaining(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
+static void ngx_http_deadline_upstream_init(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_admit(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    ngx_msec_t *left);
+static void ngx_http_deadline_retries(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_upstream_t *u);
 static ngx_int_t ngx_http_deadline_fail(ngx_http_request_t *r,
     ngx_http_deadline_loc_conf_t *dlcf);
 static ngx_uint_t ngx_http_deadline_is_grpc(ngx_http_request_t *r);
@@ -125,10 +155,12 @@ static ngx_int_t ngx_http_deadline_grpc_answer(ngx_http_request_t *r,
     char *message);
 static ngx_int_t ngx_http_deadline_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_propagate(ngx_http_request_t *r,
-    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left);
-static u_char *ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left);
-static void ngx_http_deadline_clamp(ngx_http_request_t *r,
-    ngx_msec_int_t left);
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    ngx_msec_t left);
+static void ngx_http_deadline_find_header(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf);
+static u_char *ngx_http_deadline_uint(u_char *p, uint64_t n);
+static u_char *ngx_http_deadline_grpc(u_char *p, uint64_t left);
 static void ngx_http_deadline_expire(ngx_event_t *ev);
 static void ngx_http_deadline_cleanup(void *data);
 static void ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx);
@@ -163,6 +195,11 @@ static char *ngx_http_deadline_propagate_set(ngx_conf_t *cf,
 static ngx_int_t ngx_http_deadline_format(ngx_str_t *v, ngx_uint_t s_ok);
 static ngx_int_t ngx_http_deadline_name(ngx_conf_t *cf,
     ngx_http_deadline_main_conf_t *dmcf, ngx_http_deadline_source_t *src);
+static ngx_int_t ngx_http_deadline_learn(ngx_conf_t *cf,
+    ngx_http_deadline_main_conf_t *dmcf);
+static ngx_uint_t ngx_http_deadline_upstream(
+    ngx_http_deadline_main_conf_t *dmcf, ngx_http_core_loc_conf_t *clcf,
+    ngx_http_deadline_loc_conf_t *prev, ngx_http_deadline_loc_conf_t *conf);
 
 
 #define NGX_HTTP_DEADLINE_CONF                                                \
@@ -282,6 +319,22 @@ static ngx_str_t  ngx_http_deadline_formats[] = {
 
 static ngx_msec_t  ngx_http_deadline_bounds[NGX_HTTP_DEADLINE_BUCKETS] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+
+/*
+ * The upstream modules whose pass directive takes variables: their
+ * content handlers are learnt by giving the directive "$host" in a
+ * scratch location (no upstream is added that way).  memcached_pass
+ * takes no variables: its locations are told by the upstream it sets.
+ */
+
+static ngx_str_t  ngx_http_deadline_passes[][2] = {
+    { ngx_string("ngx_http_proxy_module"), ngx_string("proxy_pass") },
+    { ngx_string("ngx_http_grpc_module"), ngx_string("grpc_pass") },
+    { ngx_string("ngx_http_fastcgi_module"), ngx_string("fastcgi_pass") },
+    { ngx_string("ngx_http_uwsgi_module"), ngx_string("uwsgi_pass") },
+    { ngx_string("ngx_http_scgi_module"), ngx_string("scgi_pass") }
 };
 
 
@@ -412,18 +465,22 @@ ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format, uint64_t now,
 
 
 /*
- * The request's budget, computed once.  A request that has a deadline
- * keeps it through internal redirects (error_page, named locations),
- * which clear module contexts: as the realip module does, the context is
- * found again through the pool cleanup that holds it.
+ * The request's budget, computed once, in one pass over the request
+ * headers for every deadline_from source (and the propagated header).
+ * A request that has a deadline keeps it through internal redirects
+ * (error_page, named locations), which clear module contexts: as the
+ * realip module does, the context is found again through the pool
+ * cleanup that holds it.
  */
 
 static ngx_http_deadline_ctx_t *
 ngx_http_deadline_ctx(ngx_http_request_t *r)
 {
-    uint64_t                        now, start, at, best, budget;
-    ngx_str_t                       trusted, value;
-    ngx_uint_t                      i, j, k, found, name;
+    u_char                          found[NGX_HTTP_DEADLINE_SOURCES];
+    uint64_t                        now, start, best, budget, k;
+    uint64_t                        at[NGX_HTTP_DEADLINE_SOURCES];
+    ngx_str_t                       trusted;
+    ngx_uint_t                      i, j, n, name;
     ngx_list_part_t                *part;
     ngx_table_elt_t                *h;
     ngx_pool_cleanup_t             *cln;
@@ -436,11 +493,11 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
 
-    if (ctx != NULL && ctx->computed) {
+    if (ctx != NULL) {
         return ctx;
     }
 
-    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+    if (r->internal || r->filter_finalize) {
         ctx = ngx_http_resilience_ctx(r, &ngx_http_deadline_module,
                                       ngx_http_deadline_cleanup);
         if (ctx) {
@@ -448,102 +505,130 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
         }
     }
 
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_deadline_ctx_t));
-        if (ctx == NULL) {
-            return NULL;
-        }
+    /* the timer's and the histogram's; it finds the context again, too */
 
-        ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_deadline_ctx_t));
+    if (cln == NULL) {
+        return NULL;
     }
 
-    ctx->computed = 1;
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_deadline_ctx_t));
+
+    cln->handler = ngx_http_deadline_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
 
-    now = ngx_http_deadline_now();
+    n = dlcf->sources ? dlcf->sources->nelts : 0;
+    src = n ? dlcf->sources->elts : NULL;
+
+    now = 0;
     start = (uint64_t) r->start_sec * 1000 + r->start_msec;
     best = 0;
     name = NGX_HTTP_DEADLINE_DEFAULT;
 
-    src = dlcf->sources ? dlcf->sources->elts : NULL;
+    ngx_memzero(found, n);
 
-    for (i = 0; src && i < dlcf->sources->nelts; i++) {
+    ctx->scanned = dlcf->propagate.data;
 
-        if (src[i].trusted) {
-            if (ngx_http_complex_value(r, src[i].trusted, &trusted)
-                != NGX_OK)
-            {
-                return NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (j = 0; n || dlcf->propagate.len; j++) {
+
+        if (j >= part->nelts) {
+            if (part->next == NULL) {
+                break;
             }
 
-            if (trusted.len == 0
-                || (trusted.len == 1 && trusted.data[0] == '0'))
-            {
-                continue;
+            part = part->next;
+            h = part->elts;
+            j = 0;
+        }
+
+        if (h[j].hash == 0) {
+            continue;
+        }
+
+        if (h[j].hash == dlcf->propagate_hash
+            && h[j].key.len == dlcf->propagate.len
+            && ngx_strncmp(h[j].lowcase_key, dlcf->propagate.data,
+                           dlcf->propagate.len)
+               == 0)
+        {
+            if (ctx->header == NULL) {
+                ctx->header = &h[j];
+
+            } else {
+                ctx->repeated = 1;
             }
         }
 
-        /* every occurrence: repeated values must agree */
+        for (i = 0; i < n; i++) {
 
-        found = 0;
-        at = 0;
-        part = &r->headers_in.headers.part;
-        h = part->elts;
+            /* found: 0 not yet, 1 a value, 2 ignored */
 
-        for (j = 0; /* void */; j++) {
-
-            if (j >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                j = 0;
-            }
-
-            if (h[j].hash == 0
+            if (h[j].hash != src[i].hash
+                || found[i] == 2
                 || h[j].key.len != src[i].header.len
-                || ngx_strncasecmp(h[j].key.data, src[i].header.data,
-                                   src[i].header.len)
+                || ngx_strncmp(h[j].lowcase_key, src[i].header.data,
+                               src[i].header.len)
                    != 0)
             {
                 continue;
             }
 
-            value = h[j].value;
+            if (found[i] == 0 && src[i].trusted) {
+                if (ngx_http_complex_value(r, src[i].trusted, &trusted)
+                    != NGX_OK)
+                {
+                    return NULL;
+                }
 
-            if (ngx_http_deadline_parse(&value, src[i].format, now, start,
-                                        &budget)
+                if (trusted.len == 0
+                    || (trusted.len == 1 && trusted.data[0] == '0'))
+                {
+                    found[i] = 2;
+                    continue;
+                }
+            }
+
+            if (now == 0) {
+                now = ngx_http_deadline_now();
+            }
+
+            if (ngx_http_deadline_parse(&h[j].value, src[i].format, now,
+                                        start, &budget)
                 != NGX_OK)
             {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "deadline: ignored \"%V: %V\", not a valid "
-                              "%V value", &h[j].key, &value,
+                              "%V value", &h[j].key, &h[j].value,
                               &ngx_http_deadline_formats[src[i].format]);
-                found = 2;
-                break;
+                found[i] = 2;
+                continue;
             }
 
-            if (found && budget != at) {
+            /* every occurrence: repeated values must agree */
+
+            if (found[i] == 1 && budget != at[i]) {
                 ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                               "deadline: ignored \"%V\", repeated with "
                               "values that disagree", &h[j].key);
-                found = 2;
-                break;
+                found[i] = 2;
+                continue;
             }
 
-            found = 1;
-            at = budget;
+            found[i] = 1;
+            at[i] = budget;
         }
+    }
 
-        if (found != 1) {
-            continue;
-        }
-
-        if (best == 0 || at < best) {
-            best = at;
+    for (i = 0; i < n; i++) {
+        if (found[i] == 1 && (best == 0 || at[i] < best)) {
+            best = at[i];
             name = src[i].name;
         }
     }
@@ -562,16 +647,6 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
     k = dlcf->offset;
     best = (best > start + k) ? best - k : start;
-
-    /* the timer's and the histogram's; it finds the context again, too */
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = ngx_http_deadline_cleanup;
-    cln->data = ctx;
 
     ctx->at = best ? best : 1;
 
@@ -643,32 +718,165 @@ ngx_http_deadline_lua_remaining(ngx_http_request_t *r)
 }
 
 
-/* the wrapped content handler: where the request meets its upstream */
+/*
+ * The wrapped content handler of an upstream location: the request fails
+ * fast when too little is left, else the timer is set for the deadline,
+ * and the upstream module runs.  When it has a body to read first, the
+ * upstream starts through ngx_http_deadline_upstream_init instead of
+ * ngx_http_upstream_init, to be checked again then.
+ */
 
 static ngx_int_t
 ngx_http_deadline_content(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_msec_int_t                  left;
-    ngx_http_deadline_loc_conf_t   *dlcf;
-    ngx_http_deadline_main_conf_t  *dmcf;
+    ngx_int_t                      rc;
+    ngx_msec_t                     left;
+    ngx_http_upstream_t           *u;
+    ngx_http_request_body_t       *rb;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_loc_conf_t  *dlcf;
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
 
-    rc = ngx_http_deadline_left(r, &left);
+    ctx = ngx_http_deadline_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->at == 0) {
+        return dlcf->content(r);
+    }
+
+    rc = ngx_http_deadline_admit(r, ctx, dlcf, &left);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
-        return dlcf->content(r);
+        return ngx_http_deadline_fail(r, dlcf);
     }
 
-    if (left < (ngx_msec_int_t) dlcf->min || left == 0) {
+    /* for the breaker: a timeout past this is the deadline's doing */
+    ngx_http_resilience_set_deadline(r, ctx->at);
+
+    ctx->request = r;
+
+    /* the context has a pool cleanup that takes the timer away */
+
+    if (!ctx->timer.timer_set) {
+        ctx->timer.handler = ngx_http_deadline_expire;
+        ctx->timer.data = ctx;
+        ctx->timer.log = r->connection->log;
+
+        ngx_add_timer(&ctx->timer, left);
+    }
+
+    rc = dlcf->content(r);
+
+    u = r->upstream;
+
+    if (u == NULL) {
+        return rc;
+    }
+
+    if (u->cleanup == NULL) {
+        /* ngx_http_upstream_init_request() has not run: reading the body */
+
+        rb = r->request_body;
+
+        if (rb != NULL && rb->post_handler == ngx_http_upstream_init
+            && !r->header_sent)
+        {
+            rb->post_handler = ngx_http_deadline_upstream_init;
+            ctx->waiting = 1;
+        }
+
+        return rc;
+    }
+
+    ngx_http_deadline_retries(r, ctx, u);
+
+    return rc;
+}
+
+
+/*
+ * The body is read: the upstream request is about to be built.  Too
+ * little left: the answer, and the upstream is never contacted; else the
+ * propagated value is set from the time left now.
+ */
+
+static void
+ngx_http_deadline_upstream_init(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_msec_t                     left;
+    ngx_http_upstream_t           *u;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_deadline_module);
+
+    if (ctx == NULL) {
+        ngx_http_upstream_init(r);
+        return;
+    }
+
+    ctx->waiting = 0;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    rc = ngx_http_deadline_admit(r, ctx, dlcf, &left);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+        return;
+    }
+
+    /* the request must outlive ngx_http_upstream_init() for a look */
+
+    r->main->count++;
+
+    ngx_http_upstream_init(r);
+
+    u = r->upstream;
+
+    if (u != NULL && u->cleanup != NULL) {
+        ngx_http_deadline_retries(r, ctx, u);
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+}
+
+
+/*
+ * The time left, just before the upstream request is built: NGX_DECLINED
+ * (counted, logged) when it is spent or less than deadline_min, else the
+ * propagated header is set to it.
+ */
+
+static ngx_int_t
+ngx_http_deadline_admit(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_t *left)
+{
+    uint64_t                        now;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    now = ngx_http_deadline_now();
+
+    *left = (ctx->at > now) ? (ngx_msec_t) (ctx->at - now) : 0;
+
+    if (*left == 0 || *left < dlcf->min) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "deadline: %M ms left, less than %M: failing fast",
-                      (ngx_msec_t) left, dlcf->min);
+                      *left, dlcf->min);
 
         dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
 
@@ -676,59 +884,127 @@ ngx_http_deadline_content(ngx_http_request_t *r)
             (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
         }
 
-        return ngx_http_deadline_fail(r, dlcf);
+        return NGX_DECLINED;
     }
 
-    if (dlcf->propagate.len
-        && ngx_http_deadline_propagate(r, dlcf, left) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (dlcf->propagate.len) {
+        return ngx_http_deadline_propagate(r, ctx, dlcf, *left);
     }
 
-    /* for the breaker: a timeout past this is the deadline's doing */
-    ngx_http_resilience_set_deadline(r, ngx_http_deadline_now() + left);
-
-    rc = dlcf->content(r);
-
-    ngx_http_deadline_clamp(r, left);
-
-    return rc;
+    return NGX_OK;
 }
 
 
 /*
- * At the deadline, whatever try is under way: its pending nginx timer is
- * made to fire now, so nginx's own timeout path runs (a 504, and no retry,
- * next_upstream_timeout being spent too).
+ * An upstream with more than one peer to try: the request's own copy of
+ * the upstream configuration gets next_upstream_timeout ending at the
+ * deadline (nginx checks it before every further try), unless its own
+ * ends earlier.  One peer: no copy.
+ */
+
+static void
+ngx_http_deadline_retries(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_upstream_t *u)
+{
+    uint64_t                   now;
+    ngx_msec_t                 t;
+    ngx_http_upstream_conf_t  *conf;
+
+    if (u->peer.tries <= 1 || u->peer.connection == NULL) {
+        return;
+    }
+
+    now = ngx_http_deadline_now();
+
+    if (ctx->at <= now) {
+        return;
+    }
+
+    t = (ngx_msec_t) (ctx->at - now) + (ngx_current_msec - u->peer.start_time);
+
+    if (u->conf->next_upstream_timeout
+        && u->conf->next_upstream_timeout <= t)
+    {
+        return;
+    }
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return;
+    }
+
+    ngx_memcpy(conf, u->conf, sizeof(ngx_http_upstream_conf_t));
+
+    conf->next_upstream_timeout = t;
+
+    u->conf = conf;
+}
+
+
+/*
+ * At the deadline.  The body still being read: the answer now, and the
+ * upstream is never contacted.  A try under way: its pending nginx timer
+ * (or the read timer, when it has none) is made to fire now, so nginx's
+ * own timeout path runs (a 504, and no further try).
  */
 
 static void
 ngx_http_deadline_expire(ngx_event_t *ev)
 {
-    ngx_connection_t               *c;
+    ngx_connection_t               *c, *pc;
     ngx_http_request_t             *r;
     ngx_http_upstream_t            *u;
     ngx_http_deadline_ctx_t        *ctx;
+    ngx_http_deadline_loc_conf_t   *dlcf;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     ctx = ev->data;
     r = ctx->request;
+
+    if (r == NULL || r->done || r->header_sent) {
+        return;
+    }
+
     u = r->upstream;
 
-    if (u == NULL || u->peer.connection == NULL) {
+    if (u == NULL) {
         return;
     }
 
-    c = u->peer.connection;
-
-    if (!c->read->timer_set && !c->write->timer_set) {
-        return;
-    }
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "deadline: spent, cutting the upstream");
-
+    c = r->connection;
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+    if (ctx->waiting) {
+        ctx->waiting = 0;
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "deadline: spent while the request body was read, "
+                      "the upstream not contacted");
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+        }
+
+        /* the rest of the body is not read: the connection goes */
+
+        r->keepalive = 0;
+        r->lingering_close = 1;
+
+        dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+        ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    pc = u->peer.connection;
+
+    if (pc == NULL) {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "deadline: spent, cutting the upstream");
 
     if (dmcf->sh) {
         (void) ngx_atomic_fetch_add(&dmcf->sh->cut, 1);
@@ -736,12 +1012,17 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 
     ctx->cut = 1;
 
-    if (c->read->timer_set) {
-        ngx_add_timer(c->read, 1);
+    if (!pc->read->timer_set && !pc->write->timer_set) {
+        ngx_add_timer(pc->read, 1);
+        return;
     }
 
-    if (c->write->timer_set) {
-        ngx_add_timer(c->write, 1);
+    if (pc->read->timer_set) {
+        ngx_add_timer(pc->read, 1);
+    }
+
+    if (pc->write->timer_set) {
+        ngx_add_timer(pc->write, 1);
     }
 }
 
@@ -814,78 +1095,6 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
 
     (void) ngx_atomic_fetch_add(&sh->left[i], 1);
     (void) ngx_atomic_fetch_add(&sh->left_sum, left);
-}
-
-
-/*
- * The request's own copy of the upstream configuration gets its timeouts
- * clamped; other requests to the location keep theirs.  A connection
- * already under way gets its connect timer shortened.
- */
-
-static void
-ngx_http_deadline_clamp(ngx_http_request_t *r, ngx_msec_int_t left)
-{
-    ngx_msec_t                 t;
-    ngx_connection_t          *c;
-    ngx_http_upstream_t       *u;
-    ngx_http_deadline_ctx_t   *ctx;
-    ngx_http_upstream_conf_t  *conf;
-
-    u = r->upstream;
-
-    if (u == NULL || u->conf == NULL) {
-        return;
-    }
-
-    t = (ngx_msec_t) left;
-
-    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
-    if (conf == NULL) {
-        return;
-    }
-
-    ngx_memcpy(conf, u->conf, sizeof(ngx_http_upstream_conf_t));
-
-    conf->connect_timeout = ngx_min(conf->connect_timeout, t);
-    conf->send_timeout = ngx_min(conf->send_timeout, t);
-    conf->read_timeout = ngx_min(conf->read_timeout, t);
-
-    conf->next_upstream_timeout = conf->next_upstream_timeout
-                                  ? ngx_min(conf->next_upstream_timeout, t)
-                                  : t;
-
-    u->conf = conf;
-
-    /* the context has a pool cleanup that takes the timer away */
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_deadline_module);
-
-    if (ctx != NULL) {
-        ctx->request = r;
-
-        if (!ctx->timer.timer_set) {
-            ctx->timer.handler = ngx_http_deadline_expire;
-            ctx->timer.data = ctx;
-            ctx->timer.log = r->connection->log;
-
-            ngx_add_timer(&ctx->timer, t);
-        }
-    }
-
-    c = u->peer.connection;
-
-    if (c != NULL && c->write->timer_set && c->write->timer.key
-                                            > ngx_current_msec + t)
-    {
-        ngx_add_timer(c->write, t);
-    }
-
-    if (c != NULL && c->read->timer_set && c->read->timer.key
-                                           > ngx_current_msec + t)
-    {
-        ngx_add_timer(c->read, t);
-    }
 }
 
 
@@ -1022,48 +1231,111 @@ ngx_http_deadline_header_filter(ngx_http_request_t *r)
 }
 
 
-/* the time left, in gRPC's TimeoutValue (8 digits at most) and unit */
+/* a decimal number, without ngx_sprintf() (on every request) */
 
 static u_char *
-ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left)
+ngx_http_deadline_uint(u_char *p, uint64_t n)
 {
-    if (left <= 99999999) {
-        return ngx_sprintf(p, "%Mm", (ngx_msec_t) left);
-    }
+    u_char  *q, buf[NGX_INT64_LEN];
 
-    return ngx_sprintf(p, "%MS", (ngx_msec_t) left / 1000);
+    q = buf + NGX_INT64_LEN;
+
+    do {
+        *--q = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return ngx_cpymem(p, q, buf + NGX_INT64_LEN - q);
 }
 
 
-/* sets the header (replacing any the client sent) the upstream gets */
+/* the time left, in gRPC's TimeoutValue (8 digits at most) and unit */
+
+static u_char *
+ngx_http_deadline_grpc(u_char *p, uint64_t left)
+{
+    if (left <= 99999999) {
+        p = ngx_http_deadline_uint(p, left);
+        *p++ = 'm';
+        return p;
+    }
+
+    p = ngx_http_deadline_uint(p, left / 1000);
+    *p++ = 'S';
+
+    return p;
+}
+
+
+/*
+ * Sets the header (replacing any the client sent) the upstream gets; the
+ * header was looked for when the budget was computed, in the same pass.
+ */
 
 static ngx_int_t
 ngx_http_deadline_propagate(ngx_http_request_t *r,
-    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left)
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    ngx_msec_t left)
 {
-    u_char           *p, *value;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *found;
+    u_char           *p;
+    ngx_table_elt_t  *h;
 
-    value = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
-    if (value == NULL) {
-        return NGX_ERROR;
+    if (ctx->scanned != dlcf->propagate.data || ctx->repeated) {
+        ngx_http_deadline_find_header(r, ctx, dlcf);
     }
 
     switch (dlcf->propagate_format) {
     case NGX_HTTP_DEADLINE_GRPC:
-        p = ngx_http_deadline_grpc(value, left);
+        p = ngx_http_deadline_grpc(ctx->value, left);
         break;
     case NGX_HTTP_DEADLINE_EPOCH_MS:
-        p = ngx_sprintf(value, "%uL", ngx_http_deadline_now() + left);
+        p = ngx_http_deadline_uint(ctx->value, ctx->at);
         break;
     default:
-        p = ngx_sprintf(value, "%M", (ngx_msec_t) left);
+        p = ngx_http_deadline_uint(ctx->value, left);
         break;
     }
 
-    found = NULL;
+    h = ctx->header;
+
+    if (h == NULL) {
+        h = ngx_list_push(&r->headers_in.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = dlcf->propagate;
+        h->lowcase_key = dlcf->propagate.data;
+
+        ctx->header = h;
+    }
+
+    h->value.data = ctx->value;
+    h->value.len = p - ctx->value;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The propagated header, looked for again: another location's name, or
+ * the client sent it more than once (one value only: the others are not
+ * sent).
+ */
+
+static void
+ngx_http_deadline_find_header(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ctx->header = NULL;
+    ctx->repeated = 0;
+    ctx->scanned = dlcf->propagate.data;
+
     part = &r->headers_in.headers.part;
     h = part->elts;
 
@@ -1088,30 +1360,13 @@ ngx_http_deadline_propagate(ngx_http_request_t *r,
             continue;
         }
 
-        if (found == NULL) {
-            found = &h[i];
+        if (ctx->header == NULL) {
+            ctx->header = &h[i];
 
         } else {
-            /* one value only: the others are not sent */
             h[i].hash = 0;
         }
     }
-
-    if (found == NULL) {
-        found = ngx_list_push(&r->headers_in.headers);
-        if (found == NULL) {
-            return NGX_ERROR;
-        }
-
-        found->hash = 1;
-        found->key = dlcf->propagate;
-        found->lowcase_key = dlcf->propagate.data;
-    }
-
-    found->value.data = value;
-    found->value.len = p - value;
-
-    return NGX_OK;
 }
 
 
@@ -1143,7 +1398,7 @@ ngx_http_deadline_variable(ngx_http_request_t *r,
 
     switch (data) {
     case 0:
-        p = ngx_sprintf(p, "%M", (ngx_msec_t) left);
+        p = ngx_http_deadline_uint(p, left);
         break;
     case 1:
         p = ngx_http_deadline_grpc(p, left);
@@ -1460,7 +1715,9 @@ ngx_http_deadline_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->sources = NULL;
      *     conf->propagate = { 0, NULL };
+     *     conf->propagate_hash = 0;
      *     conf->content = NULL;
+     *     conf->loc_conf = NULL;
      */
 
     conf->deadline = NGX_CONF_UNSET_MSEC;
@@ -1480,7 +1737,11 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_deadline_loc_conf_t *prev = parent;
     ngx_http_deadline_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    /* for the nested locations' merge: which upstream is whose */
+    conf->loc_conf = ((ngx_http_conf_ctx_t *) cf->ctx)->loc_conf;
 
     ngx_conf_merge_msec_value(conf->deadline, prev->deadline, 0);
     ngx_conf_merge_msec_value(conf->max, prev->max, 0);
@@ -1495,6 +1756,7 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->propagate_format == NGX_CONF_UNSET_UINT) {
         conf->propagate = prev->propagate;
+        conf->propagate_hash = prev->propagate_hash;
         conf->propagate_format = prev->propagate_format;
     }
 
@@ -1503,20 +1765,206 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     /*
-     * Wrap the location's content handler (proxy_pass and the like, set
-     * while the location was parsed), once.
+     * Wrap the location's content handler (set while the location was
+     * parsed), once, when an upstream module set it.
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->handler != NULL
-        && clcf->handler != ngx_http_deadline_content)
-    {
-        conf->content = clcf->handler;
-        clcf->handler = ngx_http_deadline_content;
+    if (clcf->handler == NULL || clcf->handler == ngx_http_deadline_content) {
+        return NGX_CONF_OK;
     }
 
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
+
+    if (!dmcf->learnt && ngx_http_deadline_learn(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!ngx_http_deadline_upstream(dmcf, clcf, prev, conf)) {
+        return NGX_CONF_OK;
+    }
+
+    conf->content = clcf->handler;
+    clcf->handler = ngx_http_deadline_content;
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The content handlers of proxy_pass, grpc_pass, fastcgi_pass,
+ * uwsgi_pass and scgi_pass (those of the modules this nginx has): each
+ * directive is given "$host" in a scratch location, which sets the
+ * handler and compiles the variable, and adds no upstream.
+ */
+
+static ngx_int_t
+ngx_http_deadline_learn(ngx_conf_t *cf, ngx_http_deadline_main_conf_t *dmcf)
+{
+    char                      *rv;
+    void                      *mconf, *saved_ctx;
+    ngx_str_t                 *arg;
+    ngx_uint_t                 i, k;
+    ngx_array_t               *saved_args, args;
+    ngx_module_t              *m;
+    ngx_command_t             *cmd;
+    ngx_http_module_t         *mctx;
+    ngx_http_conf_ctx_t       *ctx, scratch;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    dmcf->learnt = 1;
+
+    ctx = cf->ctx;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+
+        if (m->type != NGX_HTTP_MODULE) {
+            continue;
+        }
+
+        if (ngx_strcmp(m->name, "ngx_http_memcached_module") == 0) {
+            dmcf->memcached = m;
+            continue;
+        }
+
+        for (k = 0; k < sizeof(ngx_http_deadline_passes)
+                        / sizeof(ngx_http_deadline_passes[0]); k++)
+        {
+            if (ngx_strcmp(m->name, ngx_http_deadline_passes[k][0].data)
+                == 0)
+            {
+                break;
+            }
+        }
+
+        if (k == sizeof(ngx_http_deadline_passes)
+                 / sizeof(ngx_http_deadline_passes[0]))
+        {
+            continue;
+        }
+
+        for (cmd = m->commands; cmd && cmd->name.len; cmd++) {
+            if (cmd->name.len == ngx_http_deadline_passes[k][1].len
+                && ngx_strcmp(cmd->name.data,
+                              ngx_http_deadline_passes[k][1].data)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        mctx = m->ctx;
+
+        if (cmd == NULL || cmd->name.len == 0
+            || mctx->create_loc_conf == NULL
+            || dmcf->nhandlers == NGX_HTTP_DEADLINE_HANDLERS)
+        {
+            continue;
+        }
+
+        scratch.main_conf = ctx->main_conf;
+        scratch.srv_conf = ctx->srv_conf;
+        scratch.loc_conf = ngx_pcalloc(cf->pool,
+                                       sizeof(void *) * ngx_http_max_module);
+        if (scratch.loc_conf == NULL) {
+            return NGX_ERROR;
+        }
+
+        clcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_core_loc_conf_t));
+        if (clcf == NULL) {
+            return NGX_ERROR;
+        }
+
+        scratch.loc_conf[ngx_http_core_module.ctx_index] = clcf;
+
+        if (ngx_array_init(&args, cf->pool, 2, sizeof(ngx_str_t)) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        arg = ngx_array_push_n(&args, 2);
+        if (arg == NULL) {
+            return NGX_ERROR;
+        }
+
+        arg[0] = ngx_http_deadline_passes[k][1];
+        ngx_str_set(&arg[1], "$host");
+
+        saved_ctx = cf->ctx;
+        saved_args = cf->args;
+
+        cf->ctx = &scratch;
+        cf->args = &args;
+
+        mconf = mctx->create_loc_conf(cf);
+
+        if (mconf == NULL) {
+            rv = NGX_CONF_ERROR;
+
+        } else {
+            scratch.loc_conf[m->ctx_index] = mconf;
+            rv = cmd->set(cf, cmd, mconf);
+        }
+
+        cf->ctx = saved_ctx;
+        cf->args = saved_args;
+
+        if (rv != NGX_CONF_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "deadline: \"%V\" in a scratch location "
+                               "failed", &ngx_http_deadline_passes[k][1]);
+            return NGX_ERROR;
+        }
+
+        if (clcf->handler) {
+            dmcf->handlers[dmcf->nhandlers++] = clcf->handler;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Is the location answered by an upstream module?  One of the handlers
+ * learnt, or a memcached_pass of this location (its upstream set here,
+ * not inherited from the enclosing location).
+ */
+
+static ngx_uint_t
+ngx_http_deadline_upstream(ngx_http_deadline_main_conf_t *dmcf,
+    ngx_http_core_loc_conf_t *clcf, ngx_http_deadline_loc_conf_t *prev,
+    ngx_http_deadline_loc_conf_t *conf)
+{
+    ngx_uint_t                 i;
+    ngx_http_upstream_conf_t  *uc, *puc;
+
+    for (i = 0; i < dmcf->nhandlers; i++) {
+        if (clcf->handler == dmcf->handlers[i]) {
+            return 1;
+        }
+    }
+
+    if (dmcf->memcached == NULL) {
+        return 0;
+    }
+
+    /* the memcached module's location configuration begins with it */
+
+    uc = conf->loc_conf[dmcf->memcached->ctx_index];
+    puc = prev->loc_conf ? prev->loc_conf[dmcf->memcached->ctx_index]
+                         : NULL;
+
+    if (uc->upstream == NULL || (puc && puc->upstream == uc->upstream)) {
+        return 0;
+    }
+
+    if (dmcf->nhandlers < NGX_HTTP_DEADLINE_HANDLERS) {
+        dmcf->handlers[dmcf->nhandlers++] = clcf->handler;
+    }
+
+    return 1;
 }
 
 
@@ -1619,6 +2067,13 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    if (dlcf->sources->nelts == NGX_HTTP_DEADLINE_SOURCES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: more than %d sources in one "
+                           "location", &cmd->name, NGX_HTTP_DEADLINE_SOURCES);
+        return NGX_CONF_ERROR;
+    }
+
     src = ngx_array_push(dlcf->sources);
     if (src == NULL) {
         return NGX_CONF_ERROR;
@@ -1631,6 +2086,7 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_strlow(src->header.data, value[1].data, value[1].len);
+    src->hash = ngx_hash_key(src->header.data, src->header.len);
     src->format = format;
     src->trusted = NULL;
 
@@ -1824,6 +2280,8 @@ ngx_http_deadline_propagate_set(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     ngx_strlow(dlcf->propagate.data, value[1].data, value[1].len);
+    dlcf->propagate_hash = ngx_hash_key(dlcf->propagate.data,
+                                        dlcf->propagate.len);
     dlcf->propagate_format = format;
 
     return NGX_CONF_OK;
