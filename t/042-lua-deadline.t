@@ -225,3 +225,23 @@ X-Timeout-Ms: 0
 ran: 0 true
 --- no_error_log
 [error]
+
+
+
+=== TEST 9: timeouts() rounds a fraction of a millisecond up, never to 0 (a cosocket's "default")
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_PATH";
+--- config
+    location = /t {
+        deadline 2s;
+        content_by_lua_block {
+            local deadline = require "resty.resilience.deadline"
+            ngx.say(table.concat({deadline.timeouts(0.5, 2.5, 0.001)}, " "))
+        }
+    }
+--- request
+GET /t
+--- response_body
+1 3 1
+--- no_error_log
+[error]
