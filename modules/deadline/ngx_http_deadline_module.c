@@ -127,7 +127,10 @@ typedef struct {
     ngx_http_request_t        *request;      /* the one with the upstream */
     ngx_table_elt_t           *header;       /* the propagated header */
     u_char                    *scanned;      /* its name when looked for */
+    ngx_atomic_uint_t          number;       /* slot: the connection's */
+    ngx_uint_t                 requests;     /* slot: its request */
     u_char                     value[NGX_INT64_LEN + 2];
+    unsigned                   slot:1;       /* the connection's, reused */
     unsigned                   repeated:1;   /* the header came twice */
     unsigned                   waiting:1;    /* for the body, no upstream */
     unsigned                   cut:1;        /* the deadline cut a try */
@@ -163,6 +166,7 @@ static u_char *ngx_http_deadline_uint(u_char *p, uint64_t n);
 static u_char *ngx_http_deadline_grpc(u_char *p, uint64_t left);
 static void ngx_http_deadline_expire(ngx_event_t *ev);
 static void ngx_http_deadline_cleanup(void *data);
+static ngx_int_t ngx_http_deadline_log_handler(ngx_http_request_t *r);
 static void ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx);
 static ngx_int_t ngx_http_deadline_collect(ngx_http_resilience_metrics_t *m,
     void *data);
@@ -170,9 +174,13 @@ static ngx_int_t ngx_http_deadline_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_deadline_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_deadline_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_deadline_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+/* this worker's contexts, one per connection: see ngx_http_deadline_ctx() */
+static ngx_http_deadline_ctx_t         **ngx_http_deadline_slots;
 
 static ngx_int_t ngx_http_deadline_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
@@ -282,7 +290,7 @@ ngx_module_t  ngx_http_deadline_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_deadline_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -483,8 +491,9 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     ngx_uint_t                      i, j, n, name;
     ngx_list_part_t                *part;
     ngx_table_elt_t                *h;
+    ngx_connection_t               *c;
     ngx_pool_cleanup_t             *cln;
-    ngx_http_deadline_ctx_t        *ctx;
+    ngx_http_deadline_ctx_t        *ctx, **slot;
     ngx_http_deadline_source_t     *src;
     ngx_http_deadline_loc_conf_t   *dlcf;
     ngx_http_deadline_main_conf_t  *dmcf;
@@ -497,7 +506,24 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
         return ctx;
     }
 
-    if (r->internal || r->filter_finalize) {
+    c = r->connection;
+    slot = NULL;
+
+    if (ngx_http_deadline_slots
+        && c >= ngx_cycle->connections
+        && c < ngx_cycle->connections + ngx_cycle->connection_n)
+    {
+        slot = &ngx_http_deadline_slots[c - ngx_cycle->connections];
+        ctx = *slot;
+
+        if (ctx && ctx->number == c->number && ctx->requests == c->requests)
+        {
+            /* this request's, after an internal redirect */
+            ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
+            return ctx;
+        }
+
+    } else if (r->internal || r->filter_finalize) {
         ctx = ngx_http_resilience_ctx(r, &ngx_http_deadline_module,
                                       ngx_http_deadline_cleanup);
         if (ctx) {
@@ -505,17 +531,49 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
         }
     }
 
-    /* the timer's and the histogram's; it finds the context again, too */
+    if (slot) {
+        /*
+         * A connection of this worker's connection array: its context,
+         * reused by its requests one after the other, allocates nothing
+         * per request (an allocation here pushed the request pool into a
+         * new block); the log phase takes its timer away.
+         */
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_deadline_ctx_t));
-    if (cln == NULL) {
-        return NULL;
+        ctx = *slot;
+
+        if (ctx == NULL) {
+            ctx = ngx_palloc(ngx_cycle->pool,
+                             sizeof(ngx_http_deadline_ctx_t));
+            if (ctx == NULL) {
+                return NULL;
+            }
+
+            *slot = ctx;
+
+        } else if (ctx->timer.timer_set) {
+            ngx_del_timer(&ctx->timer);
+        }
+
+        ngx_memzero(ctx, sizeof(ngx_http_deadline_ctx_t));
+
+        ctx->slot = 1;
+        ctx->number = c->number;
+        ctx->requests = c->requests;
+
+    } else {
+        /* the timer's and the histogram's; it finds the context again */
+
+        cln = ngx_pool_cleanup_add(r->pool,
+                                   sizeof(ngx_http_deadline_ctx_t));
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        ctx = cln->data;
+        ngx_memzero(ctx, sizeof(ngx_http_deadline_ctx_t));
+
+        cln->handler = ngx_http_deadline_cleanup;
     }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_http_deadline_ctx_t));
-
-    cln->handler = ngx_http_deadline_cleanup;
 
     ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
 
@@ -1027,7 +1085,43 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 }
 
 
-/* the request is done (its pool goes): the timer too, and the histogram */
+/*
+ * The request is done (its log phase, or its pool goes): the timer too,
+ * and the histogram.
+ */
+
+static ngx_int_t
+ngx_http_deadline_log_handler(ngx_http_request_t *r)
+{
+    ngx_connection_t         *c;
+    ngx_http_deadline_ctx_t  *ctx;
+
+    c = r->connection;
+
+    if (r != r->main
+        || ngx_http_deadline_slots == NULL
+        || c < ngx_cycle->connections
+        || c >= ngx_cycle->connections + ngx_cycle->connection_n)
+    {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_deadline_slots[c - ngx_cycle->connections];
+
+    if (ctx == NULL || ctx->number != c->number
+        || ctx->requests != c->requests)
+    {
+        return NGX_OK;
+    }
+
+    /* the slot is free for the connection's next request */
+    ctx->number = 0;
+
+    ngx_http_deadline_cleanup(ctx);
+
+    return NGX_OK;
+}
+
 
 static void
 ngx_http_deadline_cleanup(void *data)
@@ -1559,6 +1653,8 @@ ngx_http_deadline_create_main_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt            *h;
+    ngx_http_core_main_conf_t      *cmcf;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
@@ -1582,9 +1678,49 @@ ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_deadline_header_filter;
 
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_deadline_log_handler;
+
     return ngx_http_resilience_metrics_add_collector(cf,
                                                  ngx_http_deadline_collect,
                                                  dmcf);
+}
+
+
+/* the contexts of this worker's connections, once a budget can be set */
+
+static ngx_int_t
+ngx_http_deadline_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_deadline_module);
+
+    if (dmcf == NULL || !dmcf->used) {
+        return NGX_OK;
+    }
+
+    ngx_http_deadline_slots = ngx_pcalloc(cycle->pool,
+                                  cycle->connection_n
+                                  * sizeof(ngx_http_deadline_ctx_t *));
+    if (ngx_http_deadline_slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
