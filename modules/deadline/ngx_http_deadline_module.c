@@ -116,6 +116,7 @@ typedef struct {
     ngx_str_t                  propagate;
     ngx_uint_t                 propagate_hash;
     ngx_uint_t                 propagate_format;
+    uint64_t                   lengths;      /* of the headers looked for */
     ngx_http_handler_pt        content;      /* the wrapped handler */
     void                     **loc_conf;     /* the location's, merged */
 } ngx_http_deadline_loc_conf_t;
@@ -542,19 +543,28 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
         ctx = *slot;
 
         if (ctx == NULL) {
-            ctx = ngx_palloc(ngx_cycle->pool,
-                             sizeof(ngx_http_deadline_ctx_t));
+            ctx = ngx_pcalloc(ngx_cycle->pool,
+                              sizeof(ngx_http_deadline_ctx_t));
             if (ctx == NULL) {
                 return NULL;
             }
 
             *slot = ctx;
 
-        } else if (ctx->timer.timer_set) {
-            ngx_del_timer(&ctx->timer);
-        }
+        } else {
+            if (ctx->timer.timer_set) {
+                ngx_del_timer(&ctx->timer);
+            }
 
-        ngx_memzero(ctx, sizeof(ngx_http_deadline_ctx_t));
+            /* the event keeps its state between requests: no timer set */
+
+            ctx->at = 0;
+            ctx->request = NULL;
+            ctx->header = NULL;
+            ctx->repeated = 0;
+            ctx->waiting = 0;
+            ctx->cut = 0;
+        }
 
         ctx->slot = 1;
         ctx->number = c->number;
@@ -587,7 +597,9 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     best = 0;
     name = NGX_HTTP_DEADLINE_DEFAULT;
 
-    ngx_memzero(found, n);
+    for (i = 0; i < n; i++) {
+        found[i] = 0;
+    }
 
     ctx->scanned = dlcf->propagate.data;
 
@@ -606,7 +618,11 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
             j = 0;
         }
 
-        if (h[j].hash == 0) {
+        /* most headers are not looked for: their length says so */
+
+        if (h[j].hash == 0
+            || (dlcf->lengths & ((uint64_t) 1 << (h[j].key.len & 63))) == 0)
+        {
             continue;
         }
 
@@ -815,9 +831,6 @@ ngx_http_deadline_content(ngx_http_request_t *r)
     if (rc == NGX_DECLINED) {
         return ngx_http_deadline_fail(r, dlcf);
     }
-
-    /* for the breaker: a timeout past this is the deadline's doing */
-    ngx_http_resilience_set_deadline(r, ctx->at);
 
     ctx->request = r;
 
@@ -1063,6 +1076,9 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "deadline: spent, cutting the upstream");
+
+    /* for the breaker: the timeout that follows is the deadline's doing */
+    ngx_http_resilience_set_deadline(r, ctx->at);
 
     if (dmcf->sh) {
         (void) ngx_atomic_fetch_add(&dmcf->sh->cut, 1);
@@ -1873,7 +1889,9 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_deadline_loc_conf_t *prev = parent;
     ngx_http_deadline_loc_conf_t *conf = child;
 
+    ngx_uint_t                      i;
     ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_deadline_source_t     *src;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     /* for the nested locations' merge: which upstream is whose */
@@ -1898,6 +1916,18 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->deadline == 0 && conf->sources == NULL) {
         return NGX_CONF_OK;
+    }
+
+    conf->lengths = 0;
+
+    if (conf->propagate.len) {
+        conf->lengths |= (uint64_t) 1 << (conf->propagate.len & 63);
+    }
+
+    src = conf->sources ? conf->sources->elts : NULL;
+
+    for (i = 0; src && i < conf->sources->nelts; i++) {
+        conf->lengths |= (uint64_t) 1 << (src[i].header.len & 63);
     }
 
     /*
