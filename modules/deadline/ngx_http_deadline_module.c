@@ -117,6 +117,7 @@ typedef struct {
     ngx_uint_t                 propagate_hash;
     ngx_uint_t                 propagate_format;
     uint64_t                   lengths;      /* of the headers looked for */
+    ngx_uint_t                 same;         /* sources named as propagate */
     ngx_http_handler_pt        content;      /* the wrapped handler */
     void                     **loc_conf;     /* the location's, merged */
 } ngx_http_deadline_loc_conf_t;
@@ -139,6 +140,9 @@ typedef struct {
 
 
 static ngx_http_deadline_ctx_t *ngx_http_deadline_ctx(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_scan(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    uint64_t start, uint64_t *best, ngx_uint_t *name);
 static ngx_int_t ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format,
     uint64_t now, uint64_t start, uint64_t *at);
 static uint64_t ngx_http_deadline_now(void);
@@ -147,7 +151,7 @@ static ngx_int_t ngx_http_deadline_left(ngx_http_request_t *r,
 int64_t ngx_http_deadline_lua_remaining(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
 static void ngx_http_deadline_upstream_init(ngx_http_request_t *r);
-static ngx_int_t ngx_http_deadline_admit(ngx_http_request_t *r,
+static ngx_inline ngx_int_t ngx_http_deadline_admit(ngx_http_request_t *r,
     ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
     ngx_msec_t *left);
 static void ngx_http_deadline_retries(ngx_http_request_t *r,
@@ -163,8 +167,8 @@ static ngx_int_t ngx_http_deadline_propagate(ngx_http_request_t *r,
     ngx_msec_t left);
 static void ngx_http_deadline_find_header(ngx_http_request_t *r,
     ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf);
-static u_char *ngx_http_deadline_uint(u_char *p, uint64_t n);
-static u_char *ngx_http_deadline_grpc(u_char *p, uint64_t left);
+static u_char *ngx_http_deadline_uint(u_char *end, uint64_t n);
+static u_char *ngx_http_deadline_grpc(u_char *end, uint64_t left);
 static void ngx_http_deadline_expire(ngx_event_t *ev);
 static void ngx_http_deadline_cleanup(void *data);
 static ngx_int_t ngx_http_deadline_log_handler(ngx_http_request_t *r);
@@ -485,17 +489,11 @@ ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format, uint64_t now,
 static ngx_http_deadline_ctx_t *
 ngx_http_deadline_ctx(ngx_http_request_t *r)
 {
-    u_char                          found[NGX_HTTP_DEADLINE_SOURCES];
-    uint64_t                        now, start, best, budget, k;
-    uint64_t                        at[NGX_HTTP_DEADLINE_SOURCES];
-    ngx_str_t                       trusted;
-    ngx_uint_t                      i, j, n, name;
-    ngx_list_part_t                *part;
-    ngx_table_elt_t                *h;
+    uint64_t                        start, best, k;
+    ngx_uint_t                      name;
     ngx_connection_t               *c;
     ngx_pool_cleanup_t             *cln;
     ngx_http_deadline_ctx_t        *ctx, **slot;
-    ngx_http_deadline_source_t     *src;
     ngx_http_deadline_loc_conf_t   *dlcf;
     ngx_http_deadline_main_conf_t  *dmcf;
 
@@ -589,13 +587,69 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
 
+    start = (uint64_t) r->start_sec * 1000 + r->start_msec;
+    best = 0;
+    name = NGX_HTTP_DEADLINE_DEFAULT;
+
+    if (dlcf->sources || dlcf->propagate.len) {
+        if (ngx_http_deadline_scan(r, ctx, dlcf, start, &best, &name)
+            != NGX_OK)
+        {
+            return NULL;
+        }
+    }
+
+    if (best == 0 && dlcf->deadline) {
+        best = start + dlcf->deadline;
+    }
+
+    if (best == 0) {
+        return ctx;
+    }
+
+    if (dlcf->max && best > start + dlcf->max) {
+        best = start + dlcf->max;
+    }
+
+    k = dlcf->offset;
+    best = (best > start + k) ? best - k : start;
+
+    ctx->at = best ? best : 1;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(
+                            &dmcf->sh->slots[dmcf->slots[name]].requests, 1);
+    }
+
+    return ctx;
+}
+
+
+/*
+ * The pass over the request headers: each deadline_from source's value
+ * (the strictest wins) and the propagated header, to be replaced later.
+ */
+
+static ngx_int_t
+ngx_http_deadline_scan(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_deadline_loc_conf_t *dlcf, uint64_t start, uint64_t *best,
+    ngx_uint_t *name)
+{
+    u_char                       found[NGX_HTTP_DEADLINE_SOURCES];
+    uint64_t                     now, budget;
+    uint64_t                     at[NGX_HTTP_DEADLINE_SOURCES];
+    ngx_str_t                    trusted;
+    ngx_uint_t                   i, j, n, prop;
+    ngx_list_part_t             *part;
+    ngx_table_elt_t             *h;
+    ngx_http_deadline_source_t  *src;
+
     n = dlcf->sources ? dlcf->sources->nelts : 0;
     src = n ? dlcf->sources->elts : NULL;
 
     now = 0;
-    start = (uint64_t) r->start_sec * 1000 + r->start_msec;
-    best = 0;
-    name = NGX_HTTP_DEADLINE_DEFAULT;
 
     for (i = 0; i < n; i++) {
         found[i] = 0;
@@ -626,12 +680,16 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
             continue;
         }
 
+        prop = 0;
+
         if (h[j].hash == dlcf->propagate_hash
             && h[j].key.len == dlcf->propagate.len
             && ngx_strncmp(h[j].lowcase_key, dlcf->propagate.data,
                            dlcf->propagate.len)
                == 0)
         {
+            prop = 1;
+
             if (ctx->header == NULL) {
                 ctx->header = &h[j];
 
@@ -644,12 +702,21 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
             /* found: 0 not yet, 1 a value, 2 ignored */
 
-            if (h[j].hash != src[i].hash
-                || found[i] == 2
-                || h[j].key.len != src[i].header.len
-                || ngx_strncmp(h[j].lowcase_key, src[i].header.data,
-                               src[i].header.len)
-                   != 0)
+            if (h[j].hash != src[i].hash || found[i] == 2) {
+                continue;
+            }
+
+            if (dlcf->same & ((ngx_uint_t) 1 << i)) {
+                /* the propagated header's name: compared already */
+
+                if (!prop) {
+                    continue;
+                }
+
+            } else if (h[j].key.len != src[i].header.len
+                       || ngx_strncmp(h[j].lowcase_key, src[i].header.data,
+                                      src[i].header.len)
+                          != 0)
             {
                 continue;
             }
@@ -658,7 +725,7 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
                 if (ngx_http_complex_value(r, src[i].trusted, &trusted)
                     != NGX_OK)
                 {
-                    return NULL;
+                    return NGX_ERROR;
                 }
 
                 if (trusted.len == 0
@@ -701,38 +768,15 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     }
 
     for (i = 0; i < n; i++) {
-        if (found[i] == 1 && (best == 0 || at[i] < best)) {
-            best = at[i];
-            name = src[i].name;
+        if (found[i] == 1 && (*best == 0 || at[i] < *best)) {
+            *best = at[i];
+            *name = src[i].name;
         }
     }
 
-    if (best == 0 && dlcf->deadline) {
-        best = start + dlcf->deadline;
-    }
-
-    if (best == 0) {
-        return ctx;
-    }
-
-    if (dlcf->max && best > start + dlcf->max) {
-        best = start + dlcf->max;
-    }
-
-    k = dlcf->offset;
-    best = (best > start + k) ? best - k : start;
-
-    ctx->at = best ? best : 1;
-
-    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
-
-    if (dmcf->sh) {
-        (void) ngx_atomic_fetch_add(
-                            &dmcf->sh->slots[dmcf->slots[name]].requests, 1);
-    }
-
-    return ctx;
+    return NGX_OK;
 }
+
 
 
 /* NGX_DECLINED: no deadline for this request */
@@ -933,7 +977,7 @@ ngx_http_deadline_upstream_init(ngx_http_request_t *r)
  * propagated header is set to it.
  */
 
-static ngx_int_t
+static ngx_inline ngx_int_t
 ngx_http_deadline_admit(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
     ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_t *left)
 {
@@ -1112,19 +1156,31 @@ ngx_http_deadline_log_handler(ngx_http_request_t *r)
     ngx_connection_t         *c;
     ngx_http_deadline_ctx_t  *ctx;
 
-    c = r->connection;
-
-    if (r != r->main
-        || ngx_http_deadline_slots == NULL
-        || c < ngx_cycle->connections
-        || c >= ngx_cycle->connections + ngx_cycle->connection_n)
-    {
+    if (r != r->main) {
         return NGX_OK;
     }
 
-    ctx = ngx_http_deadline_slots[c - ngx_cycle->connections];
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
 
-    if (ctx == NULL || ctx->number != c->number
+    if (ctx == NULL) {
+        /* an internal redirect cleared it: the slot tells */
+
+        if (ngx_http_deadline_slots == NULL
+            || c < ngx_cycle->connections
+            || c >= ngx_cycle->connections + ngx_cycle->connection_n)
+        {
+            return NGX_OK;
+        }
+
+        ctx = ngx_http_deadline_slots[c - ngx_cycle->connections];
+
+        if (ctx == NULL) {
+            return NGX_OK;
+        }
+    }
+
+    if (!ctx->slot || ctx->number != c->number
         || ctx->requests != c->requests)
     {
         return NGX_OK;
@@ -1169,7 +1225,7 @@ static void
 ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
 {
     uint64_t                        now, at;
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, k, n;
     ngx_msec_t                      since, left;
     ngx_http_upstream_t            *u;
     ngx_http_deadline_shctx_t      *sh;
@@ -1197,9 +1253,19 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
     at = (now > since) ? now - since : 0;
     left = (ctx->at > at) ? (ngx_msec_t) (ctx->at - at) : 0;
 
-    for (i = 0; i < NGX_HTTP_DEADLINE_BUCKETS; i++) {
-        if (left <= ngx_http_deadline_bounds[i]) {
-            break;
+    /* the first bucket that takes it: a binary search */
+
+    i = 0;
+    n = NGX_HTTP_DEADLINE_BUCKETS;
+
+    while (i < n) {
+        k = (i + n) / 2;
+
+        if (left <= ngx_http_deadline_bounds[k]) {
+            n = k;
+
+        } else {
+            i = k + 1;
         }
     }
 
@@ -1341,39 +1407,36 @@ ngx_http_deadline_header_filter(ngx_http_request_t *r)
 }
 
 
-/* a decimal number, without ngx_sprintf() (on every request) */
+/*
+ * A decimal number, without ngx_sprintf() (on every request), written
+ * backwards so that it ends at "end": its first byte is returned.
+ */
 
 static u_char *
-ngx_http_deadline_uint(u_char *p, uint64_t n)
+ngx_http_deadline_uint(u_char *end, uint64_t n)
 {
-    u_char  *q, buf[NGX_INT64_LEN];
-
-    q = buf + NGX_INT64_LEN;
-
     do {
-        *--q = (u_char) ('0' + n % 10);
+        *--end = (u_char) ('0' + n % 10);
         n /= 10;
     } while (n);
 
-    return ngx_cpymem(p, q, buf + NGX_INT64_LEN - q);
+    return end;
 }
 
 
 /* the time left, in gRPC's TimeoutValue (8 digits at most) and unit */
 
 static u_char *
-ngx_http_deadline_grpc(u_char *p, uint64_t left)
+ngx_http_deadline_grpc(u_char *end, uint64_t left)
 {
     if (left <= 99999999) {
-        p = ngx_http_deadline_uint(p, left);
-        *p++ = 'm';
-        return p;
+        *--end = 'm';
+        return ngx_http_deadline_uint(end, left);
     }
 
-    p = ngx_http_deadline_uint(p, left / 1000);
-    *p++ = 'S';
+    *--end = 'S';
 
-    return p;
+    return ngx_http_deadline_uint(end, left / 1000);
 }
 
 
@@ -1387,22 +1450,24 @@ ngx_http_deadline_propagate(ngx_http_request_t *r,
     ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
     ngx_msec_t left)
 {
-    u_char           *p;
+    u_char           *p, *end;
     ngx_table_elt_t  *h;
 
     if (ctx->scanned != dlcf->propagate.data || ctx->repeated) {
         ngx_http_deadline_find_header(r, ctx, dlcf);
     }
 
+    end = ctx->value + sizeof(ctx->value);
+
     switch (dlcf->propagate_format) {
     case NGX_HTTP_DEADLINE_GRPC:
-        p = ngx_http_deadline_grpc(ctx->value, left);
+        p = ngx_http_deadline_grpc(end, left);
         break;
     case NGX_HTTP_DEADLINE_EPOCH_MS:
-        p = ngx_http_deadline_uint(ctx->value, ctx->at);
+        p = ngx_http_deadline_uint(end, ctx->at);
         break;
     default:
-        p = ngx_http_deadline_uint(ctx->value, left);
+        p = ngx_http_deadline_uint(end, left);
         break;
     }
 
@@ -1421,8 +1486,8 @@ ngx_http_deadline_propagate(ngx_http_request_t *r,
         ctx->header = h;
     }
 
-    h->value.data = ctx->value;
-    h->value.len = p - ctx->value;
+    h->value.data = p;
+    h->value.len = end - p;
 
     return NGX_OK;
 }
@@ -1484,7 +1549,7 @@ static ngx_int_t
 ngx_http_deadline_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char          *p;
+    u_char          *p, *end;
     ngx_int_t        rc;
     ngx_msec_int_t   left;
 
@@ -1504,21 +1569,22 @@ ngx_http_deadline_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->data = p;
+    end = p + NGX_INT64_LEN + 2;
 
     switch (data) {
     case 0:
-        p = ngx_http_deadline_uint(p, left);
+        v->data = ngx_http_deadline_uint(end, left);
         break;
     case 1:
-        p = ngx_http_deadline_grpc(p, left);
+        v->data = ngx_http_deadline_grpc(end, left);
         break;
     default:
-        *p++ = (left == 0) ? '1' : '0';
+        v->data = end - 1;
+        *v->data = (left == 0) ? '1' : '0';
         break;
     }
 
-    v->len = p - v->data;
+    v->len = end - v->data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
@@ -1926,8 +1992,18 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     src = conf->sources ? conf->sources->elts : NULL;
 
+    conf->same = 0;
+
     for (i = 0; src && i < conf->sources->nelts; i++) {
         conf->lengths |= (uint64_t) 1 << (src[i].header.len & 63);
+
+        if (src[i].header.len == conf->propagate.len
+            && ngx_strncmp(src[i].header.data, conf->propagate.data,
+                           conf->propagate.len)
+               == 0)
+        {
+            conf->same |= (ngx_uint_t) 1 << i;
+        }
     }
 
     /*
