@@ -328,6 +328,12 @@ static ngx_str_t  ngx_http_deadline_formats[] = {
 };
 
 
+static u_char  ngx_http_deadline_digits[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+
 /* upper bounds of the budget-left buckets, ms */
 
 static ngx_msec_t  ngx_http_deadline_bounds[NGX_HTTP_DEADLINE_BUCKETS] = {
@@ -637,11 +643,10 @@ ngx_http_deadline_scan(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
     ngx_http_deadline_loc_conf_t *dlcf, uint64_t start, uint64_t *best,
     ngx_uint_t *name)
 {
-    u_char                       found[NGX_HTTP_DEADLINE_SOURCES];
-    uint64_t                     now, budget;
+    uint64_t                     now, budget, lengths;
     uint64_t                     at[NGX_HTTP_DEADLINE_SOURCES];
     ngx_str_t                    trusted;
-    ngx_uint_t                   i, j, n, prop;
+    ngx_uint_t                   i, j, n, prop, bit, found, ignored;
     ngx_list_part_t             *part;
     ngx_table_elt_t             *h;
     ngx_http_deadline_source_t  *src;
@@ -650,125 +655,122 @@ ngx_http_deadline_scan(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
     src = n ? dlcf->sources->elts : NULL;
 
     now = 0;
+    lengths = dlcf->lengths;
 
-    for (i = 0; i < n; i++) {
-        found[i] = 0;
-    }
+    /* a bit per source: a value found, the source ignored */
+    found = 0;
+    ignored = 0;
 
     ctx->scanned = dlcf->propagate.data;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
 
-    for (j = 0; n || dlcf->propagate.len; j++) {
+        h = part->elts;
 
-        if (j >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+        for (j = 0; j < part->nelts; j++) {
 
-            part = part->next;
-            h = part->elts;
-            j = 0;
-        }
+            /* most headers are not looked for: their length says so */
 
-        /* most headers are not looked for: their length says so */
-
-        if (h[j].hash == 0
-            || (dlcf->lengths & ((uint64_t) 1 << (h[j].key.len & 63))) == 0)
-        {
-            continue;
-        }
-
-        prop = 0;
-
-        if (h[j].hash == dlcf->propagate_hash
-            && h[j].key.len == dlcf->propagate.len
-            && ngx_strncmp(h[j].lowcase_key, dlcf->propagate.data,
-                           dlcf->propagate.len)
-               == 0)
-        {
-            prop = 1;
-
-            if (ctx->header == NULL) {
-                ctx->header = &h[j];
-
-            } else {
-                ctx->repeated = 1;
-            }
-        }
-
-        for (i = 0; i < n; i++) {
-
-            /* found: 0 not yet, 1 a value, 2 ignored */
-
-            if (h[j].hash != src[i].hash || found[i] == 2) {
-                continue;
-            }
-
-            if (dlcf->same & ((ngx_uint_t) 1 << i)) {
-                /* the propagated header's name: compared already */
-
-                if (!prop) {
-                    continue;
-                }
-
-            } else if (h[j].key.len != src[i].header.len
-                       || ngx_strncmp(h[j].lowcase_key, src[i].header.data,
-                                      src[i].header.len)
-                          != 0)
+            if (h[j].hash == 0
+                || ((lengths >> (h[j].key.len & 63)) & 1) == 0)
             {
                 continue;
             }
 
-            if (found[i] == 0 && src[i].trusted) {
-                if (ngx_http_complex_value(r, src[i].trusted, &trusted)
+            prop = 0;
+
+            if (h[j].hash == dlcf->propagate_hash
+                && h[j].key.len == dlcf->propagate.len
+                && ngx_strncmp(h[j].lowcase_key, dlcf->propagate.data,
+                               dlcf->propagate.len)
+                   == 0)
+            {
+                prop = 1;
+
+                if (ctx->header == NULL) {
+                    ctx->header = &h[j];
+
+                } else {
+                    ctx->repeated = 1;
+                }
+            }
+
+            for (i = 0; i < n; i++) {
+
+                bit = (ngx_uint_t) 1 << i;
+
+                if (h[j].hash != src[i].hash || (ignored & bit)) {
+                    continue;
+                }
+
+                if (dlcf->same & ((ngx_uint_t) 1 << i)) {
+                    /* the propagated header's name: compared already */
+
+                    if (!prop) {
+                        continue;
+                    }
+
+                } else if (h[j].key.len != src[i].header.len
+                           || ngx_strncmp(h[j].lowcase_key, src[i].header.data,
+                                          src[i].header.len)
+                              != 0)
+                {
+                    continue;
+                }
+
+                if (!(found & bit) && src[i].trusted) {
+                    if (ngx_http_complex_value(r, src[i].trusted, &trusted)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    if (trusted.len == 0
+                        || (trusted.len == 1 && trusted.data[0] == '0'))
+                    {
+                        ignored |= bit;
+                        continue;
+                    }
+                }
+
+                if (now == 0) {
+                    now = ngx_http_deadline_now();
+                }
+
+                if (ngx_http_deadline_parse(&h[j].value, src[i].format, now,
+                                            start, &budget)
                     != NGX_OK)
                 {
-                    return NGX_ERROR;
-                }
-
-                if (trusted.len == 0
-                    || (trusted.len == 1 && trusted.data[0] == '0'))
-                {
-                    found[i] = 2;
+                    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                                  "deadline: ignored \"%V: %V\", not a valid "
+                                  "%V value", &h[j].key, &h[j].value,
+                                  &ngx_http_deadline_formats[src[i].format]);
+                    ignored |= bit;
                     continue;
                 }
+
+                /* every occurrence: repeated values must agree */
+
+                if ((found & bit) && budget != at[i]) {
+                    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                                  "deadline: ignored \"%V\", repeated with "
+                                  "values that disagree", &h[j].key);
+                    ignored |= bit;
+                    continue;
+                }
+
+                found |= bit;
+                at[i] = budget;
             }
-
-            if (now == 0) {
-                now = ngx_http_deadline_now();
-            }
-
-            if (ngx_http_deadline_parse(&h[j].value, src[i].format, now,
-                                        start, &budget)
-                != NGX_OK)
-            {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "deadline: ignored \"%V: %V\", not a valid "
-                              "%V value", &h[j].key, &h[j].value,
-                              &ngx_http_deadline_formats[src[i].format]);
-                found[i] = 2;
-                continue;
-            }
-
-            /* every occurrence: repeated values must agree */
-
-            if (found[i] == 1 && budget != at[i]) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "deadline: ignored \"%V\", repeated with "
-                              "values that disagree", &h[j].key);
-                found[i] = 2;
-                continue;
-            }
-
-            found[i] = 1;
-            at[i] = budget;
         }
     }
 
+    found &= ~ignored;
+
     for (i = 0; i < n; i++) {
-        if (found[i] == 1 && (*best == 0 || at[i] < *best)) {
+        if ((found & ((ngx_uint_t) 1 << i))
+            && (*best == 0 || at[i] < *best))
+        {
             *best = at[i];
             *name = src[i].name;
         }
@@ -1415,10 +1417,24 @@ ngx_http_deadline_header_filter(ngx_http_request_t *r)
 static u_char *
 ngx_http_deadline_uint(u_char *end, uint64_t n)
 {
-    do {
-        *--end = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
+    uint64_t  q;
+
+    /* two digits a step, from a table */
+
+    while (n >= 100) {
+        q = n / 100;
+        end -= 2;
+        ngx_memcpy(end, &ngx_http_deadline_digits[(n - q * 100) * 2], 2);
+        n = q;
+    }
+
+    if (n >= 10) {
+        end -= 2;
+        ngx_memcpy(end, &ngx_http_deadline_digits[n * 2], 2);
+        return end;
+    }
+
+    *--end = (u_char) ('0' + n);
 
     return end;
 }
