@@ -56,6 +56,16 @@
 /* deadline_from lines a location may have */
 #define NGX_HTTP_DEADLINE_SOURCES   16
 
+/*
+ * deadline_min auto: the answer times (to the response header) of the
+ * last requests of each such location, in the zone; a location's median
+ * over those younger than its window is the least a request must have
+ * left to be let through.
+ */
+#define NGX_HTTP_DEADLINE_AUTO      16
+#define NGX_HTTP_DEADLINE_SAMPLES   32
+#define NGX_HTTP_DEADLINE_AUTO_MIN  3        /* samples for a median */
+
 /* the content handlers of the upstream modules learnt at configuration */
 #define NGX_HTTP_DEADLINE_HANDLERS  8
 
@@ -77,6 +87,18 @@ typedef struct {
 
 
 /*
+ * A location's recent answer times: each sample is the upstream's answer
+ * time in ms (low 32 bits) and when it was taken, ngx_current_msec's low
+ * 32 bits (high 32 bits), written at once; 0: none yet.
+ */
+
+typedef struct {
+    ngx_atomic_t               next;
+    ngx_atomic_t               samples[NGX_HTTP_DEADLINE_SAMPLES];
+} ngx_http_deadline_auto_t;
+
+
+/*
  * The zone.  Workers only add to counters; names are written by the
  * master in init_zone, before the slot count that makes them visible.
  */
@@ -88,6 +110,7 @@ typedef struct {
     ngx_atomic_t               left_sum;     /* ms */
     ngx_atomic_t               nslots;
     ngx_http_deadline_slot_t   slots[NGX_HTTP_DEADLINE_SLOTS];
+    ngx_http_deadline_auto_t   autos[NGX_HTTP_DEADLINE_AUTO];
 } ngx_http_deadline_shctx_t;
 
 
@@ -102,6 +125,7 @@ typedef struct {
     ngx_http_handler_pt        handlers[NGX_HTTP_DEADLINE_HANDLERS];
     ngx_uint_t                 nhandlers;
     ngx_module_t              *memcached;
+    ngx_uint_t                 nautos;
     unsigned                   learnt:1;
 } ngx_http_deadline_main_conf_t;
 
@@ -112,6 +136,8 @@ typedef struct {
     ngx_msec_t                 max;          /* 0: none */
     ngx_msec_t                 offset;
     ngx_msec_t                 min;
+    ngx_msec_t                 min_window;   /* deadline_min auto, 0: not */
+    ngx_uint_t                 min_slot;     /* its samples in the zone */
     ngx_uint_t                 status;
     ngx_str_t                  propagate;
     ngx_uint_t                 propagate_hash;
@@ -132,6 +158,7 @@ typedef struct {
     ngx_atomic_uint_t          number;       /* slot: the connection's */
     ngx_uint_t                 requests;     /* slot: its request */
     u_char                     value[NGX_INT64_LEN + 2];
+    ngx_uint_t                 autos;        /* min_slot + 1, 0: none */
     unsigned                   slot:1;       /* the connection's, reused */
     unsigned                   repeated:1;   /* the header came twice */
     unsigned                   waiting:1;    /* for the body, no upstream */
@@ -154,6 +181,8 @@ static void ngx_http_deadline_upstream_init(ngx_http_request_t *r);
 static ngx_inline ngx_int_t ngx_http_deadline_admit(ngx_http_request_t *r,
     ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
     ngx_msec_t *left);
+static ngx_msec_t ngx_http_deadline_median(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf);
 static void ngx_http_deadline_retries(ngx_http_request_t *r,
     ngx_http_deadline_ctx_t *ctx, ngx_http_upstream_t *u);
 static ngx_int_t ngx_http_deadline_fail(ngx_http_request_t *r,
@@ -200,6 +229,8 @@ static char *ngx_http_deadline(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_deadline_min(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_deadline_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -249,10 +280,10 @@ static ngx_command_t  ngx_http_deadline_commands[] = {
       NULL },
 
     { ngx_string("deadline_min"),
-      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
-      ngx_http_deadline_msec,
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE12,
+      ngx_http_deadline_min,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_deadline_loc_conf_t, min),
+      0,
       NULL },
 
     { ngx_string("deadline_status"),
@@ -563,6 +594,7 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
             /* the event keeps its state between requests: no timer set */
 
             ctx->at = 0;
+            ctx->autos = 0;
             ctx->request = NULL;
             ctx->header = NULL;
             ctx->repeated = 0;
@@ -984,16 +1016,26 @@ ngx_http_deadline_admit(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
     ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_t *left)
 {
     uint64_t                        now;
+    ngx_msec_t                      min;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     now = ngx_http_deadline_now();
 
     *left = (ctx->at > now) ? (ngx_msec_t) (ctx->at - now) : 0;
 
-    if (*left == 0 || *left < dlcf->min) {
+    min = dlcf->min;
+
+    if (dlcf->min_window) {
+        ctx->autos = dlcf->min_slot + 1;
+        min = ngx_http_deadline_median(r, dlcf);
+    }
+
+    if (*left == 0 || *left < min) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "deadline: %M ms left, less than %M: failing fast",
-                      *left, dlcf->min);
+                      "deadline: %M ms left, less than %M%s: failing fast",
+                      *left, min,
+                      dlcf->min_window ? " (the upstream's recent median "
+                                         "answer time)" : "");
 
         dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
 
@@ -1009,6 +1051,63 @@ ngx_http_deadline_admit(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * deadline_min auto: the location's median answer time over its samples
+ * younger than the window; 0 (let through) with too few of them, so that
+ * a location whose upstream is back to speed is tried again once its
+ * slow samples are older than the window.
+ */
+
+static ngx_msec_t
+ngx_http_deadline_median(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf)
+{
+    uint32_t                        now, v, ms[NGX_HTTP_DEADLINE_SAMPLES];
+    uint64_t                        sample;
+    ngx_uint_t                      i, j, n;
+    ngx_http_deadline_auto_t       *a;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+    if (dmcf->sh == NULL) {
+        return dlcf->min;
+    }
+
+    a = &dmcf->sh->autos[dlcf->min_slot];
+    now = (uint32_t) ngx_current_msec;
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_DEADLINE_SAMPLES; i++) {
+        sample = a->samples[i];
+
+        if (sample == 0
+            || (uint32_t) (now - (uint32_t) (sample >> 32))
+               > dlcf->min_window)
+        {
+            continue;
+        }
+
+        /* insertion sort: 32 values at most */
+
+        v = (uint32_t) sample;
+
+        for (j = n; j > 0 && ms[j - 1] > v; j--) {
+            ms[j] = ms[j - 1];
+        }
+
+        ms[j] = v;
+        n++;
+    }
+
+    if (n < NGX_HTTP_DEADLINE_AUTO_MIN) {
+        return dlcf->min;
+    }
+
+    return ngx_max(ms[n / 2], dlcf->min);
 }
 
 
@@ -1228,6 +1327,7 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
 {
     uint64_t                        now, at;
     ngx_uint_t                      i, k, n;
+    ngx_http_deadline_auto_t       *a;
     ngx_msec_t                      since, left;
     ngx_http_upstream_t            *u;
     ngx_http_deadline_shctx_t      *sh;
@@ -1273,6 +1373,14 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
 
     (void) ngx_atomic_fetch_add(&sh->left[i], 1);
     (void) ngx_atomic_fetch_add(&sh->left_sum, left);
+
+    if (ctx->autos) {
+        a = &sh->autos[ctx->autos - 1];
+        i = ngx_atomic_fetch_add(&a->next, 1) % NGX_HTTP_DEADLINE_SAMPLES;
+
+        a->samples[i] = ((uint64_t) (uint32_t) ngx_current_msec << 32)
+                        | (uint32_t) u->state->header_time;
+    }
 }
 
 
@@ -1952,12 +2060,14 @@ ngx_http_deadline_create_loc_conf(ngx_conf_t *cf)
      *     conf->propagate_hash = 0;
      *     conf->content = NULL;
      *     conf->loc_conf = NULL;
+     *     conf->min_slot = 0;
      */
 
     conf->deadline = NGX_CONF_UNSET_MSEC;
     conf->max = NGX_CONF_UNSET_MSEC;
     conf->offset = NGX_CONF_UNSET_MSEC;
     conf->min = NGX_CONF_UNSET_MSEC;
+    conf->min_window = NGX_CONF_UNSET_MSEC;
     conf->status = NGX_CONF_UNSET_UINT;
     conf->propagate_format = NGX_CONF_UNSET_UINT;
 
@@ -1983,6 +2093,7 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->max, prev->max, 0);
     ngx_conf_merge_msec_value(conf->offset, prev->offset, 0);
     ngx_conf_merge_msec_value(conf->min, prev->min, 0);
+    ngx_conf_merge_msec_value(conf->min_window, prev->min_window, 0);
     ngx_conf_merge_uint_value(conf->status, prev->status,
                               NGX_HTTP_GATEWAY_TIME_OUT);
 
@@ -2045,6 +2156,19 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     conf->content = clcf->handler;
     clcf->handler = ngx_http_deadline_content;
+
+    if (conf->min_window) {
+        /* the location's own samples */
+
+        if (dmcf->nautos == NGX_HTTP_DEADLINE_AUTO) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"deadline_min auto\" in more than %d "
+                               "locations", NGX_HTTP_DEADLINE_AUTO);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->min_slot = dmcf->nautos++;
+    }
 
     return NGX_CONF_OK;
 }
@@ -2444,7 +2568,7 @@ ngx_http_deadline_name(ngx_conf_t *cf, ngx_http_deadline_main_conf_t *dmcf,
 }
 
 
-/* deadline_max, deadline_offset, deadline_min */
+/* deadline_max, deadline_offset */
 
 static char *
 ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -2469,6 +2593,81 @@ ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"%V\" directive: \"%V\" is more than 1d",
                            &cmd->name, &value[1]);
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* deadline_min <time> | auto [window=<time>] */
+
+static char *
+ngx_http_deadline_min(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_deadline_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value, name, v;
+
+    if (dlcf->min != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len != 4 || ngx_strncmp(value[1].data, "auto", 4) != 0) {
+
+        if (cf->args->nelts == 3) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" is for \"auto\"",
+                               &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        dlcf->min_window = 0;
+
+        if (ngx_http_resilience_parse_msec(cf, &value[1], &dlcf->min)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (dlcf->min > NGX_HTTP_DEADLINE_LIMIT) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" is more than 1d",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    dlcf->min = 0;
+    dlcf->min_window = 10000;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_resilience_split_option(&value[2], &name, &v) != NGX_OK
+            || name.len != 6
+            || ngx_strncmp(name.data, "window", 6) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter \"%V\"",
+                               &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_resilience_parse_msec(cf, &v, &dlcf->min_window)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (dlcf->min_window == 0 || dlcf->min_window > 3600000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" must be more "
+                               "than 0 and at most 1h", &cmd->name,
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

@@ -13,7 +13,7 @@ use Time::HiRes qw(sleep time);
 use IO::Select;
 
 our @EXPORT_OK = qw(http_get http_put http_burst slow_server hold_request
-                    arrival_server blackhole_server);
+                    arrival_server blackhole_server path_delay_server);
 
 
 # GET $path from 127.0.0.1:$port, with optional header lines
@@ -261,6 +261,52 @@ sub blackhole_server {
     }
 
     sleep $life;
+    POSIX::_exit(0);
+}
+
+
+# a detached HTTP server on $port answering 200 "<path>\n" to every
+# request, after the delay (seconds) that %$delays gives a segment of its
+# path ("/t/slow": $delays->{slow}), none when no segment is there, for
+# $life seconds
+sub path_delay_server {
+    my ($port, $life, $delays) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                       Listen => 32, ReuseAddr => 1)
+        or die "listen on $port: $!";
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        close $listen;
+        return $pid;
+    }
+
+    detach();
+    $SIG{ALRM} = sub { POSIX::_exit(0) };
+    alarm $life;
+
+    while (my $c = $listen->accept) {
+        if (fork() == 0) {
+            my $buf = '';
+            while ($buf !~ /\r\n\r\n/) {
+                my $n = sysread($c, $buf, 4096, length $buf);
+                POSIX::_exit(0) unless $n;
+            }
+            my ($path) = $buf =~ m{\A\S+ (\S+)};
+            $path //= '/';
+            my $delay = 0;
+            for my $seg (split m{/}, $path) {
+                $delay = $delays->{$seg} if $delays->{$seg};
+            }
+            sleep $delay if $delay;
+            print $c "HTTP/1.1 200 OK\r\nContent-Length: ",
+                     length($path) + 1, "\r\nConnection: close\r\n\r\n$path\n";
+            close $c;
+            POSIX::_exit(0);
+        }
+        close $c;
+    }
+
     POSIX::_exit(0);
 }
 
