@@ -131,7 +131,9 @@ NR::Net::arrival_server($ENV{TEST_NGINX_ARRIVE3_PORT}, $ENV{TEST_NGINX_ARRIVALS3
 
 
 
-=== TEST 5: the propagated value is what is left once the body was read (1500 ms, the body 600 ms late: 900 or less)
+=== TEST 5: the propagated value is what is left once the body was read (1500 ms, the body 600 ms late: about 900)
+The arrival is stamped when nginx reads the request head, which a busy
+machine (or valgrind) delays more than the body: up to 950 is allowed.
 --- config
     location = /t {
         deadline_from x-request-timeout ms;
@@ -146,7 +148,7 @@ NR::Net::arrival_server($ENV{TEST_NGINX_ARRIVE3_PORT}, $ENV{TEST_NGINX_ARRIVALS3
 --- more_headers
 X-Request-Timeout: 1500
 --- response_body_like eval
-[qr/\A([3-8]\d\d|900)\n\z/]
+[qr/\A([3-8]\d\d|9[0-4]\d|950)\n\z/]
 --- no_error_log
 [error]
 

@@ -912,7 +912,7 @@ ngx_http_deadline_content(ngx_http_request_t *r)
 
     ctx->request = r;
 
-    /* the context has a pool cleanup that takes the timer away */
+    /* the log phase (or the pool cleanup) takes the timer away */
 
     if (!ctx->timer.timer_set) {
         ctx->timer.handler = ngx_http_deadline_expire;
@@ -1177,7 +1177,7 @@ ngx_http_deadline_expire(ngx_event_t *ev)
     ctx = ev->data;
     r = ctx->request;
 
-    if (r == NULL || r->done || r->header_sent) {
+    if (r == NULL || r->done) {
         return;
     }
 
@@ -1192,6 +1192,11 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 
     if (ctx->waiting) {
         ctx->waiting = 0;
+
+        if (r->header_sent) {
+            /* answered already (a cache, an error) */
+            return;
+        }
 
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "deadline: spent while the request body was read, "
@@ -1318,8 +1323,9 @@ ngx_http_deadline_cleanup(void *data)
  * try without a header keeps header_time at -1), so it is read here, once
  * the request is over, instead of hooking the upstream's header handlers:
  * the elapsed time since then is taken off the wall clock, both being
- * nginx's cached times, updated together.  Runs from the pool cleanup,
- * before the pool's memory (where the upstream lives) is freed.
+ * nginx's cached times, updated together.  Runs from the log phase (or
+ * the pool cleanup), before the pool's memory (where the upstream lives)
+ * is freed; it also feeds deadline_min auto.
  */
 
 static void
