@@ -220,3 +220,32 @@ NR::Net::arrival_server($ENV{TEST_NGINX_ARRIVE5_PORT}, $ENV{TEST_NGINX_ARRIVALS5
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 9: every upstream module's location is enforced (a spent budget: 504, no connect to the closed port, which would be a 502)
+--- config
+    deadline_from x-ms ms;
+    location /proxy { proxy_pass http://127.0.0.1:$TEST_NGINX_HOLE_PORT; }
+    location /proxyvar {
+        set $to 127.0.0.1:$TEST_NGINX_HOLE_PORT;
+        proxy_pass http://$to;
+    }
+    location /grpc { grpc_pass grpc://127.0.0.1:$TEST_NGINX_HOLE_PORT; }
+    location /fastcgi { fastcgi_pass 127.0.0.1:$TEST_NGINX_HOLE_PORT; }
+    location /uwsgi { uwsgi_pass 127.0.0.1:$TEST_NGINX_HOLE_PORT; }
+    location /scgi { scgi_pass 127.0.0.1:$TEST_NGINX_HOLE_PORT; }
+    location /memcached {
+        set $memcached_key $uri;
+        memcached_pass 127.0.0.1:$TEST_NGINX_HOLE_PORT;
+        location /memcached/static { }
+    }
+--- request eval
+["GET /proxy", "GET /proxyvar", "GET /grpc", "GET /fastcgi", "GET /uwsgi",
+ "GET /scgi", "GET /memcached", "GET /memcached/static"]
+--- more_headers
+x-ms: 0
+--- error_code eval
+[504, 504, 504, 504, 504, 504, 504, 404]
+--- no_error_log
+[alert]
