@@ -58,7 +58,7 @@ true true false
             ngx.sleep(0.1)
             ngx.update_time()
             local b = deadline.remaining()
-            ngx.say(a > 250 and a <= 280, " ", a - b >= 90 and a - b <= 150)
+            ngx.say(a > 100 and a <= 280, " ", a - b >= 90 and a - b <= 400)
         }
     }
 --- request
