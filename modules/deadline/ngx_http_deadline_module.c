@@ -597,6 +597,7 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
             ctx->autos = 0;
             ctx->request = NULL;
             ctx->header = NULL;
+            ctx->scanned = NULL;
             ctx->repeated = 0;
             ctx->waiting = 0;
             ctx->cut = 0;
@@ -1158,10 +1159,13 @@ ngx_http_deadline_retries(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
 
 
 /*
- * At the deadline.  The body still being read: the answer now, and the
- * upstream is never contacted.  A try under way: its pending nginx timer
- * (or the read timer, when it has none) is made to fire now, so nginx's
- * own timeout path runs (a 504, and no further try).
+ * At the deadline.  The upstream not started yet (the body still being
+ * read, or the request held by proxy_cache_lock): the answer now, and the
+ * upstream is never contacted.  Started but no peer connection (its name
+ * being resolved): the upstream is finalized through its own cleanup,
+ * then the answer.  A try under way: no further try, and its pending
+ * nginx timer (or the read timer, when it has none) is made to fire now,
+ * so nginx's own timeout path runs (a 504).
  */
 
 static void
@@ -1190,7 +1194,7 @@ ngx_http_deadline_expire(ngx_event_t *ev)
     c = r->connection;
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
 
-    if (ctx->waiting) {
+    if (ctx->waiting && u->cleanup == NULL) {
         ctx->waiting = 0;
 
         if (r->header_sent) {
@@ -1218,11 +1222,37 @@ ngx_http_deadline_expire(ngx_event_t *ev)
         return;
     }
 
+    ctx->waiting = 0;
+
     pc = u->peer.connection;
 
     if (pc == NULL) {
+        if (u->cleanup == NULL || *u->cleanup == NULL || r->header_sent) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "deadline: spent before the upstream was contacted");
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+        }
+
+        /* the upstream's cleanup finalizes the request once (NGX_DONE) */
+
+        r->main->count++;
+        (*u->cleanup)(r);
+
+        dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+        ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+        ngx_http_run_posted_requests(c);
         return;
     }
+
+    /* this try is the last: the timeout that follows ends the request */
+
+    u->peer.tries = 1;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "deadline: spent, cutting the upstream");
@@ -1325,7 +1355,10 @@ ngx_http_deadline_cleanup(void *data)
  * the elapsed time since then is taken off the wall clock, both being
  * nginx's cached times, updated together.  Runs from the log phase (or
  * the pool cleanup), before the pool's memory (where the upstream lives)
- * is freed; it also feeds deadline_min auto.
+ * is freed; it also feeds deadline_min auto.  A try the deadline cut
+ * has no header: for deadline_min auto it is a sample of one more than
+ * it lasted (the answer would have taken longer), so that an upstream
+ * slower than every budget is shed too; the histogram does not see it.
  */
 
 static void
@@ -1334,15 +1367,20 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
     uint64_t                        now, at;
     ngx_uint_t                      i, k, n;
     ngx_http_deadline_auto_t       *a;
-    ngx_msec_t                      since, left;
+    ngx_msec_t                      since, left, took;
     ngx_http_upstream_t            *u;
     ngx_http_deadline_shctx_t      *sh;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     u = ctx->request->upstream;
 
-    if (u == NULL || u->state == NULL
-        || u->state->header_time == (ngx_msec_t) -1)
+    if (u == NULL || u->state == NULL) {
+        return;
+    }
+
+    if (u->state->header_time == (ngx_msec_t) -1
+        && (!ctx->cut || !ctx->autos
+            || u->state->response_time == (ngx_msec_t) -1))
     {
         return;
     }
@@ -1354,6 +1392,13 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
     if (sh == NULL) {
         return;
     }
+
+    if (u->state->header_time == (ngx_msec_t) -1) {
+        took = u->state->response_time + 1;
+        goto sample;
+    }
+
+    took = u->state->header_time;
 
     now = ngx_http_deadline_now();
     since = ngx_current_msec - (u->start_time + u->state->header_time);
@@ -1380,12 +1425,14 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
     (void) ngx_atomic_fetch_add(&sh->left[i], 1);
     (void) ngx_atomic_fetch_add(&sh->left_sum, left);
 
+sample:
+
     if (ctx->autos) {
         a = &sh->autos[ctx->autos - 1];
         i = ngx_atomic_fetch_add(&a->next, 1) % NGX_HTTP_DEADLINE_SAMPLES;
 
         a->samples[i] = ((uint64_t) (uint32_t) ngx_current_msec << 32)
-                        | (uint32_t) u->state->header_time;
+                        | (uint32_t) took;
     }
 }
 
