@@ -204,3 +204,29 @@ upstream timed out
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 6: a request held in a rate limit's delay longer than its budget is answered 504 at the deadline (0.4 s), not when the delay ends (1 s)
+--- http_config
+    ratelimit_zone edges key=$server_name size=1m rate=1r/s;
+--- config
+    location = /t {
+        deadline 400ms;
+        ratelimit edges burst=5;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/f;
+        add_header X-Time $request_time always;
+    }
+    location = /f {
+        return 200 "f\n";
+    }
+--- request eval
+["GET /t", "GET /t", "GET /f"]
+--- error_code eval
+[200, 504, 200]
+--- response_headers_like eval
+["X-Time: 0\\.[0-2]\\d*", "X-Time: 0\\.[4-8]\\d*", ""]
+--- timeout: 5
+--- no_error_log
+[alert]
+[crit]

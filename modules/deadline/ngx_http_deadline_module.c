@@ -162,6 +162,7 @@ typedef struct {
     unsigned                   slot:1;       /* the connection's, reused */
     unsigned                   repeated:1;   /* the header came twice */
     unsigned                   waiting:1;    /* for the body, no upstream */
+    unsigned                   early:1;      /* armed, not at content yet */
     unsigned                   cut:1;        /* the deadline cut a try */
 } ngx_http_deadline_ctx_t;
 
@@ -176,6 +177,7 @@ static uint64_t ngx_http_deadline_now(void);
 static ngx_int_t ngx_http_deadline_left(ngx_http_request_t *r,
     ngx_msec_int_t *left);
 int64_t ngx_http_deadline_lua_remaining(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
 static void ngx_http_deadline_upstream_init(ngx_http_request_t *r);
 static ngx_inline ngx_int_t ngx_http_deadline_admit(ngx_http_request_t *r,
@@ -199,6 +201,8 @@ static void ngx_http_deadline_find_header(ngx_http_request_t *r,
 static u_char *ngx_http_deadline_uint(u_char *end, uint64_t n);
 static u_char *ngx_http_deadline_grpc(u_char *end, uint64_t left);
 static void ngx_http_deadline_expire(ngx_event_t *ev);
+static void ngx_http_deadline_early(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_main_conf_t *dmcf);
 static void ngx_http_deadline_cleanup(void *data);
 static ngx_int_t ngx_http_deadline_log_handler(ngx_http_request_t *r);
 static void ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx);
@@ -600,6 +604,7 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
             ctx->scanned = NULL;
             ctx->repeated = 0;
             ctx->waiting = 0;
+            ctx->early = 0;
             ctx->cut = 0;
         }
 
@@ -872,6 +877,59 @@ ngx_http_deadline_lua_remaining(ngx_http_request_t *r)
 
 
 /*
+ * The rewrite phase of an upstream location: the timer is set for the
+ * deadline already, so that a request held before its content phase (a
+ * rate limit's delay) is answered at the deadline, not after the wait.
+ */
+
+static ngx_int_t
+ngx_http_deadline_rewrite_handler(ngx_http_request_t *r)
+{
+    uint64_t                       now;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    if (dlcf->content == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_deadline_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->at == 0 || ctx->timer.timer_set) {
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_deadline_now();
+
+    if (ctx->at <= now) {
+        /* the content phase answers it */
+        return NGX_DECLINED;
+    }
+
+    ctx->request = r;
+    ctx->early = 1;
+
+    ctx->timer.handler = ngx_http_deadline_expire;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, (ngx_msec_t) (ctx->at - now));
+
+    return NGX_DECLINED;
+}
+
+
+/*
  * The wrapped content handler of an upstream location: the request fails
  * fast when too little is left, else the timer is set for the deadline,
  * and the upstream module runs.  When it has a body to read first, the
@@ -896,6 +954,8 @@ ngx_http_deadline_content(ngx_http_request_t *r)
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->early = 0;
 
     if (ctx->at == 0) {
         return dlcf->content(r);
@@ -1185,14 +1245,15 @@ ngx_http_deadline_expire(ngx_event_t *ev)
         return;
     }
 
+    c = r->connection;
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
     u = r->upstream;
 
     if (u == NULL) {
+        ngx_http_deadline_early(r, ctx, dmcf);
         return;
     }
-
-    c = r->connection;
-    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
 
     if (ctx->waiting && u->cleanup == NULL) {
         ctx->waiting = 0;
@@ -1278,6 +1339,59 @@ ngx_http_deadline_expire(ngx_event_t *ev)
     if (pc->write->timer_set) {
         ngx_add_timer(pc->write, 1);
     }
+}
+
+
+/*
+ * The deadline before the content phase of an upstream location: a
+ * request held alone (a rate limit's delay: no subrequest, nothing else
+ * holding it) is answered now, its delay given up; one that went on to a
+ * location without an upstream is left alone.
+ */
+
+static void
+ngx_http_deadline_early(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_deadline_main_conf_t *dmcf)
+{
+    ngx_connection_t              *c;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    if (!ctx->early) {
+        return;
+    }
+
+    ctx->early = 0;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    if (dlcf->content == NULL || r->header_sent || r->main->count != 1
+        || r->postponed)
+    {
+        return;
+    }
+
+    c = r->connection;
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "deadline: spent before the content phase, "
+                  "the upstream not contacted");
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+    }
+
+    /* the delay's timer would hold the answer back */
+
+    if (c->write->delayed) {
+        c->write->delayed = 0;
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+    }
+
+    ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -1945,6 +2059,13 @@ ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_http_deadline_log_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_deadline_rewrite_handler;
 
     return ngx_http_resilience_metrics_add_collector(cf,
                                                  ngx_http_deadline_collect,
