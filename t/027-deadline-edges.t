@@ -230,3 +230,30 @@ upstream timed out
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 7: server-level deadline_min auto over 17 upstream locations: nginx -t names the limit (16 locations), the location past it and where the directive should go
+--- config
+    deadline 1s;
+    deadline_min auto;
+    location /l1 { proxy_pass http://127.0.0.1:1; }
+    location /l2 { proxy_pass http://127.0.0.1:1; }
+    location /l3 { proxy_pass http://127.0.0.1:1; }
+    location /l4 { proxy_pass http://127.0.0.1:1; }
+    location /l5 { proxy_pass http://127.0.0.1:1; }
+    location /l6 { proxy_pass http://127.0.0.1:1; }
+    location /l7 { proxy_pass http://127.0.0.1:1; }
+    location /l8 { proxy_pass http://127.0.0.1:1; }
+    location /l9 { proxy_pass http://127.0.0.1:1; }
+    location /l10 { proxy_pass http://127.0.0.1:1; }
+    location /l11 { proxy_pass http://127.0.0.1:1; }
+    location /l12 { proxy_pass http://127.0.0.1:1; }
+    location /l13 { proxy_pass http://127.0.0.1:1; }
+    location /l14 { proxy_pass http://127.0.0.1:1; }
+    location /l15 { proxy_pass http://127.0.0.1:1; }
+    location /l16 { proxy_pass http://127.0.0.1:1; }
+    location /l17 { proxy_pass http://127.0.0.1:1; }
+--- must_die
+--- error_log
+"deadline_min auto" applies to more than 16 locations with an upstream (the limit of its samples' zone): location "/l17" is one more; set in a server or http block, it applies to each of that block's upstream locations: set it only in those that need it

@@ -2336,8 +2336,14 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (dmcf->nautos == NGX_HTTP_DEADLINE_AUTO) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"deadline_min auto\" in more than %d "
-                               "locations", NGX_HTTP_DEADLINE_AUTO);
+                               "\"deadline_min auto\" applies to more than "
+                               "%d locations with an upstream (the limit "
+                               "of its samples' zone): location \"%V\" "
+                               "is one more; set in a server or http "
+                               "block, it applies to each of that block's "
+                               "upstream locations: set it only in those "
+                               "that need it", NGX_HTTP_DEADLINE_AUTO,
+                               &clcf->name);
             return NGX_CONF_ERROR;
         }
 
