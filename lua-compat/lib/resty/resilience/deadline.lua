@@ -22,7 +22,7 @@ local tonumber = tonumber
 local tostring = tostring
 local type = type
 local error = error
-local floor = math.floor
+local ceil = math.ceil
 
 
 ffi.cdef[[
@@ -93,12 +93,13 @@ local function clamp(v, what, left)
         return v
     end
 
-    -- 0 means "the default" to cosockets: never hand it over
+    -- 0 means "the default" to cosockets: never hand it over, nor a
+    -- fraction they would round down to it (left is whole ms, >= 1 here)
     if v == 0 or v > left then
         return left
     end
 
-    return floor(v)
+    return ceil(v)
 end
 
 
