@@ -110,6 +110,18 @@ struct ngx_http_ud_owner_s {
 };
 
 
+#if (NGX_HTTP_SSL)
+
+/* a worker's SSL session for a peer's slot, as round robin keeps one */
+
+typedef struct {
+    ngx_ssl_session_t         *session;
+    ngx_atomic_uint_t          generation;   /* the slot's, when saved */
+} ngx_http_ud_session_t;
+
+#endif
+
+
 typedef struct {
     u_char                     name[NGX_HTTP_UD_NAME_LEN];
     size_t                     name_len;
@@ -165,6 +177,9 @@ typedef struct {
     ngx_http_ud_table_t       *table;        /* in the zone */
     ngx_http_ud_owner_t       *owner;        /* this worker's, or NULL */
     ngx_int_t                 *current;      /* this worker's SWRR weights */
+#if (NGX_HTTP_SSL)
+    ngx_http_ud_session_t     *sessions;     /* this worker's, by slot */
+#endif
     ngx_event_t                tick;
     ngx_log_t                 *log;
 } ngx_http_ud_srv_conf_t;

@@ -42,6 +42,12 @@ static ngx_int_t ngx_http_ud_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_ud_set_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_ud_save_session(ngx_peer_connection_t *pc, void *data);
+static void ngx_http_ud_free_sessions(void *data);
+#endif
 static ngx_uint_t ngx_http_ud_usable(ngx_http_ud_peer_t *p,
     ngx_msec_t now);
 static void ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now,
@@ -251,6 +257,11 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
     r->upstream->peer.get = ngx_http_ud_get_peer;
     r->upstream->peer.free = ngx_http_ud_free_peer;
     r->upstream->peer.tries = rp->up ? rp->up : 1;
+
+#if (NGX_HTTP_SSL)
+    r->upstream->peer.set_session = ngx_http_ud_set_session;
+    r->upstream->peer.save_session = ngx_http_ud_save_session;
+#endif
 
     return NGX_OK;
 }
@@ -602,6 +613,81 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
 }
 
 
+#if (NGX_HTTP_SSL)
+
+/*
+ * SSL session reuse per peer, as round robin does it without a zone: each
+ * worker keeps the last session of each slot, and a slot given to another
+ * peer (its generation changed) starts without one.
+ */
+
+static ngx_int_t
+ngx_http_ud_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_ud_request_t  *rp = data;
+
+    ngx_http_ud_session_t  *s;
+
+    if (rp->current < 0 || rp->udcf->sessions == NULL) {
+        return NGX_OK;
+    }
+
+    s = &rp->udcf->sessions[rp->current];
+
+    if (s->session == NULL || s->generation != rp->generation) {
+        return NGX_OK;
+    }
+
+    return ngx_ssl_set_session(pc->connection, s->session);
+}
+
+
+static void
+ngx_http_ud_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_ud_request_t  *rp = data;
+
+    ngx_ssl_session_t      *session;
+    ngx_http_ud_session_t  *s;
+
+    if (rp->current < 0 || rp->udcf->sessions == NULL) {
+        return;
+    }
+
+    session = ngx_ssl_get_session(pc->connection);
+    if (session == NULL) {
+        return;
+    }
+
+    s = &rp->udcf->sessions[rp->current];
+
+    if (s->session) {
+        ngx_ssl_free_session(s->session);
+    }
+
+    s->session = session;
+    s->generation = rp->generation;
+}
+
+
+static void
+ngx_http_ud_free_sessions(void *data)
+{
+    ngx_http_ud_session_t *s = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_UD_MAX_PEERS; i++) {
+        if (s[i].session) {
+            ngx_ssl_free_session(s[i].session);
+            s[i].session = NULL;
+        }
+    }
+}
+
+#endif
+
+
 /* background work, in every worker: probes, sources, reaping */
 
 static void
@@ -631,6 +717,9 @@ static ngx_int_t
 ngx_http_ud_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                i;
+#if (NGX_HTTP_SSL)
+    ngx_pool_cleanup_t       *cln;
+#endif
     ngx_http_ud_main_conf_t  *mcf;
     ngx_http_ud_srv_conf_t  **ups, *udcf;
 
@@ -657,6 +746,19 @@ ngx_http_ud_init_process(ngx_cycle_t *cycle)
         if (udcf->current == NULL) {
             return NGX_ERROR;
         }
+
+#if (NGX_HTTP_SSL)
+        cln = ngx_pool_cleanup_add(cycle->pool, NGX_HTTP_UD_MAX_PEERS
+                                               * sizeof(ngx_http_ud_session_t));
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(cln->data,
+                    NGX_HTTP_UD_MAX_PEERS * sizeof(ngx_http_ud_session_t));
+        cln->handler = ngx_http_ud_free_sessions;
+        udcf->sessions = cln->data;
+#endif
 
         udcf->log = cycle->log;
 
