@@ -7,7 +7,6 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port);
 use NR::Net qw(http_get);
-use File::Temp qw(tempdir);
 
 repeat_each(1);
 no_shuffle();
@@ -25,22 +24,6 @@ system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
        . "-keyout $certs/key.pem -out $certs/cert.pem >/dev/null 2>&1") == 0
     or die "openssl req failed";
 $ENV{TEST_NGINX_CERTS} = $certs;
-
-# nginx -t on a configuration: (exit status, output)
-sub nginx_t {
-    my ($conf) = @_;
-    my $dir = tempdir(CLEANUP => 1);
-    mkdir "$dir/logs";
-    open my $fh, '>', "$dir/nginx.conf" or die;
-    my $mods = join "", map { "load_module $_;\n" }
-                        split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} // '');
-    print $fh "${mods}error_log $dir/logs/error.log;\npid $dir/nginx.pid;\n"
-              . "events {}\nhttp {\n$conf\n}\n";
-    close $fh;
-    my $bin = $ENV{TEST_NGINX_BINARY} // 'nginx';
-    my $out = `$bin -p $dir -c $dir/nginx.conf -t 2>&1`;
-    return ($? >> 8, $? & 127, $out);
-}
 
 $ENV{TEST_NGINX_BACKENDS} = <<"_EOC_";
     server {
@@ -89,3 +72,107 @@ __DATA__
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 2: zone in the same upstream: nginx starts, both peers serve
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        zone app 64k;
+        health_check type=tcp interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+--- request eval
+["GET /", "GET /", "GET /", "GET /"]
+--- response_body eval
+["A\n", "B\n", "A\n", "B\n"]
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 3: zone after discovery, with keepalive after both
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_CERTS/none.json interval=10s;
+        zone app 64k;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        keepalive 4;
+    }
+--- config
+    location / {
+        proxy_pass http://app;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+--- request eval
+["GET /", "GET /"]
+--- response_body eval
+["A\n", "A\n"]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 4: least_conn after health_check is refused, naming both
+--- http_config
+    upstream app {
+        health_check;
+        server 127.0.0.1:1;
+        least_conn;
+    }
+--- config
+--- must_die
+--- error_log
+upstream "app": a balancing method ("hash", "ip_hash", "least_conn", "random") after "health_check" replaces it
+
+
+
+=== TEST 5: hash after discovery is refused, naming both
+--- http_config
+    upstream app {
+        discovery file=/tmp/nr-none.json;
+        server 127.0.0.1:1;
+        hash $uri consistent;
+    }
+--- config
+--- must_die
+--- error_log
+upstream "app": a balancing method ("hash", "ip_hash", "least_conn", "random") after "discovery" replaces it
+
+
+
+=== TEST 6: random before health_check is refused, naming both
+--- http_config
+    upstream app {
+        random;
+        server 127.0.0.1:1;
+        health_check;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" directive cannot follow a balancing method ("hash", "ip_hash", "least_conn", "random") nor "keepalive"
+
+
+
+=== TEST 7: ip_hash and keepalive after health_check: refused, not silently replaced
+--- http_config
+    upstream app {
+        health_check;
+        server 127.0.0.1:1;
+        ip_hash;
+        keepalive 2;
+    }
+--- config
+--- must_die
+--- error_log
+after "health_check" replaces it

@@ -145,6 +145,7 @@ typedef struct {
 
     /* health_check */
     ngx_uint_t                 check;        /* health_check present */
+    ngx_uint_t                 installed;    /* init_upstream was called */
     ngx_uint_t                 check_type;
     ngx_str_t                  uri;
     in_port_t                  port;

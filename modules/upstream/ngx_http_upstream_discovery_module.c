@@ -199,9 +199,26 @@ ngx_str_t  ngx_http_ud_source_names[] = {
 
 /* the balancer */
 
+/*
+ * Round robin initialises first, as nginx's hash module lets it: its
+ * peers are what "zone" copies into shared memory (and NULL there crashed
+ * nginx -t), so an upstream with "zone" keeps working; the choice of the
+ * peer is this module's.
+ */
+
 static ngx_int_t
 ngx_http_ud_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_http_ud_srv_conf_t  *udcf;
+
+    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    udcf = ngx_http_conf_upstream_srv_conf(us,
+                                          ngx_http_upstream_discovery_module);
+    udcf->installed = 1;
+
     us->peer.init = ngx_http_ud_init_peer;
 
     return NGX_OK;
@@ -1268,6 +1285,19 @@ ngx_http_ud_init(ngx_conf_t *cf)
     ups = mcf->upstreams.elts;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (!ups[i]->installed) {
+            /* a method written after ours took the upstream over */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "upstream \"%V\": a balancing method "
+                               "(\"hash\", \"ip_hash\", \"least_conn\", "
+                               "\"random\") after \"%s\" replaces it; "
+                               "remove it, or use \"health_check_balance "
+                               "least_conn\" for least_conn",
+                               &ups[i]->name,
+                               ups[i]->check ? "health_check" : "discovery");
+            return NGX_ERROR;
+        }
+
         if (ups[i]->source == NGX_HTTP_UD_REDIS
             && !ngx_http_resilience_redis_configured(cf))
         {
@@ -1340,8 +1370,10 @@ ngx_http_ud_enable(ngx_conf_t *cf, char **err)
     if (uscf->peer.init_upstream
         && uscf->peer.init_upstream != ngx_http_upstream_init_round_robin)
     {
-        *err = "must come before \"keepalive\" and replaces the balancing "
-               "method (hash, least_conn, random...) of this upstream";
+        *err = "cannot follow a balancing method (\"hash\", \"ip_hash\", "
+               "\"least_conn\", \"random\") nor \"keepalive\" in the "
+               "same upstream: put \"keepalive\" after it, and use "
+               "\"health_check_balance least_conn\" for least_conn";
         return NULL;
     }
 
