@@ -176,3 +176,32 @@ upstream "app": a balancing method ("hash", "ip_hash", "least_conn", "random") a
 --- must_die
 --- error_log
 after "health_check" replaces it
+
+
+
+=== TEST 8: $upstream_addr names each try's own peer
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=tcp interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / {
+        proxy_pass http://app;
+        proxy_next_upstream error timeout http_502;
+        add_header X-Addr $upstream_addr always;
+        add_header X-Status $upstream_status always;
+    }
+--- request
+GET /fail
+--- response_headers eval
+"X-Addr: 127.0.0.1:$ENV{TEST_NGINX_A_PORT}, 127.0.0.1:$ENV{TEST_NGINX_B_PORT}
+X-Status: 502, 200"
+
+--- response_body
+B
+--- no_error_log
+[alert]
+[crit]

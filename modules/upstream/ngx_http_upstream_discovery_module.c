@@ -28,7 +28,6 @@ typedef struct {
     uint64_t                   tried;
     ngx_int_t                  current;      /* slot, or -1 */
     ngx_atomic_t               generation;
-    ngx_str_t                  name;
     unsigned                   panic:1;      /* routed in panic mode */
     unsigned                   none:1;       /* no live peer at all */
 } ngx_http_ud_request_t;
@@ -260,7 +259,6 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
     rp->request = r;
     rp->tried = 0;
     rp->current = -1;
-    ngx_str_null(&rp->name);
     rp->panic = 0;
     rp->none = 0;
 
@@ -385,6 +383,7 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_ud_request_t  *rp = data;
 
     ngx_int_t                total, best_w;
+    ngx_str_t               *name;
     ngx_uint_t               i, pass, up, all, panic, w, least_w;
     ngx_msec_t               now;
     ngx_http_ud_peer_t      *p, *best, *least;
@@ -493,12 +492,23 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     rp->tried |= (uint64_t) 1 << i;
     rp->current = (ngx_int_t) i;
     rp->generation = best->generation;
-    rp->name.data = best->name;
-    rp->name.len = best->name_len;
+    /*
+     * each try its own copy of the name: $upstream_addr keeps a pointer
+     * per try, and the slot in shared memory may be given to another peer
+     */
+
+    name = ngx_palloc(rp->request->pool, sizeof(ngx_str_t) + best->name_len);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    name->len = best->name_len;
+    name->data = (u_char *) name + sizeof(ngx_str_t);
+    ngx_memcpy(name->data, best->name, name->len);
 
     pc->sockaddr = &best->sockaddr.sockaddr;
     pc->socklen = best->socklen;
-    pc->name = &rp->name;
+    pc->name = name;
 
     (void) ngx_atomic_fetch_add(&best->conns, 1);
     (void) ngx_atomic_fetch_add(&best->requests, 1);
