@@ -7,6 +7,8 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port);
 use NR::Net qw(http_get);
+use NR::Html qw(put_file result);
+use Time::HiRes qw(time sleep);
 
 repeat_each(1);
 no_shuffle();
@@ -15,7 +17,26 @@ no_root_location();
 log_level('info');
 
 $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
-$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B C TLS);
+$ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
+$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B C TLS SLOW SLOW2 SLOW3);
+
+# the bodies of GET $path for each path given, joined
+sub bodies {
+    my $s = '';
+    for my $path (@_) {
+        my ($st, $body) = http_get($ENV{TEST_NGINX_SERVER_PORT}, $path);
+        chomp $body;
+        $s .= $st == 200 ? $body : "[$st]";
+    }
+    return $s;
+}
+
+sub peer_state {
+    my ($peer) = @_;
+    my (undef, $m) = http_get($ENV{TEST_NGINX_SERVER_PORT}, "/status");
+    my ($state) = $m =~ /^nginx_resilience_upstream_peer_state\{[^}]*peer="\Q$peer\E"[^}]*state="(\w+)"\} 1$/m;
+    return $state // 'none';
+}
 
 # a certificate for the TLS backend, made now
 my $certs = "/tmp/nr-upstream-certs-$ENV{TEST_NGINX_SERVER_PORT}";
@@ -30,11 +51,13 @@ $ENV{TEST_NGINX_BACKENDS} = <<"_EOC_";
         listen 127.0.0.1:$ENV{TEST_NGINX_A_PORT};
         location / { return 200 "A\\n"; }
         location /fail { return 502; }
+        location /healthz { return 503; }
     }
     server {
         listen 127.0.0.1:$ENV{TEST_NGINX_B_PORT};
         location / { return 200 "B\\n"; }
         location /fail { return 200 "B\\n"; }
+        location /healthz { return 200; }
     }
     server {
         listen 127.0.0.1:$ENV{TEST_NGINX_C_PORT};
@@ -205,3 +228,171 @@ B
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 9: max_fails counts failures within fail_timeout, successes between them included, as round robin does
+The same requests go to "stock" (round robin) and to "app" (health
+checked): A fails /fail, answers /; failures interleaved with successes
+take it out as they do with round robin.
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream stock {
+        server 127.0.0.1:$TEST_NGINX_A_PORT max_fails=3 fail_timeout=10s;
+        server 127.0.0.1:$TEST_NGINX_B_PORT max_fails=3 fail_timeout=10s;
+    }
+    upstream app {
+        health_check type=tcp interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT max_fails=3 fail_timeout=10s;
+        server 127.0.0.1:$TEST_NGINX_B_PORT max_fails=3 fail_timeout=10s;
+    }
+--- config
+    proxy_next_upstream error timeout http_502;
+    location /stock/ { proxy_pass http://stock/; }
+    location /app/ { proxy_pass http://app/; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my @paths = map { ($_ % 3 == 0) ? "fail" : "" } 0 .. 23;
+my $stock = main::bodies(map { "/stock/$_" } @paths);
+my $app = main::bodies(map { "/app/$_" } @paths);
+main::result("stock $stock\napp   $app\n");
+--- request
+GET /result
+--- response_body
+stock BBABABBBABABBBBBBBBBBBBB
+app   BBABABBBABABBBBBBBBBBBBB
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 10: max_conns is honoured: with the primary at its limit, the backup serves
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=tcp interval=10s;
+        server 127.0.0.1:$TEST_NGINX_SLOW_PORT max_conns=1;
+        server 127.0.0.1:$TEST_NGINX_B_PORT backup;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW_PORT}, 1.5, 4);
+NR::Net::hold_request($ENV{TEST_NGINX_SERVER_PORT}, "/", 2);
+Time::HiRes::sleep(0.3);
+main::result(main::bodies("/", "/", "/") . "\n");
+--- request
+GET /result
+--- response_body
+BBB
+--- timeout: 6
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 11: duplicate server lines are separate peers
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=tcp interval=10s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+--- request eval
+["GET /", "GET /", "GET /", "GET /", "GET /", "GET /"]
+--- response_body eval
+["A\n", "A\n", "B\n", "A\n", "A\n", "B\n"]
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 12: a failing probe takes a peer out while it serves traffic
+A answers every request but 503 on /healthz; requests keep flowing while
+the probes fail.
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=200ms fails=2 passes=1;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $end = Time::HiRes::time() + 2;
+main::bodies("/") while Time::HiRes::time() < $end;
+main::result(main::peer_state("127.0.0.1:$ENV{TEST_NGINX_A_PORT}") . " "
+             . main::bodies("/", "/", "/", "/") . "\n");
+--- request
+GET /result
+--- response_body
+down BBBB
+--- timeout: 6
+--- error_log
+is down (was up)
+--- no_error_log
+[alert]
+
+
+
+=== TEST 13: tries the deadline cut do not count against the peers
+Six requests with a 50 ms budget to peers that answer in 500 ms are cut
+(504); the peers stay in, and a request without a budget is served.
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=tcp interval=10s;
+        health_check_panic off;
+        server 127.0.0.1:$TEST_NGINX_SLOW3_PORT max_fails=2;
+        server 127.0.0.1:$TEST_NGINX_SLOW2_PORT max_fails=2;
+    }
+--- config
+    location / {
+        deadline_from x-ms ms;
+        proxy_pass http://app;
+    }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW3_PORT}, 0.5, 6);
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW2_PORT}, 0.5, 6);
+my $s = '';
+for (1 .. 6) {
+    my $sock = IO::Socket::INET->new("127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}");
+    print $sock "GET / HTTP/1.0\r\nX-Ms: 50\r\n\r\n";
+    local $/;
+    my $r = <$sock>;
+    $s .= $r =~ m{^HTTP/1.1 (\d+)} ? $1 : '?';
+    $s .= ' ';
+}
+main::result($s . main::bodies("/", "/") . "\n");
+--- request
+GET /result
+--- response_body
+504 504 504 504 504 504 slowslow
+--- timeout: 8
+--- no_error_log
+on live traffic
+[alert]

@@ -73,13 +73,16 @@ typedef struct {
     ngx_uint_t                 weight;
     ngx_uint_t                 max_fails;
     ngx_msec_t                 fail_timeout;
-    ngx_msec_t                 down_until;   /* passive, no probes */
+    ngx_uint_t                 max_conns;    /* 0: no limit */
     socklen_t                  socklen;
     ngx_sockaddr_t             sockaddr;
     u_char                     name[NGX_SOCKADDR_STRLEN];
     ngx_atomic_t               conns;        /* requests in flight */
-    ngx_atomic_t               fails;        /* consecutive */
-    ngx_atomic_t               passes;       /* consecutive */
+    ngx_atomic_t               fails;        /* probes, consecutive */
+    ngx_atomic_t               passes;       /* probes, consecutive */
+    ngx_atomic_t               live_fails;   /* traffic, in fail_timeout */
+    ngx_msec_t                 live_failed;  /* last live failure */
+    ngx_msec_t                 live_checked; /* window start, as nginx's */
     ngx_atomic_t               probe_owner;  /* pid probing now */
     ngx_msec_t                 probe_next;
     ngx_msec_t                 probe_started;

@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_ud_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_ud_get_peer(ngx_peer_connection_t *pc,
     void *data);
+static ngx_uint_t ngx_http_ud_cut(ngx_peer_connection_t *pc,
+    ngx_http_ud_request_t *rp);
 static void ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 #if (NGX_HTTP_SSL)
@@ -282,13 +284,21 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 }
 
 
+/*
+ * Up by its probes (or without probes), not set by hand, and not out by
+ * its failures on live traffic: max_fails of them within fail_timeout,
+ * nginx's window (max_fails=0: never out by traffic).
+ */
+
 static ngx_uint_t
 ngx_http_ud_usable(ngx_http_ud_peer_t *p, ngx_msec_t now)
 {
     return p->state == NGX_HTTP_UD_UP
            && p->admin == NGX_HTTP_UD_ADMIN_NONE
-           && (p->down_until == 0
-               || (ngx_msec_int_t) (now - p->down_until) >= 0);
+           && (p->max_fails == 0
+               || p->live_fails < p->max_fails
+               || (ngx_msec_int_t) (now - p->live_checked)
+                  > (ngx_msec_int_t) p->fail_timeout);
 }
 
 
@@ -329,6 +339,11 @@ ngx_http_ud_candidate(ngx_http_ud_request_t *rp, ngx_http_ud_peer_t *p,
     ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass, ngx_msec_t now)
 {
     if ((rp->tried & ((uint64_t) 1 << i)) || p->backup != pass) {
+        return 0;
+    }
+
+    if (p->max_conns && p->conns >= p->max_conns) {
+        /* as round robin: a peer at max_conns is skipped, even in panic */
         return 0;
     }
 
@@ -489,6 +504,13 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
 
     i = best - t->peers;
 
+    if ((ngx_msec_int_t) (now - best->live_checked)
+        > (ngx_msec_int_t) best->fail_timeout)
+    {
+        /* a new window: a success from now on forgets older failures */
+        best->live_checked = now;
+    }
+
     rp->tried |= (uint64_t) 1 << i;
     rp->current = (ngx_int_t) i;
     rp->generation = best->generation;
@@ -548,7 +570,32 @@ ngx_http_ud_stale(ngx_peer_connection_t *pc, ngx_http_ud_request_t *rp)
 }
 
 
-/* passive checks: failures on live traffic count toward "fails" */
+/*
+ * A try the request's deadline cut (the deadline module fires the try's
+ * own timer when the budget is spent): the peer was not too slow for its
+ * timeouts, the request ran out of time.
+ */
+
+static ngx_uint_t
+ngx_http_ud_cut(ngx_peer_connection_t *pc, ngx_http_ud_request_t *rp)
+{
+    ngx_connection_t  *c;
+
+    c = pc->connection;
+
+    return c != NULL
+           && (c->read->timedout || c->write->timedout)
+           && ngx_http_resilience_deadline_spent(rp->request);
+}
+
+
+/*
+ * Passive checks, as nginx's round robin keeps them: failures on live
+ * traffic within fail_timeout count (a success forgets them only once a
+ * new window has begun), max_fails of them take the peer out for the
+ * rest of the window.  They are apart from the probes' own counts: a
+ * success on traffic never makes up for a failing probe.
+ */
 
 static void
 ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -556,8 +603,8 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_ud_request_t  *rp = data;
 
-    u_char                   why[64];
-    ngx_uint_t               threshold;
+    ngx_msec_t               now;
+    ngx_atomic_uint_t        n;
     ngx_http_ud_peer_t      *p;
     ngx_http_ud_srv_conf_t  *udcf;
 
@@ -587,8 +634,10 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_ud_conns_sub(p, 1);
 
     if (!(state & NGX_PEER_FAILED)) {
-        if (p->fails) {
-            p->fails = 0;
+        if (p->live_fails
+            && (ngx_msec_int_t) (p->live_checked - p->live_failed) > 0)
+        {
+            p->live_fails = 0;
         }
 
         return;
@@ -605,38 +654,35 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&p->fails, 1);
-    p->passes = 0;
-
-    /*
-     * with probes, health_check's fails= counts (max_fails=0 on a server
-     * line turns passive checks off for it); without, the server's own
-     * max_fails, as nginx
-     */
-
-    threshold = (udcf->check && p->max_fails) ? udcf->fails : p->max_fails;
-
-    if (threshold == 0 || p->fails < threshold) {
+    if (ngx_http_ud_cut(pc, rp)) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "upstream discovery: try on %V cut by the deadline, "
+                       "not counted", pc->name);
         return;
     }
 
-    if (udcf->check) {
-        ngx_sprintf(why, "%ui failures on live traffic%Z", p->fails);
-        ngx_http_ud_set_state(udcf, p, NGX_HTTP_UD_DOWN, (char *) why,
-                              pc->log);
+    if (p->max_fails == 0) {
         return;
     }
 
-    /* no probes: out for fail_timeout, as nginx's own max_fails */
+    now = ngx_current_msec;
 
-    p->down_until = ngx_current_msec + p->fail_timeout;
-    p->up_since = p->down_until ? p->down_until : 1;
-    p->fails = 0;
+    n = ngx_atomic_fetch_add(&p->live_fails, 1) + 1;
+    p->live_failed = now;
+    p->live_checked = now;
+
+    if (n != p->max_fails) {
+        return;
+    }
+
+    /* health_check_slow_start ramps it up again after the window */
+    p->up_since = (now + p->fail_timeout) ? now + p->fail_timeout : 1;
 
     ngx_log_error(NGX_LOG_WARN, pc->log, 0,
-                  "upstream \"%V\": peer %*s failed %ui times, out for "
-                  "%M ms", &udcf->name, (size_t) p->name_len, p->name,
-                  threshold, p->fail_timeout);
+                  "upstream \"%V\": peer %*s failed %ui times on live "
+                  "traffic, out for %M ms", &udcf->name,
+                  (size_t) p->name_len, p->name, p->max_fails,
+                  p->fail_timeout);
 }
 
 
@@ -986,6 +1032,7 @@ ngx_http_ud_json(ngx_http_ud_srv_conf_t *udcf)
         cJSON_AddNumberToObject(o, "inflight", (double) p->conns);
         cJSON_AddNumberToObject(o, "fails", (double) p->fails);
         cJSON_AddNumberToObject(o, "passes", (double) p->passes);
+        cJSON_AddNumberToObject(o, "live_fails", (double) p->live_fails);
         cJSON_AddStringToObject(o, "last_check",
                                 !p->checked ? "none"
                                 : p->last_ok ? "passed" : "failed");

@@ -26,6 +26,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf,
     ngx_slab_pool_t *shpool, ngx_log_t *log);
+static ngx_http_ud_peer_t *ngx_http_ud_seed_find(ngx_http_ud_table_t *t,
+    ngx_sockaddr_t *sa, socklen_t socklen, ngx_uint_t *seen);
 static ngx_http_ud_peer_t *ngx_http_ud_alloc(ngx_http_ud_table_t *t);
 static void ngx_http_ud_owner_sweep(ngx_http_ud_srv_conf_t *udcf,
     ngx_msec_t now, ngx_log_t *log);
@@ -152,9 +154,11 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
     for (i = 0; server && i < udcf->uscf->servers->nelts; i++) {
         for (j = 0; j < server[i].naddrs; j++) {
 
-            p = ngx_http_ud_find(t, (ngx_sockaddr_t *)
-                                    server[i].addrs[j].sockaddr,
-                                 server[i].addrs[j].socklen);
+            /* a duplicate server line is a peer of its own, as nginx's */
+
+            p = ngx_http_ud_seed_find(t, (ngx_sockaddr_t *)
+                                         server[i].addrs[j].sockaddr,
+                                      server[i].addrs[j].socklen, seen);
 
             if (p == NULL) {
                 p = ngx_http_ud_alloc(t);
@@ -184,6 +188,7 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
             p->weight = server[i].weight ? server[i].weight : 1;
             p->max_fails = server[i].max_fails;
             p->fail_timeout = (ngx_msec_t) server[i].fail_timeout * 1000;
+            p->max_conns = server[i].max_conns;
             p->backup = server[i].backup;
             p->vanished = 0;
 
@@ -225,6 +230,33 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
     ngx_shmtx_unlock(&shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/* a peer with this address not yet given to a server line, or NULL */
+
+static ngx_http_ud_peer_t *
+ngx_http_ud_seed_find(ngx_http_ud_table_t *t, ngx_sockaddr_t *sa,
+    socklen_t socklen, ngx_uint_t *seen)
+{
+    ngx_uint_t           i;
+    ngx_http_ud_peer_t  *p;
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state != NGX_HTTP_UD_FREE
+            && !seen[i]
+            && p->source == NGX_HTTP_UD_STATIC
+            && ngx_cmp_sockaddr(&p->sockaddr.sockaddr, p->socklen,
+                                &sa->sockaddr, socklen, 1)
+               == NGX_OK)
+        {
+            return p;
+        }
+    }
+
+    return NULL;
 }
 
 
