@@ -396,3 +396,34 @@ GET /result
 --- no_error_log
 on live traffic
 [alert]
+
+
+
+=== TEST 14: panic per tier: with both primaries down, the live backup serves, not panic
+One peer up of three is under health_check_panic 50%, but that one is
+the backup: it serves.
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check uri=/healthz interval=200ms fails=1;
+        health_check_panic 50%;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+        server 127.0.0.1:$TEST_NGINX_B_PORT backup;
+    }
+--- config
+    location / {
+        proxy_pass http://app;
+        add_header X-Health $upstream_health always;
+    }
+--- init
+Time::HiRes::sleep(0.6);
+--- request eval
+["GET /", "GET /", "GET /"]
+--- response_body eval
+["B\n", "B\n", "B\n"]
+--- response_headers eval
+["X-Health: degraded", "X-Health: degraded", "X-Health: degraded"]
+--- no_error_log
+[alert]
+[crit]

@@ -25,6 +25,7 @@ typedef struct {
     ngx_http_request_t        *request;
     ngx_uint_t                 up;           /* peers up, at init_peer */
     ngx_uint_t                 all;          /* peers not drained */
+    ngx_uint_t                 backups_up;   /* of "up", the backups */
     uint64_t                   tried;
     ngx_int_t                  current;      /* slot, or -1 */
     ngx_atomic_t               generation;
@@ -52,7 +53,7 @@ static void ngx_http_ud_free_sessions(void *data);
 static ngx_uint_t ngx_http_ud_usable(ngx_http_ud_peer_t *p,
     ngx_msec_t now);
 static void ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now,
-    ngx_uint_t *up, ngx_uint_t *all);
+    ngx_http_ud_request_t *rp);
 static ngx_uint_t ngx_http_ud_candidate(ngx_http_ud_request_t *rp,
     ngx_http_ud_peer_t *p, ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass,
     ngx_msec_t now);
@@ -268,7 +269,7 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     /* as many tries as live peers, at least one */
 
-    ngx_http_ud_count(udcf->table, ngx_current_msec, &rp->up, &rp->all);
+    ngx_http_ud_count(udcf->table, ngx_current_msec, rp);
 
     r->upstream->peer.data = rp;
     r->upstream->peer.get = ngx_http_ud_get_peer;
@@ -302,17 +303,21 @@ ngx_http_ud_usable(ngx_http_ud_peer_t *p, ngx_msec_t now)
 }
 
 
-/* the peers that are up, and those that are not drained nor set by hand */
+/*
+ * The peers that are up (and how many of them are backups), and those
+ * that are not drained nor set by hand.
+ */
 
 static void
-ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now, ngx_uint_t *up,
-    ngx_uint_t *all)
+ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now,
+    ngx_http_ud_request_t *rp)
 {
     ngx_uint_t           i;
     ngx_http_ud_peer_t  *p;
 
-    *up = 0;
-    *all = 0;
+    rp->up = 0;
+    rp->all = 0;
+    rp->backups_up = 0;
 
     for (i = 0; i < t->npeers; i++) {
         p = &t->peers[i];
@@ -323,10 +328,11 @@ ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now, ngx_uint_t *up,
             continue;
         }
 
-        (*all)++;
+        rp->all++;
 
         if (ngx_http_ud_usable(p, now)) {
-            (*up)++;
+            rp->up++;
+            rp->backups_up += p->backup;
         }
     }
 }
@@ -418,14 +424,21 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
      */
 
     if (rp->tried) {
-        ngx_http_ud_count(t, now, &rp->up, &rp->all);
+        ngx_http_ud_count(t, now, rp);
     }
 
     up = rp->up;
     all = rp->all;
 
+    /*
+     * panic is decided per tier: while a backup is up, the live primaries
+     * and then the backups are tried, as without panic; only when no
+     * backup is up do the peers that are down get requests
+     */
+
     panic = udcf->panic >= 0
             && all > 0
+            && rp->backups_up == 0
             && (up == 0
                 || up * 10000 < (ngx_uint_t) udcf->panic * all);
 
