@@ -427,3 +427,33 @@ Time::HiRes::sleep(0.6);
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 15: a discovery document with a NUL in an address is rejected whole, with a log line
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_A_PORT}", "127.0.0.1:$ENV{TEST_NGINX_B_PORT}\\u0000x"]));
+Time::HiRes::sleep(0.5);
+main::result(main::bodies("/", "/", "/", "/") . "\n");
+--- request
+GET /result
+--- response_body
+AAAA
+--- timeout: 5
+--- error_log
+a NUL (\u0000) in the document; the previous set stays
+--- no_error_log
+[alert]
+[crit]

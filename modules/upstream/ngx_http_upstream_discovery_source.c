@@ -51,6 +51,7 @@ static ngx_int_t ngx_http_ud_consul_parse(u_char *data, size_t len,
     ngx_array_t *set, ngx_pool_t *pool, ngx_str_t *err);
 static void ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf);
 static void ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx);
+static ngx_int_t ngx_http_ud_has_nul(u_char *data, size_t len);
 static ngx_int_t ngx_http_ud_read(ngx_str_t *path, ngx_pool_t *pool,
     ngx_str_t *out, ngx_log_t *log);
 static void ngx_http_ud_addr_name(ngx_http_ud_addr_t *a, ngx_pool_t *pool);
@@ -564,6 +565,11 @@ ngx_http_ud_consul_parse(u_char *data, size_t len, ngx_array_t *set,
     ngx_addr_t           na;
     ngx_http_ud_addr_t  *a;
 
+    if (ngx_http_ud_has_nul(data, len)) {
+        ngx_str_set(err, "a NUL (\\u0000) in the document");
+        return NGX_ERROR;
+    }
+
     root = cJSON_ParseWithLength((char *) data, len);
 
     if (!cJSON_IsArray(root)) {
@@ -820,6 +826,11 @@ ngx_http_ud_parse_document(u_char *data, size_t len, ngx_array_t *set,
     ngx_int_t            rc;
     ngx_http_ud_addr_t  *a;
 
+    if (ngx_http_ud_has_nul(data, len)) {
+        ngx_str_set(err, "a NUL (\\u0000) in the document");
+        return NGX_ERROR;
+    }
+
     root = cJSON_ParseWithLength((char *) data, len);
 
     if (root == NULL) {
@@ -862,6 +873,40 @@ ngx_http_ud_parse_document(u_char *data, size_t len, ngx_array_t *set,
     cJSON_Delete(root);
 
     return rc;
+}
+
+
+/*
+ * A NUL in a document, raw or escaped: cJSON's strings end at it, so
+ * "127.0.0.1:80\u0000x" would read as "127.0.0.1:80"; the document is
+ * rejected whole instead.
+ */
+
+static ngx_int_t
+ngx_http_ud_has_nul(u_char *data, size_t len)
+{
+    u_char  *p, *last;
+
+    if (ngx_strlchr(data, data + len, '\0') != NULL) {
+        return 1;
+    }
+
+    last = data + len;
+
+    for (p = data; p + 6 <= last; p++) {
+        if (p[0] == '\\' && p[1] == 'u'
+            && ngx_strncmp(p + 2, "0000", 4) == 0)
+        {
+            return 1;
+        }
+
+        if (p[0] == '\\') {
+            /* an escaped backslash is not the start of an escape */
+            p++;
+        }
+    }
+
+    return 0;
 }
 
 
