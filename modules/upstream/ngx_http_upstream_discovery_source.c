@@ -124,6 +124,7 @@ static void
 ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     uint32_t crc, ngx_str_t *err)
 {
+    ngx_int_t             rc;
     ngx_http_ud_table_t  *t;
 
     t = udcf->table;
@@ -148,15 +149,21 @@ ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     }
 
     if (crc != t->source_crc || t->source_ok != 1) {
-        t->source_crc = crc;
+        rc = ngx_http_ud_apply(udcf, set, udcf->source, udcf->log);
 
-        if (ngx_http_ud_apply(udcf, set, udcf->source, udcf->log) == NGX_OK)
-        {
+        if (rc == NGX_OK) {
+            t->source_crc = crc;
             t->source_ok = 1;
 
             if (udcf->dump.len) {
                 ngx_http_ud_dump(udcf, udcf->log);
             }
+
+        } else {
+            /* not all of it yet: applied again, within a second */
+            t->source_ok = t->source_ok ? 3 : 0;
+            t->source_next = ngx_current_msec
+                             + ngx_min(udcf->source_interval, 1000);
         }
     }
 
