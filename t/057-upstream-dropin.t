@@ -457,3 +457,43 @@ a NUL (\u0000) in the document; the previous set stays
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 16: a discovery-only upstream needs no placeholder server line
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::put_file("peers.json", qq(["127.0.0.1:$ENV{TEST_NGINX_B_PORT}"]));
+Time::HiRes::sleep(0.5);
+main::result(main::bodies("/", "/") . "\n");
+--- request
+GET /result
+--- response_body
+BB
+--- timeout: 5
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 17: zone with a discovery-only upstream is refused, not a crash
+--- http_config
+    upstream app {
+        zone app 64k;
+        discovery file=/tmp/nr-none.json;
+    }
+--- config
+--- must_die
+--- error_log
+upstream "app": "zone" with "discovery" needs at least one "server" line

@@ -211,14 +211,36 @@ ngx_str_t  ngx_http_ud_source_names[] = {
 static ngx_int_t
 ngx_http_ud_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_http_ud_srv_conf_t  *udcf;
-
-    if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_uint_t                    i, n;
+    ngx_http_ud_srv_conf_t       *udcf;
+    ngx_http_upstream_server_t   *server;
 
     udcf = ngx_http_conf_upstream_srv_conf(us,
                                           ngx_http_upstream_discovery_module);
+
+    server = us->servers ? us->servers->elts : NULL;
+    n = 0;
+
+    for (i = 0; server && i < us->servers->nelts; i++) {
+        n += server[i].naddrs;
+    }
+
+    if (udcf->source && n == 0) {
+
+        /* discovery alone: no "server" line needed, nor round robin */
+
+        if (us->shm_zone) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\": \"zone\" with \"discovery\" "
+                          "needs at least one \"server\" line in %s:%ui",
+                          &us->host, us->file_name, us->line);
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     udcf->installed = 1;
 
     us->peer.init = ngx_http_ud_init_peer;
@@ -1648,12 +1670,13 @@ invalid:
 static char *
 ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char                    *err;
-    u_char                  *p;
-    ngx_int_t                n;
-    ngx_str_t               *value, name, val;
-    ngx_uint_t               i;
-    ngx_http_ud_srv_conf_t  *udcf;
+    char                        *err;
+    u_char                      *p;
+    ngx_int_t                    n;
+    ngx_str_t                   *value, name, val;
+    ngx_uint_t                   i;
+    ngx_http_ud_srv_conf_t      *udcf;
+    ngx_http_upstream_server_t  *server;
 
     err = NULL;
     udcf = ngx_http_ud_enable(cf, &err);
@@ -1807,6 +1830,22 @@ ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         udcf->dns_port = (in_port_t) n;
         udcf->dns_name.len = p - udcf->dns_name.data;
+    }
+
+    /*
+     * a "server" entry without addresses: nginx refuses an upstream {}
+     * with no "server" line, and discovery alone needs none (round
+     * robin, and the seeds, count only addresses)
+     */
+
+    if (udcf->uscf->servers) {
+        server = ngx_array_push(udcf->uscf->servers);
+        if (server == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(server, sizeof(ngx_http_upstream_server_t));
+        server->name = value[0];
     }
 
     return NGX_CONF_OK;
