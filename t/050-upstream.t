@@ -523,7 +523,7 @@ nginx_resilience_upstream_peer_probes_total\{[^}]+\}[ ][1-9]\d*\n/sx
 --- http_config
     $TEST_NGINX_BACKENDS
     upstream app {
-        health_check uri=/healthz interval=300ms passes=2;
+        health_check uri=/healthz interval=1s passes=2;
         discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms;
         server 127.0.0.1:$TEST_NGINX_A_PORT;
     }
@@ -542,15 +542,20 @@ my $t = Time::HiRes::time();
 my $first = main::peer_state($c);
 $first = main::peer_state($c) while $first eq 'none' && Time::HiRes::time() - $t < 2;
 my $during = main::bodies("/", 4);
-Time::HiRes::sleep(1);
+# passes=2 at 1 s: up within about 2 s (more under valgrind)
 my $later = main::peer_state($c);
+$t = Time::HiRes::time();
+while ($later ne 'up' && Time::HiRes::time() - $t < 6) {
+    Time::HiRes::sleep(0.2);
+    $later = main::peer_state($c);
+}
 my $after = main::bodies("/", 4);
 main::result("$first $during $later " . ($after =~ /C/ ? "joined" : $after) . "\n");
 --- request
 GET /result
 --- response_body
 checking AAAA up joined
---- timeout: 6
+--- timeout: 12
 --- no_error_log
 [alert]
 

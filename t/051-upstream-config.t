@@ -75,7 +75,7 @@ invalid parameter "intervall=2s" in "health_check"
 --- config
 --- must_die
 --- error_log
-"health_check" directive: invalid type "udp", expected "http" or "tcp"
+"health_check" directive: invalid type "udp", expected "http", "tcp" or "https"
 
 
 

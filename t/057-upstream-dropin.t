@@ -497,3 +497,81 @@ BB
 --- must_die
 --- error_log
 upstream "app": "zone" with "discovery" needs at least one "server" line
+
+
+
+=== TEST 18: HTTPS health checks: a TLS peer whose certificate verifies is up, a peer that fails the TLS handshake is down
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=https uri=/ interval=200ms fails=1 passes=1
+                     sni=localhost
+                     ssl_trusted_certificate=$TEST_NGINX_CERTS/cert.pem;
+        server 127.0.0.1:$TEST_NGINX_TLS_PORT;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { proxy_pass https://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+Time::HiRes::sleep(0.8);
+main::result(main::peer_state("127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}") . " "
+             . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_A_PORT}") . "\n");
+--- request
+GET /result
+--- response_body
+up down
+--- timeout: 5
+--- error_log
+TLS handshake failed
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 19: HTTPS health checks: a certificate for another name fails the check
+--- http_config
+    $TEST_NGINX_BACKENDS
+    upstream app {
+        health_check type=https uri=/ interval=200ms fails=1 passes=1
+                     sni=api.example.com
+                     ssl_trusted_certificate=$TEST_NGINX_CERTS/cert.pem;
+        server 127.0.0.1:$TEST_NGINX_TLS_PORT;
+    }
+--- config
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+Time::HiRes::sleep(0.8);
+main::result(main::peer_state("127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}") . "\n");
+--- request
+GET /result
+--- response_body
+down
+--- timeout: 5
+--- error_log
+the certificate is not for the name
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 20: sni= without type=https is refused
+--- http_config
+    upstream app {
+        health_check sni=api.example.com;
+        server 127.0.0.1:1;
+    }
+--- config
+--- must_die
+--- error_log
+"health_check" "sni=" and "ssl_trusted_certificate=" go with "type=https"

@@ -42,6 +42,18 @@
 
 #define NGX_HTTP_UD_CHECK_HTTP     0
 #define NGX_HTTP_UD_CHECK_TCP      1
+#define NGX_HTTP_UD_CHECK_HTTPS    2    /* read as HTTP with tls set */
+
+
+/* TLS for probes: the context, the name sent and checked */
+
+typedef struct {
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                 *ssl;
+#endif
+    ngx_str_t                  name;         /* SNI; NUL-terminated */
+    ngx_uint_t                 verify;       /* a trusted CA was given */
+} ngx_http_ud_tls_t;
 
 
 typedef struct {
@@ -159,6 +171,7 @@ typedef struct {
     ngx_uint_t                 passes;
     ngx_str_t                  match_name;
     ngx_http_ud_match_t       *match;
+    ngx_http_ud_tls_t         *tls;          /* type=https, or NULL */
     ngx_int_t                  panic;        /* basis points, -1 off */
     ngx_uint_t                 least_conn;
     ngx_msec_t                 slow_start;   /* 0: off */
@@ -235,8 +248,9 @@ typedef void (*ngx_http_ud_http_done_pt)(void *data, ngx_pool_t *pool,
     ngx_int_t rc, ngx_buf_t *in, const char *err);
 
 ngx_int_t ngx_http_ud_http_start(ngx_pool_t *pool, ngx_addr_t *peer,
-    ngx_buf_t *out, size_t size, size_t max, ngx_msec_t timeout,
-    ngx_log_t *log, ngx_http_ud_http_done_pt done, void *data);
+    ngx_http_ud_tls_t *tls, ngx_buf_t *out, size_t size, size_t max,
+    ngx_msec_t timeout, ngx_log_t *log, ngx_http_ud_http_done_pt done,
+    void *data);
 
 /* probes: ngx_http_upstream_discovery_check.c */
 

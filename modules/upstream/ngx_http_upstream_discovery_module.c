@@ -77,6 +77,10 @@ static ngx_http_ud_srv_conf_t *ngx_http_ud_enable(ngx_conf_t *cf,
     char **err);
 static char *ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_ud_tls(ngx_conf_t *cf,
+    ngx_http_ud_srv_conf_t *udcf, ngx_str_t *sni, ngx_str_t *ca);
+#endif
 static char *ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -97,6 +101,9 @@ static ngx_regex_t *ngx_http_ud_regex(ngx_conf_t *cf, ngx_str_t *pattern);
 static ngx_conf_enum_t  ngx_http_ud_check_types[] = {
     { ngx_string("http"), NGX_HTTP_UD_CHECK_HTTP },
     { ngx_string("tcp"), NGX_HTTP_UD_CHECK_TCP },
+#if (NGX_HTTP_SSL)
+    { ngx_string("https"), NGX_HTTP_UD_CHECK_HTTPS },
+#endif
     { ngx_null_string, 0 }
 };
 
@@ -1510,7 +1517,7 @@ static char *
 ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                    *err;
-    ngx_str_t               *value, name, val;
+    ngx_str_t               *value, name, val, sni, ca;
     ngx_uint_t               i, n;
     ngx_http_ud_srv_conf_t  *udcf;
 
@@ -1523,6 +1530,9 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (udcf->check) {
         return "is duplicate";
     }
+
+    ngx_str_null(&sni);
+    ngx_str_null(&ca);
 
     udcf->check = 1;
     udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
@@ -1641,6 +1651,26 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (name.len == 3 && ngx_strncmp(name.data, "sni", 3) == 0) {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            sni = val;
+            continue;
+        }
+
+        if (name.len == 23
+            && ngx_strncmp(name.data, "ssl_trusted_certificate", 23) == 0)
+        {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            ca = val;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -1650,6 +1680,26 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "the interval");
         return NGX_CONF_ERROR;
     }
+
+    if (udcf->check_type != NGX_HTTP_UD_CHECK_HTTPS) {
+        if (sni.len || ca.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"health_check\" \"sni=\" and "
+                               "\"ssl_trusted_certificate=\" go with "
+                               "\"type=https\"");
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (ngx_http_ud_tls(cf, udcf, &sni, &ca) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
+
+    udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
 
     return NGX_CONF_OK;
 
@@ -1892,6 +1942,75 @@ ngx_http_ud_consul_url(ngx_conf_t *cf, ngx_http_ud_srv_conf_t *udcf,
 
     return NGX_OK;
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * type=https: a TLS context for the probes; SNI is "sni=" or the
+ * upstream's name; with "ssl_trusted_certificate=", the peer's
+ * certificate must verify against it and be for that name.
+ */
+
+static ngx_int_t
+ngx_http_ud_tls(ngx_conf_t *cf, ngx_http_ud_srv_conf_t *udcf,
+    ngx_str_t *sni, ngx_str_t *ca)
+{
+    ngx_str_t            *name;
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_ud_tls_t    *tls;
+
+    tls = ngx_pcalloc(cf->pool, sizeof(ngx_http_ud_tls_t));
+    if (tls == NULL) {
+        return NGX_ERROR;
+    }
+
+    tls->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (tls->ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    tls->ssl->log = cf->log;
+
+    if (ngx_ssl_create(tls->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(tls->ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = tls->ssl;
+
+    name = sni->len ? sni : &udcf->name;
+
+    tls->name.data = ngx_pnalloc(cf->pool, name->len + 1);
+    if (tls->name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(tls->name.data, name->data, name->len + 1);
+    tls->name.len = name->len;
+
+    if (ca->len) {
+        if (ngx_ssl_trusted_certificate(cf, tls->ssl, ca, 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        tls->verify = 1;
+    }
+
+    udcf->tls = tls;
+
+    return NGX_OK;
+}
+
+#endif
 
 
 /* health_check_balance round_robin | least_conn */

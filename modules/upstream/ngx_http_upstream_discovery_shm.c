@@ -634,10 +634,28 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                           ngx_http_upstream_discovery_module);
     t = udcf->table;
+    now = ngx_current_msec;
+
+    /* read without the lock: most ticks have nothing to do */
+
+    if ((ngx_msec_int_t) (now - t->owners_swept) < 1000) {
+
+        for (i = 0; i < t->npeers; i++) {
+            p = &t->peers[i];
+
+            if (p->up_since || p->vanished
+                || p->state == NGX_HTTP_UD_DRAINING)
+            {
+                break;
+            }
+        }
+
+        if (i == t->npeers) {
+            return;
+        }
+    }
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    now = ngx_current_msec;
 
     ngx_http_ud_owner_sweep(udcf, now, log);
 

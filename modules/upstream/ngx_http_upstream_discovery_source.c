@@ -424,7 +424,7 @@ ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
 
     /* the blocking query's wait, and then some */
 
-    if (ngx_http_ud_http_start(pool, &udcf->consul_addr, out, 65536,
+    if (ngx_http_ud_http_start(pool, &udcf->consul_addr, NULL, out, 65536,
                                NGX_HTTP_UD_DOC_MAX,
                                udcf->source_interval + 5000, udcf->log,
                                ngx_http_ud_consul_done, udcf)
