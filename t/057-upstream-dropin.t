@@ -504,8 +504,8 @@ upstream "app": "zone" with "discovery" needs at least one "server" line
 --- http_config
     $TEST_NGINX_BACKENDS
     upstream app {
-        health_check type=https uri=/ interval=200ms fails=1 passes=1
-                     sni=localhost
+        health_check type=https uri=/ interval=200ms timeout=5s fails=1
+                     passes=1 sni=localhost
                      ssl_trusted_certificate=$TEST_NGINX_CERTS/cert.pem;
         server 127.0.0.1:$TEST_NGINX_TLS_PORT;
         server 127.0.0.1:$TEST_NGINX_A_PORT;
@@ -518,14 +518,21 @@ upstream "app": "zone" with "discovery" needs at least one "server" line
         alias $TEST_NGINX_HTML_DIR/result.txt;
     }
 --- init
-Time::HiRes::sleep(0.8);
-main::result(main::peer_state("127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}") . " "
-             . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_A_PORT}") . "\n");
+# a TLS handshake is slow under valgrind: until both have been probed
+my $t = Time::HiRes::time();
+my $s = '';
+while (Time::HiRes::time() - $t < 10) {
+    Time::HiRes::sleep(0.3);
+    $s = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}") . " "
+         . main::peer_state("127.0.0.1:$ENV{TEST_NGINX_A_PORT}");
+    last if $s eq 'up down';
+}
+main::result("$s\n");
 --- request
 GET /result
 --- response_body
 up down
---- timeout: 5
+--- timeout: 15
 --- error_log
 TLS handshake failed
 --- no_error_log
@@ -538,8 +545,8 @@ TLS handshake failed
 --- http_config
     $TEST_NGINX_BACKENDS
     upstream app {
-        health_check type=https uri=/ interval=200ms fails=1 passes=1
-                     sni=api.example.com
+        health_check type=https uri=/ interval=200ms timeout=5s fails=1
+                     passes=1 sni=api.example.com
                      ssl_trusted_certificate=$TEST_NGINX_CERTS/cert.pem;
         server 127.0.0.1:$TEST_NGINX_TLS_PORT;
     }
@@ -550,13 +557,19 @@ TLS handshake failed
         alias $TEST_NGINX_HTML_DIR/result.txt;
     }
 --- init
-Time::HiRes::sleep(0.8);
-main::result(main::peer_state("127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}") . "\n");
+my $t = Time::HiRes::time();
+my $s = '';
+while (Time::HiRes::time() - $t < 10) {
+    Time::HiRes::sleep(0.3);
+    $s = main::peer_state("127.0.0.1:$ENV{TEST_NGINX_TLS_PORT}");
+    last if $s eq 'down';
+}
+main::result("$s\n");
 --- request
 GET /result
 --- response_body
 down
---- timeout: 5
+--- timeout: 15
 --- error_log
 the certificate is not for the name
 --- no_error_log

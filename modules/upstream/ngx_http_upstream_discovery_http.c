@@ -4,9 +4,10 @@
  * for the probes and the Consul source: connect, send a request (or only
  * connect: TCP checks), over TLS when asked (HTTPS checks: SNI, and the
  * certificate verified when a trusted CA was given), read the answer until
- * the peer closes (HTTP/1.0) or the buffer limit, all within one timer.  The caller's callback gets
- * the result exactly once, with the connection closed and the timer gone;
- * the exchange lives in the caller's pool, which the callback may destroy.
+ * the peer closes (HTTP/1.0) or the buffer limit, all within one timer.
+ * The caller's callback gets the result exactly once, with the connection
+ * closed and the timer gone; the exchange lives in the caller's pool,
+ * which the callback may destroy.
  *
  * A worker that exits does not wait for an exchange: the timer is
  * cancelable and the connection idle, so nginx closes it (c->close) and

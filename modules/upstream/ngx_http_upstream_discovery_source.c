@@ -697,6 +697,7 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
     u_char              *p;
     time_t               ttl;
     uint32_t             crc;
+    u_short              prio;
     ngx_str_t            err;
     ngx_uint_t           i;
     ngx_pool_t          *pool;
@@ -731,6 +732,14 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
         return;
     }
 
+    /* SRV: the lowest priority is the primaries, the others backups */
+
+    prio = 0xffff;
+
+    for (i = 0; udcf->dns_service.len && i < ctx->naddrs; i++) {
+        prio = ngx_min(prio, ctx->addrs[i].priority);
+    }
+
     for (i = 0; i < ctx->naddrs && i < NGX_HTTP_UD_MAX_PEERS; i++) {
         a = ngx_array_push(&set);
         if (a == NULL) {
@@ -748,6 +757,7 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
 
         a->weight = ctx->addrs[i].weight ? ctx->addrs[i].weight : 1;
         a->weight = ngx_min(a->weight, 1000);
+        a->backup = udcf->dns_service.len && ctx->addrs[i].priority > prio;
 
         ngx_http_ud_addr_name(a, pool);
     }
