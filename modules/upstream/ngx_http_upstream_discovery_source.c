@@ -682,6 +682,9 @@ ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf)
     ctx->data = udcf;
     ctx->timeout = clcf->resolver_timeout;
 
+    /* a worker that exits does not wait for the answer */
+    ctx->cancelable = 1;
+
     if (ngx_resolve_name(ctx) != NGX_OK) {
         ngx_str_set(&err, "the resolver failed");
         ngx_http_ud_result(udcf, NULL, 0, &err);
