@@ -157,6 +157,7 @@ typedef struct {
 typedef struct {
     ngx_http_upstream_srv_conf_t  *uscf;
     ngx_str_t                  name;
+    ngx_str_t                  directive;    /* the first of ours in it */
 
     /* health_check */
     ngx_uint_t                 check;        /* health_check present */

@@ -1389,11 +1389,10 @@ ngx_http_ud_init(ngx_conf_t *cf)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "upstream \"%V\": a balancing method "
                                "(\"hash\", \"ip_hash\", \"least_conn\", "
-                               "\"random\") after \"%s\" replaces it; "
+                               "\"random\") after \"%V\" replaces it; "
                                "remove it, or use \"health_check_balance "
                                "least_conn\" for least_conn",
-                               &ups[i]->name,
-                               ups[i]->check ? "health_check" : "discovery");
+                               &ups[i]->name, &ups[i]->directive);
             return NGX_ERROR;
         }
 
@@ -1491,6 +1490,7 @@ ngx_http_ud_enable(ngx_conf_t *cf, char **err)
 
     udcf->uscf = uscf;
     udcf->name = uscf->host;
+    udcf->directive = ((ngx_str_t *) cf->args->elts)[0];
     udcf->panic = 0;
 
     mcf = ngx_http_conf_get_module_main_conf(cf,

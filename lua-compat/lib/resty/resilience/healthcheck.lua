@@ -196,4 +196,68 @@ function _M.status_page()
 end
 
 
+local function prometheus_peer(bits, u, p, role)
+    local up = p.down and 0 or 1
+
+    bits[#bits + 1] = 'nginx_upstream_status_info{name="' .. u
+                      .. '",endpoint="' .. p.name .. '",status="UP",role="'
+                      .. role .. '"} ' .. up .. "\n"
+    bits[#bits + 1] = 'nginx_upstream_status_info{name="' .. u
+                      .. '",endpoint="' .. p.name .. '",status="DOWN",role="'
+                      .. role .. '"} ' .. (1 - up) .. "\n"
+
+    return up == 1
+end
+
+
+local function prometheus_upstream(bits, u, status)
+    for _, st in ipairs({ "UP", "DOWN", "UNKNOWN" }) do
+        bits[#bits + 1] = 'nginx_upstream_status_info{name="' .. u
+                          .. '",status="' .. st .. '"} '
+                          .. (st == status and 1 or 0) .. "\n"
+    end
+end
+
+
+-- prometheus_status_page(): resty.upstream.healthcheck's metric and
+-- labels (nginx_upstream_status_info, per peer with role PRIMARY or
+-- BACKUP, then per upstream UP / DOWN / UNKNOWN, UNKNOWN for an upstream
+-- without health_check)
+function _M.prometheus_status_page()
+    local bits = {
+        "# HELP nginx_upstream_status_info The running status of nginx "
+        .. "upstream\n",
+        "# TYPE nginx_upstream_status_info gauge\n",
+    }
+
+    for i = 0, C.ngx_http_ud_lua_upstreams() - 1 do
+        if C.ngx_http_ud_lua_upstream(i, up_buf) == 0 then
+            local u = ffi_string(up_buf.name, up_buf.name_len)
+
+            if up_buf.check == 0 then
+                prometheus_upstream(bits, u, "UNKNOWN")
+
+            else
+                local found = false
+                local peers = upstream_peers(i)
+
+                for _, role in ipairs({ "PRIMARY", "BACKUP" }) do
+                    for _, p in ipairs(peers) do
+                        if p.backup == (role == "BACKUP")
+                           and prometheus_peer(bits, u, p, role)
+                        then
+                            found = true
+                        end
+                    end
+                end
+
+                prometheus_upstream(bits, u, found and "UP" or "DOWN")
+            end
+        end
+    end
+
+    return concat(bits)
+end
+
+
 return _M
