@@ -18,7 +18,7 @@ log_level('info');
 
 $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
-$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B C TLS SLOW SLOW2 SLOW3);
+$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(A B C TLS SLOW SLOW2 SLOW3 SLOW4 SLOW5);
 
 # the bodies of GET $path for each path given, joined
 sub bodies {
@@ -588,3 +588,43 @@ the certificate is not for the name
 --- must_die
 --- error_log
 "health_check" "sni=" and "ssl_trusted_certificate=" go with "type=https"
+
+
+
+=== TEST 21: clients that give up (499) do not count against the peers
+Four clients close their connections while slow peers (max_fails=1)
+think; the peers stay in, and a request that waits is served.
+--- http_config
+    upstream app {
+        health_check type=tcp interval=10s;
+        health_check_panic off;
+        server 127.0.0.1:$TEST_NGINX_SLOW4_PORT max_fails=1;
+        server 127.0.0.1:$TEST_NGINX_SLOW5_PORT max_fails=1;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW4_PORT}, 0.6, 6);
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW5_PORT}, 0.6, 6);
+for (1 .. 4) {
+    my $sock = IO::Socket::INET->new("127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}");
+    print $sock "GET / HTTP/1.0\r\n\r\n";
+    Time::HiRes::sleep(0.15);
+    close $sock;
+}
+Time::HiRes::sleep(0.8);
+main::result(main::bodies("/", "/") . "\n");
+--- request
+GET /result
+--- response_body
+slowslow
+--- timeout: 8
+--- error_log
+client prematurely closed connection
+--- no_error_log
+on live traffic
+[alert]
