@@ -713,7 +713,7 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     p->live_failed = now;
     p->live_checked = now;
 
-    if (n != p->max_fails) {
+    if (n < p->max_fails) {
         return;
     }
 
@@ -723,7 +723,7 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_log_error(NGX_LOG_WARN, pc->log, 0,
                   "upstream \"%V\": peer %*s failed %ui times on live "
                   "traffic, out for %M ms", &udcf->name,
-                  (size_t) p->name_len, p->name, p->max_fails,
+                  (size_t) p->name_len, p->name, (ngx_uint_t) n,
                   p->fail_timeout);
 }
 
