@@ -1,7 +1,9 @@
 # ngx_http_upstream_discovery_module as a drop-in for nginx's own balancer:
 # HTTPS upstreams (SSL sessions per peer), "zone" and other balancing
 # methods in the same upstream, $upstream_addr per try, max_fails within
-# fail_timeout, max_conns, duplicate server lines.
+# fail_timeout, max_conns, duplicate server lines; probes apart from live
+# traffic, deadline cuts and client aborts not counted, panic per tier; a
+# discovery document with a NUL, a discovery-only upstream; HTTPS checks.
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
