@@ -34,13 +34,18 @@ $ENV{TEST_NGINX_UPSTREAMS} = <<"_EOC_";
         health_check_panic on;
         server 127.0.0.1:$ENV{TEST_NGINX_B_PORT};
     }
+    upstream stock {
+        server 127.0.0.1:$ENV{TEST_NGINX_A_PORT};
+        server 127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT} down;
+        server 127.0.0.1:$ENV{TEST_NGINX_B_PORT} backup;
+    }
 _EOC_
 
 run_tests();
 
 __DATA__
 
-=== TEST 1: status_page() in resty.upstream.healthcheck's layout
+=== TEST 1: status_page() in resty.upstream.healthcheck's layout, upstreams without checkers listed too
 --- http_config
     lua_package_path "$TEST_NGINX_LUA_PATH";
     $TEST_NGINX_UPSTREAMS
@@ -66,6 +71,13 @@ Upstream plain (NO checkers)
     Primary Peers
         127.0.0.1:$ENV{TEST_NGINX_B_PORT} UP
     Backup Peers
+
+Upstream stock (NO checkers)
+    Primary Peers
+        127.0.0.1:$ENV{TEST_NGINX_A_PORT} UP
+        127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT} DOWN
+    Backup Peers
+        127.0.0.1:$ENV{TEST_NGINX_B_PORT} UP
 "
 --- no_error_log
 [error]
@@ -149,3 +161,41 @@ GET /t
 ^false .*peers\(\): the upstream's name must be a string, got number
 --- no_error_log
 [alert]
+
+
+
+=== TEST 5: prometheus_status_page() with resty.upstream.healthcheck's metric names, through the shim
+--- http_config
+    lua_package_path "$TEST_NGINX_LUA_COMPAT";
+    $TEST_NGINX_UPSTREAMS
+--- config
+    location = /t {
+        content_by_lua_block {
+            ngx.sleep(0.5)
+            local hc = require "resty.upstream.healthcheck"
+            ngx.print(hc.prometheus_status_page())
+        }
+    }
+--- request
+GET /t
+--- response_body eval
+"# HELP nginx_upstream_status_info The running status of nginx upstream
+# TYPE nginx_upstream_status_info gauge
+nginx_upstream_status_info{name=\"api\",endpoint=\"127.0.0.1:$ENV{TEST_NGINX_A_PORT}\",status=\"UP\",role=\"PRIMARY\"} 1
+nginx_upstream_status_info{name=\"api\",endpoint=\"127.0.0.1:$ENV{TEST_NGINX_A_PORT}\",status=\"DOWN\",role=\"PRIMARY\"} 0
+nginx_upstream_status_info{name=\"api\",endpoint=\"127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}\",status=\"UP\",role=\"PRIMARY\"} 0
+nginx_upstream_status_info{name=\"api\",endpoint=\"127.0.0.1:$ENV{TEST_NGINX_CLOSED_PORT}\",status=\"DOWN\",role=\"PRIMARY\"} 1
+nginx_upstream_status_info{name=\"api\",endpoint=\"127.0.0.1:$ENV{TEST_NGINX_B_PORT}\",status=\"UP\",role=\"BACKUP\"} 1
+nginx_upstream_status_info{name=\"api\",endpoint=\"127.0.0.1:$ENV{TEST_NGINX_B_PORT}\",status=\"DOWN\",role=\"BACKUP\"} 0
+nginx_upstream_status_info{name=\"api\",status=\"UP\"} 1
+nginx_upstream_status_info{name=\"api\",status=\"DOWN\"} 0
+nginx_upstream_status_info{name=\"api\",status=\"UNKNOWN\"} 0
+nginx_upstream_status_info{name=\"plain\",status=\"UP\"} 0
+nginx_upstream_status_info{name=\"plain\",status=\"DOWN\"} 0
+nginx_upstream_status_info{name=\"plain\",status=\"UNKNOWN\"} 1
+nginx_upstream_status_info{name=\"stock\",status=\"UP\"} 0
+nginx_upstream_status_info{name=\"stock\",status=\"DOWN\"} 0
+nginx_upstream_status_info{name=\"stock\",status=\"UNKNOWN\"} 1
+"
+--- no_error_log
+[error]

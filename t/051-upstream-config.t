@@ -23,7 +23,7 @@ __DATA__
 --- config
 --- must_die
 --- error_log
-"health_check" directive must come before "keepalive" and replaces the balancing method
+"health_check" directive cannot follow a balancing method ("hash", "ip_hash", "least_conn", "random") nor "keepalive"
 
 
 
@@ -36,7 +36,7 @@ __DATA__
 --- config
 --- must_die
 --- error_log
-"discovery" directive must come before "keepalive" and replaces the balancing method
+"discovery" directive cannot follow a balancing method ("hash", "ip_hash", "least_conn", "random") nor "keepalive"
 
 
 
@@ -75,7 +75,7 @@ invalid parameter "intervall=2s" in "health_check"
 --- config
 --- must_die
 --- error_log
-"health_check" directive: invalid type "udp", expected "http" or "tcp"
+"health_check" directive: invalid type "udp", expected "http", "tcp" or "https"
 
 
 

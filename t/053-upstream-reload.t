@@ -13,6 +13,7 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port);
 use NR::Net qw(http_get slow_server);
+use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
 repeat_each(1);
@@ -27,6 +28,12 @@ $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
 $ENV{TEST_NGINX_A_PORT} = free_port();
 $ENV{TEST_NGINX_CLOSED_PORT} = free_port();
 $ENV{TEST_NGINX_SLOW_PORT} = free_port();
+$ENV{TEST_NGINX_DNS_PORT} = free_port();
+
+# a DNS server that never answers: a UDP socket nobody reads
+our $Mute = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$ENV{TEST_NGINX_DNS_PORT}",
+                                  Proto => 'udp')
+    or die "udp $ENV{TEST_NGINX_DNS_PORT}: $!";
 
 run_tests();
 
@@ -104,3 +111,41 @@ reconfiguring
 --- no_error_log
 [alert]
 open socket
+
+
+=== TEST 3: a reload does not wait for a DNS query under way
+--- http_config
+    resolver 127.0.0.1:$TEST_NGINX_DNS_PORT valid=1s ipv6=off;
+    resolver_timeout 20s;
+    upstream app {
+        discovery dns=svc.test:80 interval=30s;
+        server 127.0.0.1:$TEST_NGINX_A_PORT;
+    }
+--- config
+    location / { return 200 "$pid\n"; }
+--- init
+Time::HiRes::sleep(0.6);
+my (undef, $old) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/");
+chomp $old;
+my $pidfile = "$Test::Nginx::Util::ServRoot/logs/nginx.pid";
+open my $fh, '<', $pidfile or die "$pidfile: $!";
+my $pid = <$fh>;
+chomp $pid;
+kill 'HUP', $pid;
+my $gone = 0;
+for (1 .. 30) {
+    Time::HiRes::sleep(0.1);
+    if (!kill(0, $old) || `cat /proc/$old/stat 2>/dev/null` =~ /^\d+ \(.*\) Z/) {
+        $gone = 1;
+        last;
+    }
+}
+die "the old worker $old is still there 3 s after the reload" unless $gone;
+--- request
+GET /
+--- response_body_like
+^\d+$
+--- error_log
+reconfiguring
+--- no_error_log
+[alert]

@@ -321,3 +321,34 @@ discovery from redis failed: a field is not an IP address with a port; the previ
 discovery from redis failed: a weight is not a number from 1 to 1000; the previous set stays
 --- no_error_log
 [alert]
+
+
+=== TEST 7: dns= service=: SRV priorities: the lowest priority serves, the others are backups
+--- http_config
+    $TEST_NGINX_BACKENDS
+    resolver 127.0.0.1:$TEST_NGINX_DNS_PORT valid=1s ipv6=off;
+    resolver_timeout 1s;
+    upstream app {
+        discovery dns=svc.test service=http interval=1s grace=0;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+main::dnsmasq("host-record=node.test,127.0.0.1",
+              "srv-host=_http._tcp.svc.test,node.test,$ENV{TEST_NGINX_B_PORT},0,5",
+              "srv-host=_http._tcp.svc.test,node.test,$ENV{TEST_NGINX_A_PORT},10,5");
+main::wait_for("/", qr/B/);
+my $s = main::bodies("/", 6);
+main::stop_dnsmasq();
+main::put_file("result.txt", "$s\n");
+--- request
+GET /result
+--- response_body
+BBBBBB
+--- timeout: 12
+--- no_error_log
+[alert]

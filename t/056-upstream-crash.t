@@ -30,7 +30,7 @@ log_level('info');
 
 $ENV{TEST_NGINX_SERVER_PORT} = $Test::Nginx::Util::ServerPort;
 $ENV{TEST_NGINX_HTML_DIR} = $Test::Nginx::Util::HtmlDir;
-$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(C CLOSED SLOW SLOW2 SLOW3);
+$ENV{"TEST_NGINX_${_}_PORT"} = free_port() for qw(C CLOSED SLOW SLOW2 SLOW3 SLOW4);
 
 
 # the peer's in-flight gauge and state, "none" when it is not listed
@@ -200,5 +200,48 @@ GET /result
 --- timeout: 10
 --- error_log eval
 qr/upstream "app": 1 request\(s\) in flight on peer 127\.0\.0\.1:\d+ released, their worker process \d+ has exited/
+--- no_error_log
+[crit]
+
+
+=== TEST 4: a worker killed mid-probe: the lease it held on a peer that then drains is taken over, the peer leaves
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_C_PORT;
+        location / { return 200 "C\n"; }
+    }
+    upstream app {
+        health_check uri=/ interval=200ms timeout=5s passes=1;
+        discovery file=$TEST_NGINX_HTML_DIR/peers.json interval=100ms grace=0;
+        server 127.0.0.1:$TEST_NGINX_C_PORT;
+    }
+--- config
+    location / { proxy_pass http://app; }
+    location = /status { resilience_status prometheus; }
+    location = /result {
+        default_type text/plain;
+        alias $TEST_NGINX_HTML_DIR/result.txt;
+    }
+--- init
+my $slow = "127.0.0.1:$ENV{TEST_NGINX_SLOW4_PORT}";
+NR::Net::slow_server($ENV{TEST_NGINX_SLOW4_PORT}, 4, 8);
+main::put_file("peers.json", qq(["$slow"]));
+Time::HiRes::sleep(0.6);
+my (undef, $before) = split / /, main::peer($slow);
+my $master = NR::Nginx::master_pid($Test::Nginx::Util::PidFile);
+my @old = NR::Nginx::children($master);
+kill 'KILL', @old;
+main::wait_workers($master, 2, @old);
+main::put_file("peers.json", qq([]));
+Time::HiRes::sleep(1);
+my (undef, $after) = split / /, main::peer($slow);
+main::put_file("result.txt", "$before $after\n");
+--- request
+GET /result
+--- response_body
+checking none
+--- timeout: 10
+--- error_log eval
+qr/the probe of draining peer 127\.0\.0\.1:\d+ by worker process \d+ never ended, taken over/
 --- no_error_log
 [crit]

@@ -42,6 +42,18 @@
 
 #define NGX_HTTP_UD_CHECK_HTTP     0
 #define NGX_HTTP_UD_CHECK_TCP      1
+#define NGX_HTTP_UD_CHECK_HTTPS    2    /* read as HTTP with tls set */
+
+
+/* TLS for probes: the context, the name sent and checked */
+
+typedef struct {
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                 *ssl;
+#endif
+    ngx_str_t                  name;         /* SNI; NUL-terminated */
+    ngx_uint_t                 verify;       /* a trusted CA was given */
+} ngx_http_ud_tls_t;
 
 
 typedef struct {
@@ -73,13 +85,16 @@ typedef struct {
     ngx_uint_t                 weight;
     ngx_uint_t                 max_fails;
     ngx_msec_t                 fail_timeout;
-    ngx_msec_t                 down_until;   /* passive, no probes */
+    ngx_uint_t                 max_conns;    /* 0: no limit */
     socklen_t                  socklen;
     ngx_sockaddr_t             sockaddr;
     u_char                     name[NGX_SOCKADDR_STRLEN];
     ngx_atomic_t               conns;        /* requests in flight */
-    ngx_atomic_t               fails;        /* consecutive */
-    ngx_atomic_t               passes;       /* consecutive */
+    ngx_atomic_t               fails;        /* probes, consecutive */
+    ngx_atomic_t               passes;       /* probes, consecutive */
+    ngx_atomic_t               live_fails;   /* traffic, in fail_timeout */
+    ngx_msec_t                 live_failed;  /* last live failure */
+    ngx_msec_t                 live_checked; /* window start, as nginx's */
     ngx_atomic_t               probe_owner;  /* pid probing now */
     ngx_msec_t                 probe_next;
     ngx_msec_t                 probe_started;
@@ -110,6 +125,18 @@ struct ngx_http_ud_owner_s {
 };
 
 
+#if (NGX_HTTP_SSL)
+
+/* a worker's SSL session for a peer's slot, as round robin keeps one */
+
+typedef struct {
+    ngx_ssl_session_t         *session;
+    ngx_atomic_uint_t          generation;   /* the slot's, when saved */
+} ngx_http_ud_session_t;
+
+#endif
+
+
 typedef struct {
     u_char                     name[NGX_HTTP_UD_NAME_LEN];
     size_t                     name_len;
@@ -130,9 +157,11 @@ typedef struct {
 typedef struct {
     ngx_http_upstream_srv_conf_t  *uscf;
     ngx_str_t                  name;
+    ngx_str_t                  directive;    /* the first of ours in it */
 
     /* health_check */
     ngx_uint_t                 check;        /* health_check present */
+    ngx_uint_t                 installed;    /* init_upstream was called */
     ngx_uint_t                 check_type;
     ngx_str_t                  uri;
     in_port_t                  port;
@@ -143,6 +172,7 @@ typedef struct {
     ngx_uint_t                 passes;
     ngx_str_t                  match_name;
     ngx_http_ud_match_t       *match;
+    ngx_http_ud_tls_t         *tls;          /* type=https, or NULL */
     ngx_int_t                  panic;        /* basis points, -1 off */
     ngx_uint_t                 least_conn;
     ngx_msec_t                 slow_start;   /* 0: off */
@@ -165,6 +195,9 @@ typedef struct {
     ngx_http_ud_table_t       *table;        /* in the zone */
     ngx_http_ud_owner_t       *owner;        /* this worker's, or NULL */
     ngx_int_t                 *current;      /* this worker's SWRR weights */
+#if (NGX_HTTP_SSL)
+    ngx_http_ud_session_t     *sessions;     /* this worker's, by slot */
+#endif
     ngx_event_t                tick;
     ngx_log_t                 *log;
 } ngx_http_ud_srv_conf_t;
@@ -216,8 +249,9 @@ typedef void (*ngx_http_ud_http_done_pt)(void *data, ngx_pool_t *pool,
     ngx_int_t rc, ngx_buf_t *in, const char *err);
 
 ngx_int_t ngx_http_ud_http_start(ngx_pool_t *pool, ngx_addr_t *peer,
-    ngx_buf_t *out, size_t size, size_t max, ngx_msec_t timeout,
-    ngx_log_t *log, ngx_http_ud_http_done_pt done, void *data);
+    ngx_http_ud_tls_t *tls, ngx_buf_t *out, size_t size, size_t max,
+    ngx_msec_t timeout, ngx_log_t *log, ngx_http_ud_http_done_pt done,
+    void *data);
 
 /* probes: ngx_http_upstream_discovery_check.c */
 

@@ -176,7 +176,8 @@ ngx_http_ud_probe_start(ngx_http_ud_srv_conf_t *udcf, ngx_http_ud_peer_t *p)
 
     (void) ngx_atomic_fetch_add(&p->probes, 1);
 
-    if (ngx_http_ud_http_start(pool, &pr->addr, out, NGX_HTTP_UD_PROBE_BUF,
+    if (ngx_http_ud_http_start(pool, &pr->addr, udcf->tls, out,
+                               NGX_HTTP_UD_PROBE_BUF,
                                NGX_HTTP_UD_PROBE_BUF, udcf->timeout,
                                udcf->log, ngx_http_ud_probe_answer, pr)
         != NGX_OK)

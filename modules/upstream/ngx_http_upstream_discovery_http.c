@@ -2,10 +2,12 @@
 /*
  * nginx-resilience: one exchange over a non-blocking nginx connection,
  * for the probes and the Consul source: connect, send a request (or only
- * connect: TCP checks), read the answer until the peer closes (HTTP/1.0)
- * or the buffer limit, all within one timer.  The caller's callback gets
- * the result exactly once, with the connection closed and the timer gone;
- * the exchange lives in the caller's pool, which the callback may destroy.
+ * connect: TCP checks), over TLS when asked (HTTPS checks: SNI, and the
+ * certificate verified when a trusted CA was given), read the answer until
+ * the peer closes (HTTP/1.0) or the buffer limit, all within one timer.
+ * The caller's callback gets the result exactly once, with the connection
+ * closed and the timer gone; the exchange lives in the caller's pool,
+ * which the callback may destroy.
  *
  * A worker that exits does not wait for an exchange: the timer is
  * cancelable and the connection idle, so nginx closes it (c->close) and
@@ -27,6 +29,7 @@ struct ngx_http_ud_http_s {
     size_t                     max;
     ngx_event_t                timer;
     ngx_pool_t                *pool;
+    ngx_http_ud_tls_t         *tls;
     ngx_http_ud_http_done_pt   done;
     void                      *data;
     unsigned                   sent:1;
@@ -36,6 +39,9 @@ struct ngx_http_ud_http_s {
 static void ngx_http_ud_http_write(ngx_event_t *ev);
 static void ngx_http_ud_http_read(ngx_event_t *ev);
 static void ngx_http_ud_http_timeout(ngx_event_t *ev);
+#if (NGX_HTTP_SSL)
+static void ngx_http_ud_http_handshaked(ngx_connection_t *c);
+#endif
 static void ngx_http_ud_http_finish(ngx_http_ud_http_t *h, ngx_int_t rc,
     const char *err);
 
@@ -46,9 +52,10 @@ static void ngx_http_ud_http_finish(ngx_http_ud_http_t *h, ngx_int_t rc,
  */
 
 ngx_int_t
-ngx_http_ud_http_start(ngx_pool_t *pool, ngx_addr_t *peer, ngx_buf_t *out,
-    size_t size, size_t max, ngx_msec_t timeout, ngx_log_t *log,
-    ngx_http_ud_http_done_pt done, void *data)
+ngx_http_ud_http_start(ngx_pool_t *pool, ngx_addr_t *peer,
+    ngx_http_ud_tls_t *tls, ngx_buf_t *out, size_t size, size_t max,
+    ngx_msec_t timeout, ngx_log_t *log, ngx_http_ud_http_done_pt done,
+    void *data)
 {
     ngx_int_t            rc;
     ngx_connection_t    *c;
@@ -60,6 +67,7 @@ ngx_http_ud_http_start(ngx_pool_t *pool, ngx_addr_t *peer, ngx_buf_t *out,
     }
 
     h->pool = pool;
+    h->tls = tls;
     h->out = out;
     h->max = max;
     h->done = done;
@@ -142,6 +150,37 @@ ngx_http_ud_http_write(ngx_event_t *ev)
         return;
     }
 
+#if (NGX_HTTP_SSL)
+
+    if (h->tls && c->ssl == NULL) {
+        if (ngx_ssl_create_connection(h->tls->ssl, c,
+                                      NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+            != NGX_OK)
+        {
+            ngx_http_ud_http_finish(h, NGX_ERROR, "TLS setup failed");
+            return;
+        }
+
+        if (h->tls->name.len
+            && SSL_set_tlsext_host_name(c->ssl->connection,
+                                        (char *) h->tls->name.data)
+               == 0)
+        {
+            ngx_http_ud_http_finish(h, NGX_ERROR, "TLS setup failed");
+            return;
+        }
+
+        if (ngx_ssl_handshake(c) == NGX_AGAIN) {
+            c->ssl->handler = ngx_http_ud_http_handshaked;
+            return;
+        }
+
+        ngx_http_ud_http_handshaked(c);
+        return;
+    }
+
+#endif
+
     if (h->out == NULL) {
         ngx_http_ud_http_finish(h, NGX_DONE, "connected");
         return;
@@ -170,6 +209,53 @@ ngx_http_ud_http_write(ngx_event_t *ev)
 
     ngx_http_ud_http_read(c->read);
 }
+
+
+#if (NGX_HTTP_SSL)
+
+static void
+ngx_http_ud_http_handshaked(ngx_connection_t *c)
+{
+    ngx_http_ud_http_t  *h;
+
+    h = c->data;
+
+    if (c->close) {
+        ngx_http_ud_http_finish(h, NGX_ABORT, "the worker is exiting");
+        return;
+    }
+
+    if (!c->ssl->handshaked) {
+        ngx_http_ud_http_finish(h, NGX_ERROR, "TLS handshake failed");
+        return;
+    }
+
+    if (h->tls->verify) {
+        if (SSL_get_verify_result(c->ssl->connection) != X509_V_OK) {
+            ngx_http_ud_http_finish(h, NGX_ERROR,
+                                    "the certificate did not verify");
+            return;
+        }
+
+        if (ngx_ssl_check_host(c, &h->tls->name) != NGX_OK) {
+            ngx_http_ud_http_finish(h, NGX_ERROR,
+                                    "the certificate is not for the name");
+            return;
+        }
+    }
+
+    c->read->handler = ngx_http_ud_http_read;
+    c->write->handler = ngx_http_ud_http_write;
+
+    if (h->out == NULL) {
+        ngx_http_ud_http_finish(h, NGX_DONE, "connected");
+        return;
+    }
+
+    ngx_http_ud_http_write(c->write);
+}
+
+#endif
 
 
 static void
@@ -255,6 +341,15 @@ ngx_http_ud_http_finish(ngx_http_ud_http_t *h, ngx_int_t rc,
     }
 
     if (h->pc.connection) {
+
+#if (NGX_HTTP_SSL)
+        if (h->pc.connection->ssl) {
+            h->pc.connection->ssl->no_wait_shutdown = 1;
+            h->pc.connection->ssl->no_send_shutdown = 1;
+            (void) ngx_ssl_shutdown(h->pc.connection);
+        }
+#endif
+
         ngx_close_connection(h->pc.connection);
         h->pc.connection = NULL;
     }

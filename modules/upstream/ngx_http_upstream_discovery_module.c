@@ -25,10 +25,10 @@ typedef struct {
     ngx_http_request_t        *request;
     ngx_uint_t                 up;           /* peers up, at init_peer */
     ngx_uint_t                 all;          /* peers not drained */
+    ngx_uint_t                 backups_up;   /* of "up", the backups */
     uint64_t                   tried;
     ngx_int_t                  current;      /* slot, or -1 */
     ngx_atomic_t               generation;
-    ngx_str_t                  name;
     unsigned                   panic:1;      /* routed in panic mode */
     unsigned                   none:1;       /* no live peer at all */
 } ngx_http_ud_request_t;
@@ -40,12 +40,20 @@ static ngx_int_t ngx_http_ud_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_ud_get_peer(ngx_peer_connection_t *pc,
     void *data);
+static ngx_uint_t ngx_http_ud_cut(ngx_peer_connection_t *pc,
+    ngx_http_ud_request_t *rp);
 static void ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_ud_set_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_ud_save_session(ngx_peer_connection_t *pc, void *data);
+static void ngx_http_ud_free_sessions(void *data);
+#endif
 static ngx_uint_t ngx_http_ud_usable(ngx_http_ud_peer_t *p,
     ngx_msec_t now);
 static void ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now,
-    ngx_uint_t *up, ngx_uint_t *all);
+    ngx_http_ud_request_t *rp);
 static ngx_uint_t ngx_http_ud_candidate(ngx_http_ud_request_t *rp,
     ngx_http_ud_peer_t *p, ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass,
     ngx_msec_t now);
@@ -69,6 +77,10 @@ static ngx_http_ud_srv_conf_t *ngx_http_ud_enable(ngx_conf_t *cf,
     char **err);
 static char *ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_ud_tls(ngx_conf_t *cf,
+    ngx_http_ud_srv_conf_t *udcf, ngx_str_t *sni, ngx_str_t *ca);
+#endif
 static char *ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ud_panic(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -89,6 +101,9 @@ static ngx_regex_t *ngx_http_ud_regex(ngx_conf_t *cf, ngx_str_t *pattern);
 static ngx_conf_enum_t  ngx_http_ud_check_types[] = {
     { ngx_string("http"), NGX_HTTP_UD_CHECK_HTTP },
     { ngx_string("tcp"), NGX_HTTP_UD_CHECK_TCP },
+#if (NGX_HTTP_SSL)
+    { ngx_string("https"), NGX_HTTP_UD_CHECK_HTTPS },
+#endif
     { ngx_null_string, 0 }
 };
 
@@ -193,9 +208,48 @@ ngx_str_t  ngx_http_ud_source_names[] = {
 
 /* the balancer */
 
+/*
+ * Round robin initialises first, as nginx's hash module lets it: its
+ * peers are what "zone" copies into shared memory (and NULL there crashed
+ * nginx -t), so an upstream with "zone" keeps working; the choice of the
+ * peer is this module's.
+ */
+
 static ngx_int_t
 ngx_http_ud_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 {
+    ngx_uint_t                    i, n;
+    ngx_http_ud_srv_conf_t       *udcf;
+    ngx_http_upstream_server_t   *server;
+
+    udcf = ngx_http_conf_upstream_srv_conf(us,
+                                          ngx_http_upstream_discovery_module);
+
+    server = us->servers ? us->servers->elts : NULL;
+    n = 0;
+
+    for (i = 0; server && i < us->servers->nelts; i++) {
+        n += server[i].naddrs;
+    }
+
+    if (udcf->source && n == 0) {
+
+        /* discovery alone: no "server" line needed, nor round robin */
+
+        if (us->shm_zone) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\": \"zone\" with \"discovery\" "
+                          "needs at least one \"server\" line in %s:%ui",
+                          &us->host, us->file_name, us->line);
+            return NGX_ERROR;
+        }
+
+    } else if (ngx_http_upstream_init_round_robin(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    udcf->installed = 1;
+
     us->peer.init = ngx_http_ud_init_peer;
 
     return NGX_OK;
@@ -237,7 +291,6 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
     rp->request = r;
     rp->tried = 0;
     rp->current = -1;
-    ngx_str_null(&rp->name);
     rp->panic = 0;
     rp->none = 0;
 
@@ -245,38 +298,55 @@ ngx_http_ud_init_peer(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 
     /* as many tries as live peers, at least one */
 
-    ngx_http_ud_count(udcf->table, ngx_current_msec, &rp->up, &rp->all);
+    ngx_http_ud_count(udcf->table, ngx_current_msec, rp);
 
     r->upstream->peer.data = rp;
     r->upstream->peer.get = ngx_http_ud_get_peer;
     r->upstream->peer.free = ngx_http_ud_free_peer;
     r->upstream->peer.tries = rp->up ? rp->up : 1;
 
+#if (NGX_HTTP_SSL)
+    r->upstream->peer.set_session = ngx_http_ud_set_session;
+    r->upstream->peer.save_session = ngx_http_ud_save_session;
+#endif
+
     return NGX_OK;
 }
 
+
+/*
+ * Up by its probes (or without probes), not set by hand, and not out by
+ * its failures on live traffic: max_fails of them within fail_timeout,
+ * nginx's window (max_fails=0: never out by traffic).
+ */
 
 static ngx_uint_t
 ngx_http_ud_usable(ngx_http_ud_peer_t *p, ngx_msec_t now)
 {
     return p->state == NGX_HTTP_UD_UP
            && p->admin == NGX_HTTP_UD_ADMIN_NONE
-           && (p->down_until == 0
-               || (ngx_msec_int_t) (now - p->down_until) >= 0);
+           && (p->max_fails == 0
+               || p->live_fails < p->max_fails
+               || (ngx_msec_int_t) (now - p->live_checked)
+                  > (ngx_msec_int_t) p->fail_timeout);
 }
 
 
-/* the peers that are up, and those that are not drained nor set by hand */
+/*
+ * The peers that are up (and how many of them are backups), and those
+ * that are not drained nor set by hand.
+ */
 
 static void
-ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now, ngx_uint_t *up,
-    ngx_uint_t *all)
+ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now,
+    ngx_http_ud_request_t *rp)
 {
     ngx_uint_t           i;
     ngx_http_ud_peer_t  *p;
 
-    *up = 0;
-    *all = 0;
+    rp->up = 0;
+    rp->all = 0;
+    rp->backups_up = 0;
 
     for (i = 0; i < t->npeers; i++) {
         p = &t->peers[i];
@@ -287,10 +357,11 @@ ngx_http_ud_count(ngx_http_ud_table_t *t, ngx_msec_t now, ngx_uint_t *up,
             continue;
         }
 
-        (*all)++;
+        rp->all++;
 
         if (ngx_http_ud_usable(p, now)) {
-            (*up)++;
+            rp->up++;
+            rp->backups_up += p->backup;
         }
     }
 }
@@ -303,6 +374,11 @@ ngx_http_ud_candidate(ngx_http_ud_request_t *rp, ngx_http_ud_peer_t *p,
     ngx_uint_t i, ngx_uint_t panic, ngx_uint_t pass, ngx_msec_t now)
 {
     if ((rp->tried & ((uint64_t) 1 << i)) || p->backup != pass) {
+        return 0;
+    }
+
+    if (p->max_conns && p->conns >= p->max_conns) {
+        /* as round robin: a peer at max_conns is skipped, even in panic */
         return 0;
     }
 
@@ -357,6 +433,7 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_ud_request_t  *rp = data;
 
     ngx_int_t                total, best_w;
+    ngx_str_t               *name;
     ngx_uint_t               i, pass, up, all, panic, w, least_w;
     ngx_msec_t               now;
     ngx_http_ud_peer_t      *p, *best, *least;
@@ -376,14 +453,21 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
      */
 
     if (rp->tried) {
-        ngx_http_ud_count(t, now, &rp->up, &rp->all);
+        ngx_http_ud_count(t, now, rp);
     }
 
     up = rp->up;
     all = rp->all;
 
+    /*
+     * panic is decided per tier: while a backup is up, the live primaries
+     * and then the backups are tried, as without panic; only when no
+     * backup is up do the peers that are down get requests
+     */
+
     panic = udcf->panic >= 0
             && all > 0
+            && rp->backups_up == 0
             && (up == 0
                 || up * 10000 < (ngx_uint_t) udcf->panic * all);
 
@@ -462,15 +546,33 @@ ngx_http_ud_get_peer(ngx_peer_connection_t *pc, void *data)
 
     i = best - t->peers;
 
+    if ((ngx_msec_int_t) (now - best->live_checked)
+        > (ngx_msec_int_t) best->fail_timeout)
+    {
+        /* a new window: a success from now on forgets older failures */
+        best->live_checked = now;
+    }
+
     rp->tried |= (uint64_t) 1 << i;
     rp->current = (ngx_int_t) i;
     rp->generation = best->generation;
-    rp->name.data = best->name;
-    rp->name.len = best->name_len;
+    /*
+     * each try its own copy of the name: $upstream_addr keeps a pointer
+     * per try, and the slot in shared memory may be given to another peer
+     */
+
+    name = ngx_palloc(rp->request->pool, sizeof(ngx_str_t) + best->name_len);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    name->len = best->name_len;
+    name->data = (u_char *) name + sizeof(ngx_str_t);
+    ngx_memcpy(name->data, best->name, name->len);
 
     pc->sockaddr = &best->sockaddr.sockaddr;
     pc->socklen = best->socklen;
-    pc->name = &rp->name;
+    pc->name = name;
 
     (void) ngx_atomic_fetch_add(&best->conns, 1);
     (void) ngx_atomic_fetch_add(&best->requests, 1);
@@ -510,7 +612,32 @@ ngx_http_ud_stale(ngx_peer_connection_t *pc, ngx_http_ud_request_t *rp)
 }
 
 
-/* passive checks: failures on live traffic count toward "fails" */
+/*
+ * A try the request's deadline cut (the deadline module fires the try's
+ * own timer when the budget is spent): the peer was not too slow for its
+ * timeouts, the request ran out of time.
+ */
+
+static ngx_uint_t
+ngx_http_ud_cut(ngx_peer_connection_t *pc, ngx_http_ud_request_t *rp)
+{
+    ngx_connection_t  *c;
+
+    c = pc->connection;
+
+    return c != NULL
+           && (c->read->timedout || c->write->timedout)
+           && ngx_http_resilience_deadline_spent(rp->request);
+}
+
+
+/*
+ * Passive checks, as nginx's round robin keeps them: failures on live
+ * traffic within fail_timeout count (a success forgets them only once a
+ * new window has begun), max_fails of them take the peer out for the
+ * rest of the window.  They are apart from the probes' own counts: a
+ * success on traffic never makes up for a failing probe.
+ */
 
 static void
 ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -518,8 +645,8 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_ud_request_t  *rp = data;
 
-    u_char                   why[64];
-    ngx_uint_t               threshold;
+    ngx_msec_t               now;
+    ngx_atomic_uint_t        n;
     ngx_http_ud_peer_t      *p;
     ngx_http_ud_srv_conf_t  *udcf;
 
@@ -549,8 +676,10 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_ud_conns_sub(p, 1);
 
     if (!(state & NGX_PEER_FAILED)) {
-        if (p->fails) {
-            p->fails = 0;
+        if (p->live_fails
+            && (ngx_msec_int_t) (p->live_checked - p->live_failed) > 0)
+        {
+            p->live_fails = 0;
         }
 
         return;
@@ -567,39 +696,111 @@ ngx_http_ud_free_peer(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&p->fails, 1);
-    p->passes = 0;
-
-    /*
-     * with probes, health_check's fails= counts (max_fails=0 on a server
-     * line turns passive checks off for it); without, the server's own
-     * max_fails, as nginx
-     */
-
-    threshold = (udcf->check && p->max_fails) ? udcf->fails : p->max_fails;
-
-    if (threshold == 0 || p->fails < threshold) {
+    if (ngx_http_ud_cut(pc, rp)) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "upstream discovery: try on %V cut by the deadline, "
+                       "not counted", pc->name);
         return;
     }
 
-    if (udcf->check) {
-        ngx_sprintf(why, "%ui failures on live traffic%Z", p->fails);
-        ngx_http_ud_set_state(udcf, p, NGX_HTTP_UD_DOWN, (char *) why,
-                              pc->log);
+    if (p->max_fails == 0) {
         return;
     }
 
-    /* no probes: out for fail_timeout, as nginx's own max_fails */
+    now = ngx_current_msec;
 
-    p->down_until = ngx_current_msec + p->fail_timeout;
-    p->up_since = p->down_until ? p->down_until : 1;
-    p->fails = 0;
+    n = ngx_atomic_fetch_add(&p->live_fails, 1) + 1;
+    p->live_failed = now;
+    p->live_checked = now;
+
+    if (n < p->max_fails) {
+        return;
+    }
+
+    /* health_check_slow_start ramps it up again after the window */
+    p->up_since = (now + p->fail_timeout) ? now + p->fail_timeout : 1;
 
     ngx_log_error(NGX_LOG_WARN, pc->log, 0,
-                  "upstream \"%V\": peer %*s failed %ui times, out for "
-                  "%M ms", &udcf->name, (size_t) p->name_len, p->name,
-                  threshold, p->fail_timeout);
+                  "upstream \"%V\": peer %*s failed %ui times on live "
+                  "traffic, out for %M ms", &udcf->name,
+                  (size_t) p->name_len, p->name, (ngx_uint_t) n,
+                  p->fail_timeout);
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * SSL session reuse per peer, as round robin does it without a zone: each
+ * worker keeps the last session of each slot, and a slot given to another
+ * peer (its generation changed) starts without one.
+ */
+
+static ngx_int_t
+ngx_http_ud_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_ud_request_t  *rp = data;
+
+    ngx_http_ud_session_t  *s;
+
+    if (rp->current < 0 || rp->udcf->sessions == NULL) {
+        return NGX_OK;
+    }
+
+    s = &rp->udcf->sessions[rp->current];
+
+    if (s->session == NULL || s->generation != rp->generation) {
+        return NGX_OK;
+    }
+
+    return ngx_ssl_set_session(pc->connection, s->session);
+}
+
+
+static void
+ngx_http_ud_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_ud_request_t  *rp = data;
+
+    ngx_ssl_session_t      *session;
+    ngx_http_ud_session_t  *s;
+
+    if (rp->current < 0 || rp->udcf->sessions == NULL) {
+        return;
+    }
+
+    session = ngx_ssl_get_session(pc->connection);
+    if (session == NULL) {
+        return;
+    }
+
+    s = &rp->udcf->sessions[rp->current];
+
+    if (s->session) {
+        ngx_ssl_free_session(s->session);
+    }
+
+    s->session = session;
+    s->generation = rp->generation;
+}
+
+
+static void
+ngx_http_ud_free_sessions(void *data)
+{
+    ngx_http_ud_session_t *s = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_UD_MAX_PEERS; i++) {
+        if (s[i].session) {
+            ngx_ssl_free_session(s[i].session);
+            s[i].session = NULL;
+        }
+    }
+}
+
+#endif
 
 
 /* background work, in every worker: probes, sources, reaping */
@@ -631,6 +832,9 @@ static ngx_int_t
 ngx_http_ud_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                i;
+#if (NGX_HTTP_SSL)
+    ngx_pool_cleanup_t       *cln;
+#endif
     ngx_http_ud_main_conf_t  *mcf;
     ngx_http_ud_srv_conf_t  **ups, *udcf;
 
@@ -657,6 +861,19 @@ ngx_http_ud_init_process(ngx_cycle_t *cycle)
         if (udcf->current == NULL) {
             return NGX_ERROR;
         }
+
+#if (NGX_HTTP_SSL)
+        cln = ngx_pool_cleanup_add(cycle->pool, NGX_HTTP_UD_MAX_PEERS
+                                               * sizeof(ngx_http_ud_session_t));
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(cln->data,
+                    NGX_HTTP_UD_MAX_PEERS * sizeof(ngx_http_ud_session_t));
+        cln->handler = ngx_http_ud_free_sessions;
+        udcf->sessions = cln->data;
+#endif
 
         udcf->log = cycle->log;
 
@@ -857,6 +1074,7 @@ ngx_http_ud_json(ngx_http_ud_srv_conf_t *udcf)
         cJSON_AddNumberToObject(o, "inflight", (double) p->conns);
         cJSON_AddNumberToObject(o, "fails", (double) p->fails);
         cJSON_AddNumberToObject(o, "passes", (double) p->passes);
+        cJSON_AddNumberToObject(o, "live_fails", (double) p->live_fails);
         cJSON_AddStringToObject(o, "last_check",
                                 !p->checked ? "none"
                                 : p->last_ok ? "passed" : "failed");
@@ -1166,6 +1384,18 @@ ngx_http_ud_init(ngx_conf_t *cf)
     ups = mcf->upstreams.elts;
 
     for (i = 0; i < mcf->upstreams.nelts; i++) {
+        if (!ups[i]->installed) {
+            /* a method written after ours took the upstream over */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "upstream \"%V\": a balancing method "
+                               "(\"hash\", \"ip_hash\", \"least_conn\", "
+                               "\"random\") after \"%V\" replaces it; "
+                               "remove it, or use \"health_check_balance "
+                               "least_conn\" for least_conn",
+                               &ups[i]->name, &ups[i]->directive);
+            return NGX_ERROR;
+        }
+
         if (ups[i]->source == NGX_HTTP_UD_REDIS
             && !ngx_http_resilience_redis_configured(cf))
         {
@@ -1238,8 +1468,10 @@ ngx_http_ud_enable(ngx_conf_t *cf, char **err)
     if (uscf->peer.init_upstream
         && uscf->peer.init_upstream != ngx_http_upstream_init_round_robin)
     {
-        *err = "must come before \"keepalive\" and replaces the balancing "
-               "method (hash, least_conn, random...) of this upstream";
+        *err = "cannot follow a balancing method (\"hash\", \"ip_hash\", "
+               "\"least_conn\", \"random\") nor \"keepalive\" in the "
+               "same upstream: put \"keepalive\" after it, and use "
+               "\"health_check_balance least_conn\" for least_conn";
         return NULL;
     }
 
@@ -1258,6 +1490,7 @@ ngx_http_ud_enable(ngx_conf_t *cf, char **err)
 
     udcf->uscf = uscf;
     udcf->name = uscf->host;
+    udcf->directive = ((ngx_str_t *) cf->args->elts)[0];
     udcf->panic = 0;
 
     mcf = ngx_http_conf_get_module_main_conf(cf,
@@ -1284,7 +1517,7 @@ static char *
 ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                    *err;
-    ngx_str_t               *value, name, val;
+    ngx_str_t               *value, name, val, sni, ca;
     ngx_uint_t               i, n;
     ngx_http_ud_srv_conf_t  *udcf;
 
@@ -1297,6 +1530,9 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (udcf->check) {
         return "is duplicate";
     }
+
+    ngx_str_null(&sni);
+    ngx_str_null(&ca);
 
     udcf->check = 1;
     udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
@@ -1415,6 +1651,26 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (name.len == 3 && ngx_strncmp(name.data, "sni", 3) == 0) {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            sni = val;
+            continue;
+        }
+
+        if (name.len == 23
+            && ngx_strncmp(name.data, "ssl_trusted_certificate", 23) == 0)
+        {
+            if (val.len == 0) {
+                goto invalid;
+            }
+
+            ca = val;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -1424,6 +1680,26 @@ ngx_http_ud_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "the interval");
         return NGX_CONF_ERROR;
     }
+
+    if (udcf->check_type != NGX_HTTP_UD_CHECK_HTTPS) {
+        if (sni.len || ca.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"health_check\" \"sni=\" and "
+                               "\"ssl_trusted_certificate=\" go with "
+                               "\"type=https\"");
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (ngx_http_ud_tls(cf, udcf, &sni, &ca) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
+
+    udcf->check_type = NGX_HTTP_UD_CHECK_HTTP;
 
     return NGX_CONF_OK;
 
@@ -1444,12 +1720,13 @@ invalid:
 static char *
 ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char                    *err;
-    u_char                  *p;
-    ngx_int_t                n;
-    ngx_str_t               *value, name, val;
-    ngx_uint_t               i;
-    ngx_http_ud_srv_conf_t  *udcf;
+    char                        *err;
+    u_char                      *p;
+    ngx_int_t                    n;
+    ngx_str_t                   *value, name, val;
+    ngx_uint_t                   i;
+    ngx_http_ud_srv_conf_t      *udcf;
+    ngx_http_upstream_server_t  *server;
 
     err = NULL;
     udcf = ngx_http_ud_enable(cf, &err);
@@ -1605,6 +1882,22 @@ ngx_http_ud_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         udcf->dns_name.len = p - udcf->dns_name.data;
     }
 
+    /*
+     * a "server" entry without addresses: nginx refuses an upstream {}
+     * with no "server" line, and discovery alone needs none (round
+     * robin, and the seeds, count only addresses)
+     */
+
+    if (udcf->uscf->servers) {
+        server = ngx_array_push(udcf->uscf->servers);
+        if (server == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(server, sizeof(ngx_http_upstream_server_t));
+        server->name = value[0];
+    }
+
     return NGX_CONF_OK;
 
 invalid:
@@ -1649,6 +1942,75 @@ ngx_http_ud_consul_url(ngx_conf_t *cf, ngx_http_ud_srv_conf_t *udcf,
 
     return NGX_OK;
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * type=https: a TLS context for the probes; SNI is "sni=" or the
+ * upstream's name; with "ssl_trusted_certificate=", the peer's
+ * certificate must verify against it and be for that name.
+ */
+
+static ngx_int_t
+ngx_http_ud_tls(ngx_conf_t *cf, ngx_http_ud_srv_conf_t *udcf,
+    ngx_str_t *sni, ngx_str_t *ca)
+{
+    ngx_str_t            *name;
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_ud_tls_t    *tls;
+
+    tls = ngx_pcalloc(cf->pool, sizeof(ngx_http_ud_tls_t));
+    if (tls == NULL) {
+        return NGX_ERROR;
+    }
+
+    tls->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (tls->ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    tls->ssl->log = cf->log;
+
+    if (ngx_ssl_create(tls->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(tls->ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = tls->ssl;
+
+    name = sni->len ? sni : &udcf->name;
+
+    tls->name.data = ngx_pnalloc(cf->pool, name->len + 1);
+    if (tls->name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(tls->name.data, name->data, name->len + 1);
+    tls->name.len = name->len;
+
+    if (ca->len) {
+        if (ngx_ssl_trusted_certificate(cf, tls->ssl, ca, 1) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        tls->verify = 1;
+    }
+
+    udcf->tls = tls;
+
+    return NGX_OK;
+}
+
+#endif
 
 
 /* health_check_balance round_robin | least_conn */

@@ -26,9 +26,17 @@ typedef struct {
 
 static ngx_int_t ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf,
     ngx_slab_pool_t *shpool, ngx_log_t *log);
+static ngx_http_ud_peer_t *ngx_http_ud_seed_find(ngx_http_ud_table_t *t,
+    ngx_sockaddr_t *sa, socklen_t socklen, ngx_uint_t *seen);
 static ngx_http_ud_peer_t *ngx_http_ud_alloc(ngx_http_ud_table_t *t);
 static void ngx_http_ud_owner_sweep(ngx_http_ud_srv_conf_t *udcf,
     ngx_msec_t now, ngx_log_t *log);
+static ngx_uint_t ngx_http_ud_owner_dead(ngx_http_ud_owner_t *o);
+static ngx_uint_t ngx_http_ud_pid_dead(ngx_pid_t pid);
+static void ngx_http_ud_free_orphans(ngx_slab_pool_t *shpool,
+    ngx_http_ud_root_t *root, ngx_http_ud_main_conf_t *mcf, ngx_log_t *log);
+static ngx_uint_t ngx_http_ud_free_drained(ngx_http_ud_srv_conf_t *udcf,
+    ngx_log_t *log);
 
 
 static ngx_str_t  ngx_http_ud_state_names[] = {
@@ -76,6 +84,8 @@ ngx_http_ud_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     root = shpool->data;
+
+    ngx_http_ud_free_orphans(shpool, root, mcf, shm_zone->shm.log);
 
     /* every upstream finds its table (a reload) or gets one */
 
@@ -127,6 +137,69 @@ ngx_http_ud_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 /*
+ * At a reload, the tables of upstreams gone from the configuration whose
+ * workers have all exited are given back: their last user was a worker
+ * of an older configuration (one still shutting down keeps its tables
+ * until a later reload).
+ */
+
+static void
+ngx_http_ud_free_orphans(ngx_slab_pool_t *shpool, ngx_http_ud_root_t *root,
+    ngx_http_ud_main_conf_t *mcf, ngx_log_t *log)
+{
+    ngx_uint_t                i, j, used;
+    ngx_http_ud_table_t      *t;
+    ngx_http_ud_owner_t      *o, *next;
+    ngx_http_ud_srv_conf_t  **ups;
+
+    ups = mcf->upstreams.elts;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < root->n; /* void */ ) {
+        t = root->tables[i];
+        used = 0;
+
+        for (j = 0; j < mcf->upstreams.nelts; j++) {
+            if (t->name_len == ups[j]->name.len
+                && ngx_strncmp(t->name, ups[j]->name.data, t->name_len) == 0)
+            {
+                used = 1;
+                break;
+            }
+        }
+
+        for (o = t->owners; o && !used; o = o->next) {
+            if (o->pid != 0 && !ngx_http_ud_owner_dead(o)) {
+                used = 1;
+            }
+        }
+
+        if (used) {
+            i++;
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "upstream discovery: the table of \"%*s\", gone "
+                      "from the configuration, freed",
+                      t->name_len, t->name);
+
+        for (o = t->owners; o; o = next) {
+            next = o->next;
+            ngx_slab_free_locked(shpool, o);
+        }
+
+        ngx_slab_free_locked(shpool, t);
+
+        root->tables[i] = root->tables[--root->n];
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
  * The upstream's "server" lines are the seeds: new ones start up (no 502
  * storm after a start or a reload), those gone from the configuration
  * drain, the others keep their health and take the new parameters.
@@ -152,9 +225,11 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
     for (i = 0; server && i < udcf->uscf->servers->nelts; i++) {
         for (j = 0; j < server[i].naddrs; j++) {
 
-            p = ngx_http_ud_find(t, (ngx_sockaddr_t *)
-                                    server[i].addrs[j].sockaddr,
-                                 server[i].addrs[j].socklen);
+            /* a duplicate server line is a peer of its own, as nginx's */
+
+            p = ngx_http_ud_seed_find(t, (ngx_sockaddr_t *)
+                                         server[i].addrs[j].sockaddr,
+                                      server[i].addrs[j].socklen, seen);
 
             if (p == NULL) {
                 p = ngx_http_ud_alloc(t);
@@ -184,6 +259,7 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
             p->weight = server[i].weight ? server[i].weight : 1;
             p->max_fails = server[i].max_fails;
             p->fail_timeout = (ngx_msec_t) server[i].fail_timeout * 1000;
+            p->max_conns = server[i].max_conns;
             p->backup = server[i].backup;
             p->vanished = 0;
 
@@ -204,10 +280,27 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
         }
     }
 
-    /* static peers no longer configured */
+    /*
+     * static peers no longer configured, and discovered peers of a source
+     * no longer configured ("discovery" removed, or another kind of
+     * source); a source of the same kind drains its own at its next set
+     */
 
     for (k = 0; k < t->npeers; k++) {
         p = &t->peers[k];
+
+        if (p->state != NGX_HTTP_UD_FREE && p->source != NGX_HTTP_UD_STATIC
+            && p->source != udcf->source && p->state != NGX_HTTP_UD_DRAINING)
+        {
+            p->state = NGX_HTTP_UD_DRAINING;
+            p->vanished = 0;
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "upstream \"%V\": peer %*s of a source no longer "
+                          "configured (%V), draining", &udcf->name,
+                          (size_t) p->name_len, p->name,
+                          &ngx_http_ud_source_names[p->source]);
+            continue;
+        }
 
         if (p->state != NGX_HTTP_UD_FREE && p->source == NGX_HTTP_UD_STATIC
             && !seen[k] && p->state != NGX_HTTP_UD_DRAINING)
@@ -225,6 +318,33 @@ ngx_http_ud_seed(ngx_http_ud_srv_conf_t *udcf, ngx_slab_pool_t *shpool,
     ngx_shmtx_unlock(&shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/* a peer with this address not yet given to a server line, or NULL */
+
+static ngx_http_ud_peer_t *
+ngx_http_ud_seed_find(ngx_http_ud_table_t *t, ngx_sockaddr_t *sa,
+    socklen_t socklen, ngx_uint_t *seen)
+{
+    ngx_uint_t           i;
+    ngx_http_ud_peer_t  *p;
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state != NGX_HTTP_UD_FREE
+            && !seen[i]
+            && p->source == NGX_HTTP_UD_STATIC
+            && ngx_cmp_sockaddr(&p->sockaddr.sockaddr, p->socklen,
+                                &sa->sockaddr, socklen, 1)
+               == NGX_OK)
+        {
+            return p;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -285,14 +405,19 @@ ngx_http_ud_alloc(ngx_http_ud_table_t *t)
  * A source's new set, applied whole: new peers start "checking" (up when
  * the upstream has no health_check), peers gone from the set drain, but
  * one that still passes its checks stays for the grace period first.
+ * Peers leave before new ones come (drained ones with no request in
+ * flight free their slot at once), so that a set as large as the table
+ * can replace another; NGX_AGAIN when some peers found no room yet (the
+ * set is then applied again at the next fetch).
  */
 
 ngx_int_t
 ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     ngx_uint_t source, ngx_log_t *log)
 {
-    ngx_uint_t                 i, k, seen[NGX_HTTP_UD_MAX_PEERS];
-    ngx_uint_t                 added, removed;
+    u_char                     seen[NGX_HTTP_UD_MAX_PEERS];
+    u_char                     found[NGX_HTTP_UD_MAX_PEERS];
+    ngx_uint_t                 i, k, added, removed, missing, draining;
     ngx_msec_t                 now;
     ngx_slab_pool_t           *shpool;
     ngx_http_ud_addr_t        *a;
@@ -307,63 +432,45 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     now = ngx_current_msec;
     added = 0;
     removed = 0;
+    missing = 0;
 
     ngx_memzero(seen, sizeof(seen));
+    ngx_memzero(found, sizeof(found));
 
     ngx_shmtx_lock(&shpool->mutex);
 
     a = set->elts;
 
-    for (i = 0; i < set->nelts; i++) {
+    /* the peers the table has already */
+
+    for (i = 0; i < set->nelts && i < NGX_HTTP_UD_MAX_PEERS; i++) {
         p = ngx_http_ud_find(t, &a[i].sockaddr, a[i].socklen);
 
-        if (p && p->source == NGX_HTTP_UD_STATIC) {
-            /* a seed keeps its configured parameters */
-            seen[p - t->peers] = 1;
+        if (p == NULL) {
             continue;
         }
 
-        if (p == NULL) {
-            p = ngx_http_ud_alloc(t);
+        found[i] = 1;
+        seen[p - t->peers] = 1;
 
-            if (p == NULL) {
-                ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "upstream \"%V\": no room for peer \"%V\", "
-                              "at most %d peers", &udcf->name, &a[i].name,
-                              NGX_HTTP_UD_MAX_PEERS);
-                continue;
-            }
+        if (p->source == NGX_HTTP_UD_STATIC) {
+            /* a seed keeps its configured parameters */
+            continue;
+        }
 
-            ngx_memcpy(&p->sockaddr, &a[i].sockaddr, a[i].socklen);
-            p->socklen = a[i].socklen;
-            p->name_len = (u_short) ngx_sock_ntop(&p->sockaddr.sockaddr,
-                                                  p->socklen, p->name,
-                                                  NGX_SOCKADDR_STRLEN, 1);
-            p->source = (u_char) source;
-            p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
-            p->up_since = (p->state == NGX_HTTP_UD_UP && now) ? now : 0;
-            p->max_fails = udcf->check ? udcf->fails : 1;
-            p->fail_timeout = 10000;
-            p->probe_next = now;
-            added++;
-
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "upstream \"%V\": peer %*s discovered, %s",
-                          &udcf->name, (size_t) p->name_len, p->name,
-                          ngx_http_ud_state_name(p->state));
-
-        } else if (p->state == NGX_HTTP_UD_DRAINING) {
+        if (p->state == NGX_HTTP_UD_DRAINING) {
             p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
             p->passes = 0;
             p->up_since = (p->state == NGX_HTTP_UD_UP && now) ? now : 0;
         }
 
+        p->source = (u_char) source;
         p->weight = a[i].weight ? a[i].weight : 1;
         p->backup = (u_char) a[i].backup;
         p->vanished = 0;
-
-        seen[p - t->peers] = 1;
     }
+
+    /* those gone from the set drain */
 
     for (k = 0; k < t->npeers; k++) {
         p = &t->peers[k];
@@ -395,6 +502,58 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
                       &udcf->name, (size_t) p->name_len, p->name);
     }
 
+    (void) ngx_http_ud_free_drained(udcf, log);
+
+    /* then the new ones */
+
+    for (i = 0; i < set->nelts; i++) {
+        if ((i < NGX_HTTP_UD_MAX_PEERS && found[i])
+            || ngx_http_ud_find(t, &a[i].sockaddr, a[i].socklen) != NULL)
+        {
+            /* had already, or listed twice */
+            continue;
+        }
+
+        p = ngx_http_ud_alloc(t);
+
+        if (p == NULL) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "upstream \"%V\": no room for peer \"%V\", "
+                          "at most %d peers", &udcf->name, &a[i].name,
+                          NGX_HTTP_UD_MAX_PEERS);
+            missing++;
+            continue;
+        }
+
+        ngx_memcpy(&p->sockaddr, &a[i].sockaddr, a[i].socklen);
+        p->socklen = a[i].socklen;
+        p->name_len = (u_short) ngx_sock_ntop(&p->sockaddr.sockaddr,
+                                              p->socklen, p->name,
+                                              NGX_SOCKADDR_STRLEN, 1);
+        p->source = (u_char) source;
+        p->state = udcf->check ? NGX_HTTP_UD_CHECKING : NGX_HTTP_UD_UP;
+        p->up_since = (p->state == NGX_HTTP_UD_UP && now) ? now : 0;
+        p->max_fails = udcf->check ? udcf->fails : 1;
+        p->fail_timeout = 10000;
+        p->probe_next = now;
+        p->weight = a[i].weight ? a[i].weight : 1;
+        p->backup = (u_char) a[i].backup;
+        added++;
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "upstream \"%V\": peer %*s discovered, %s",
+                      &udcf->name, (size_t) p->name_len, p->name,
+                      ngx_http_ud_state_name(p->state));
+    }
+
+    /* room to come only as draining peers leave */
+
+    draining = 0;
+
+    for (k = 0; missing && k < t->npeers; k++) {
+        draining += (t->peers[k].state == NGX_HTTP_UD_DRAINING);
+    }
+
     t->version++;
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -403,6 +562,14 @@ ngx_http_ud_apply(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "upstream \"%V\": %ui peer(s) added, %ui draining",
                       &udcf->name, added, removed);
+    }
+
+    if (missing && draining) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "upstream \"%V\": %ui peer(s) of the set found no "
+                      "room while %ui drain: the set is applied again at "
+                      "the next fetch", &udcf->name, missing, draining);
+        return NGX_AGAIN;
     }
 
     return NGX_OK;
@@ -467,10 +634,28 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                           ngx_http_upstream_discovery_module);
     t = udcf->table;
+    now = ngx_current_msec;
+
+    /* read without the lock: most ticks have nothing to do */
+
+    if ((ngx_msec_int_t) (now - t->owners_swept) < 1000) {
+
+        for (i = 0; i < t->npeers; i++) {
+            p = &t->peers[i];
+
+            if (p->up_since || p->vanished
+                || p->state == NGX_HTTP_UD_DRAINING)
+            {
+                break;
+            }
+        }
+
+        if (i == t->npeers) {
+            return;
+        }
+    }
 
     ngx_shmtx_lock(&mcf->shpool->mutex);
-
-    now = ngx_current_msec;
 
     ngx_http_ud_owner_sweep(udcf, now, log);
 
@@ -504,10 +689,59 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
                           p->name);
         }
 
-        if (p->state != NGX_HTTP_UD_DRAINING || p->conns != 0
-            || p->probe_owner != 0)
-        {
+    }
+
+    (void) ngx_http_ud_free_drained(udcf, log);
+
+    ngx_shmtx_unlock(&mcf->shpool->mutex);
+}
+
+
+/*
+ * With the zone locked: drained peers with no request in flight and no
+ * probe under way give their slot back.  A probe lease held by a worker
+ * that has died (killed mid-probe), or older than any probe can last, is
+ * taken over: the probe that held it will never end.
+ */
+
+static ngx_uint_t
+ngx_http_ud_free_drained(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
+{
+    ngx_uint_t            i, n;
+    ngx_msec_t            now, stale;
+    ngx_atomic_uint_t     owner;
+    ngx_http_ud_peer_t   *p;
+    ngx_http_ud_table_t  *t;
+
+    t = udcf->table;
+    now = ngx_current_msec;
+    stale = 2 * udcf->timeout + 1000;
+    n = 0;
+
+    for (i = 0; i < t->npeers; i++) {
+        p = &t->peers[i];
+
+        if (p->state != NGX_HTTP_UD_DRAINING || p->conns != 0) {
             continue;
+        }
+
+        owner = p->probe_owner;
+
+        if (owner != 0) {
+            if ((ngx_msec_int_t) (now - p->probe_started)
+                < (ngx_msec_int_t) stale
+                && !ngx_http_ud_pid_dead((ngx_pid_t) owner))
+            {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "upstream \"%V\": the probe of draining peer %*s "
+                          "by worker process %P never ended, taken over",
+                          &udcf->name, (size_t) p->name_len, p->name,
+                          (ngx_pid_t) owner);
+
+            p->probe_owner = 0;
         }
 
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -517,13 +751,14 @@ ngx_http_ud_reap(ngx_http_ud_srv_conf_t *udcf, ngx_log_t *log)
         p->state = NGX_HTTP_UD_FREE;
         p->generation++;
         t->version++;
+        n++;
     }
 
     while (t->npeers && t->peers[t->npeers - 1].state == NGX_HTTP_UD_FREE) {
         t->npeers--;
     }
 
-    ngx_shmtx_unlock(&mcf->shpool->mutex);
+    return n;
 }
 
 
@@ -589,8 +824,15 @@ ngx_http_ud_owner_release(ngx_http_ud_srv_conf_t *udcf,
 static ngx_uint_t
 ngx_http_ud_owner_dead(ngx_http_ud_owner_t *o)
 {
+    return ngx_http_ud_pid_dead(o->pid);
+}
+
+
+static ngx_uint_t
+ngx_http_ud_pid_dead(ngx_pid_t pid)
+{
     /* EPERM: alive, as another user's; only ESRCH says it is gone */
-    return kill(o->pid, 0) == -1 && ngx_errno == NGX_ESRCH;
+    return kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH;
 }
 
 

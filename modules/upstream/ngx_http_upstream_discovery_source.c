@@ -51,6 +51,7 @@ static ngx_int_t ngx_http_ud_consul_parse(u_char *data, size_t len,
     ngx_array_t *set, ngx_pool_t *pool, ngx_str_t *err);
 static void ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf);
 static void ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx);
+static ngx_int_t ngx_http_ud_has_nul(u_char *data, size_t len);
 static ngx_int_t ngx_http_ud_read(ngx_str_t *path, ngx_pool_t *pool,
     ngx_str_t *out, ngx_log_t *log);
 static void ngx_http_ud_addr_name(ngx_http_ud_addr_t *a, ngx_pool_t *pool);
@@ -123,6 +124,7 @@ static void
 ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     uint32_t crc, ngx_str_t *err)
 {
+    ngx_int_t             rc;
     ngx_http_ud_table_t  *t;
 
     t = udcf->table;
@@ -147,15 +149,21 @@ ngx_http_ud_result(ngx_http_ud_srv_conf_t *udcf, ngx_array_t *set,
     }
 
     if (crc != t->source_crc || t->source_ok != 1) {
-        t->source_crc = crc;
+        rc = ngx_http_ud_apply(udcf, set, udcf->source, udcf->log);
 
-        if (ngx_http_ud_apply(udcf, set, udcf->source, udcf->log) == NGX_OK)
-        {
+        if (rc == NGX_OK) {
+            t->source_crc = crc;
             t->source_ok = 1;
 
             if (udcf->dump.len) {
                 ngx_http_ud_dump(udcf, udcf->log);
             }
+
+        } else {
+            /* not all of it yet: applied again, within a second */
+            t->source_ok = t->source_ok ? 3 : 0;
+            t->source_next = ngx_current_msec
+                             + ngx_min(udcf->source_interval, 1000);
         }
     }
 
@@ -416,7 +424,7 @@ ngx_http_ud_consul_fetch(ngx_http_ud_srv_conf_t *udcf)
 
     /* the blocking query's wait, and then some */
 
-    if (ngx_http_ud_http_start(pool, &udcf->consul_addr, out, 65536,
+    if (ngx_http_ud_http_start(pool, &udcf->consul_addr, NULL, out, 65536,
                                NGX_HTTP_UD_DOC_MAX,
                                udcf->source_interval + 5000, udcf->log,
                                ngx_http_ud_consul_done, udcf)
@@ -564,6 +572,11 @@ ngx_http_ud_consul_parse(u_char *data, size_t len, ngx_array_t *set,
     ngx_addr_t           na;
     ngx_http_ud_addr_t  *a;
 
+    if (ngx_http_ud_has_nul(data, len)) {
+        ngx_str_set(err, "a NUL (\\u0000) in the document");
+        return NGX_ERROR;
+    }
+
     root = cJSON_ParseWithLength((char *) data, len);
 
     if (!cJSON_IsArray(root)) {
@@ -669,6 +682,9 @@ ngx_http_ud_dns_fetch(ngx_http_ud_srv_conf_t *udcf)
     ctx->data = udcf;
     ctx->timeout = clcf->resolver_timeout;
 
+    /* a worker that exits does not wait for the answer */
+    ctx->cancelable = 1;
+
     if (ngx_resolve_name(ctx) != NGX_OK) {
         ngx_str_set(&err, "the resolver failed");
         ngx_http_ud_result(udcf, NULL, 0, &err);
@@ -684,6 +700,7 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
     u_char              *p;
     time_t               ttl;
     uint32_t             crc;
+    u_short              prio;
     ngx_str_t            err;
     ngx_uint_t           i;
     ngx_pool_t          *pool;
@@ -718,6 +735,14 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
         return;
     }
 
+    /* SRV: the lowest priority is the primaries, the others backups */
+
+    prio = 0xffff;
+
+    for (i = 0; udcf->dns_service.len && i < ctx->naddrs; i++) {
+        prio = ngx_min(prio, ctx->addrs[i].priority);
+    }
+
     for (i = 0; i < ctx->naddrs && i < NGX_HTTP_UD_MAX_PEERS; i++) {
         a = ngx_array_push(&set);
         if (a == NULL) {
@@ -735,6 +760,7 @@ ngx_http_ud_dns_resolved(ngx_resolver_ctx_t *ctx)
 
         a->weight = ctx->addrs[i].weight ? ctx->addrs[i].weight : 1;
         a->weight = ngx_min(a->weight, 1000);
+        a->backup = udcf->dns_service.len && ctx->addrs[i].priority > prio;
 
         ngx_http_ud_addr_name(a, pool);
     }
@@ -820,6 +846,11 @@ ngx_http_ud_parse_document(u_char *data, size_t len, ngx_array_t *set,
     ngx_int_t            rc;
     ngx_http_ud_addr_t  *a;
 
+    if (ngx_http_ud_has_nul(data, len)) {
+        ngx_str_set(err, "a NUL (\\u0000) in the document");
+        return NGX_ERROR;
+    }
+
     root = cJSON_ParseWithLength((char *) data, len);
 
     if (root == NULL) {
@@ -862,6 +893,40 @@ ngx_http_ud_parse_document(u_char *data, size_t len, ngx_array_t *set,
     cJSON_Delete(root);
 
     return rc;
+}
+
+
+/*
+ * A NUL in a document, raw or escaped: cJSON's strings end at it, so
+ * "127.0.0.1:80\u0000x" would read as "127.0.0.1:80"; the document is
+ * rejected whole instead.
+ */
+
+static ngx_int_t
+ngx_http_ud_has_nul(u_char *data, size_t len)
+{
+    u_char  *p, *last;
+
+    if (ngx_strlchr(data, data + len, '\0') != NULL) {
+        return 1;
+    }
+
+    last = data + len;
+
+    for (p = data; p + 6 <= last; p++) {
+        if (p[0] == '\\' && p[1] == 'u'
+            && ngx_strncmp(p + 2, "0000", 4) == 0)
+        {
+            return 1;
+        }
+
+        if (p[0] == '\\') {
+            /* an escaped backslash is not the start of an escape */
+            p++;
+        }
+    }
+
+    return 0;
 }
 
 

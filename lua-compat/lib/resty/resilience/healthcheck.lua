@@ -49,9 +49,25 @@ typedef struct {
     int64_t               probes;
 } ngx_http_ud_lua_peer_t;
 
+typedef struct {
+    const unsigned char  *name;
+    size_t                name_len;
+    int                   ours;
+} ngx_http_ud_lua_any_t;
+
+typedef struct {
+    const unsigned char  *name;
+    size_t                name_len;
+    int                   backup;
+    int                   down;
+} ngx_http_ud_lua_server_t;
+
 int ngx_http_ud_lua_upstreams(void);
 int ngx_http_ud_lua_upstream(int i, ngx_http_ud_lua_upstream_t *out);
 int ngx_http_ud_lua_peer(int i, int j, ngx_http_ud_lua_peer_t *out);
+int ngx_http_ud_lua_all_upstreams(void);
+int ngx_http_ud_lua_any_upstream(int i, ngx_http_ud_lua_any_t *out);
+int ngx_http_ud_lua_server(int i, int j, ngx_http_ud_lua_server_t *out);
 ]]
 
 
@@ -69,6 +85,8 @@ local sources = { [0] = "static", "file", "redis", "consul", "dns" }
 
 local up_buf = ffi_new("ngx_http_ud_lua_upstream_t")
 local peer_buf = ffi_new("ngx_http_ud_lua_peer_t")
+local any_buf = ffi_new("ngx_http_ud_lua_any_t")
+local server_buf = ffi_new("ngx_http_ud_lua_server_t")
 
 
 local _M = {
@@ -110,6 +128,48 @@ local function upstream_peers(i)
 end
 
 
+-- every upstream of the configuration, in its order: { name =, checked =,
+-- peers = } (an upstream without health_check nor discovery: its
+-- configured servers, down as configured)
+local function all_upstreams()
+    local list = {}
+
+    for i = 0, C.ngx_http_ud_lua_all_upstreams() - 1 do
+        if C.ngx_http_ud_lua_any_upstream(i, any_buf) == 0 then
+            local u = {
+                name = ffi_string(any_buf.name, any_buf.name_len),
+                checked = false,
+            }
+
+            if any_buf.ours >= 0
+               and C.ngx_http_ud_lua_upstream(any_buf.ours, up_buf) == 0
+            then
+                u.checked = up_buf.check ~= 0
+                u.peers = upstream_peers(any_buf.ours)
+
+            else
+                u.peers = {}
+                local j = 0
+
+                while C.ngx_http_ud_lua_server(i, j, server_buf) == 0 do
+                    u.peers[#u.peers + 1] = {
+                        name = ffi_string(server_buf.name,
+                                          server_buf.name_len),
+                        backup = server_buf.backup ~= 0,
+                        down = server_buf.down ~= 0,
+                    }
+                    j = j + 1
+                end
+            end
+
+            list[#list + 1] = u
+        end
+    end
+
+    return list
+end
+
+
 -- upstreams(): the names of the health-checked upstreams, in nginx.conf's
 -- order
 function _M.upstreams()
@@ -145,7 +205,8 @@ end
 
 
 -- status_page(): the text resty.upstream.healthcheck's status_page()
--- gives, for our upstreams:
+-- gives, for every upstream (those without health_check marked "(NO
+-- checkers)", their servers UP unless configured down):
 --
 --   Upstream api
 --       Primary Peers
@@ -158,37 +219,88 @@ end
 -- peers drained or downed by hand, are DOWN: they get no new requests)
 function _M.status_page()
     local bits = {}
-    local n = C.ngx_http_ud_lua_upstreams()
 
-    for i = 0, n - 1 do
-        if C.ngx_http_ud_lua_upstream(i, up_buf) == 0 then
-            if #bits > 0 then
-                bits[#bits + 1] = "\n"
+    for _, u in ipairs(all_upstreams()) do
+        if #bits > 0 then
+            bits[#bits + 1] = "\n"
+        end
+
+        bits[#bits + 1] = "Upstream " .. u.name
+                          .. (u.checked and "" or " (NO checkers)")
+                          .. "\n    Primary Peers\n"
+
+        for _, p in ipairs(u.peers) do
+            if not p.backup then
+                bits[#bits + 1] = "        " .. p.name
+                                  .. (p.down and " DOWN\n" or " UP\n")
             end
+        end
 
-            bits[#bits + 1] = "Upstream "
-                              .. ffi_string(up_buf.name, up_buf.name_len)
-                              .. (up_buf.check == 0 and " (NO checkers)" or "")
+        bits[#bits + 1] = "    Backup Peers\n"
 
-            local peers = upstream_peers(i)
+        for _, p in ipairs(u.peers) do
+            if p.backup then
+                bits[#bits + 1] = "        " .. p.name
+                                  .. (p.down and " DOWN\n" or " UP\n")
+            end
+        end
+    end
 
-            bits[#bits + 1] = "\n    Primary Peers\n"
+    return concat(bits)
+end
 
-            for _, p in ipairs(peers) do
-                if not p.backup then
-                    bits[#bits + 1] = "        " .. p.name
-                                      .. (p.down and " DOWN\n" or " UP\n")
+local function prometheus_peer(bits, u, p, role)
+    local up = p.down and 0 or 1
+
+    bits[#bits + 1] = 'nginx_upstream_status_info{name="' .. u
+                      .. '",endpoint="' .. p.name .. '",status="UP",role="'
+                      .. role .. '"} ' .. up .. "\n"
+    bits[#bits + 1] = 'nginx_upstream_status_info{name="' .. u
+                      .. '",endpoint="' .. p.name .. '",status="DOWN",role="'
+                      .. role .. '"} ' .. (1 - up) .. "\n"
+
+    return up == 1
+end
+
+
+local function prometheus_upstream(bits, u, status)
+    for _, st in ipairs({ "UP", "DOWN", "UNKNOWN" }) do
+        bits[#bits + 1] = 'nginx_upstream_status_info{name="' .. u
+                          .. '",status="' .. st .. '"} '
+                          .. (st == status and 1 or 0) .. "\n"
+    end
+end
+
+
+-- prometheus_status_page(): resty.upstream.healthcheck's metric and
+-- labels (nginx_upstream_status_info, per peer with role PRIMARY or
+-- BACKUP, then per upstream UP / DOWN / UNKNOWN, UNKNOWN for an upstream
+-- without health_check, as for one without checkers)
+function _M.prometheus_status_page()
+    local bits = {
+        "# HELP nginx_upstream_status_info The running status of nginx "
+        .. "upstream\n",
+        "# TYPE nginx_upstream_status_info gauge\n",
+    }
+
+    for _, u in ipairs(all_upstreams()) do
+        if not u.checked then
+            prometheus_upstream(bits, u.name, "UNKNOWN")
+
+        else
+            local found = false
+
+            for _, role in ipairs({ "PRIMARY", "BACKUP" }) do
+                for _, p in ipairs(u.peers) do
+                    if p.backup == (role == "BACKUP")
+                       and prometheus_peer(bits, u.name, p, role)
+                    then
+                        found = true
+                    end
                 end
             end
 
-            bits[#bits + 1] = "    Backup Peers\n"
-
-            for _, p in ipairs(peers) do
-                if p.backup then
-                    bits[#bits + 1] = "        " .. p.name
-                                      .. (p.down and " DOWN\n" or " UP\n")
-                end
-            end
+            prometheus_upstream(bits, u.name, found and "UP" or "DOWN")
         end
     end
 

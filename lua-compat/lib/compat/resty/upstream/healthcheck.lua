@@ -6,7 +6,8 @@
 -- configured with health_check in the upstream block and run in the
 -- module (one probe per peer per interval for all workers), so
 -- spawn_checker() starts nothing: it checks that the upstream is
--- health-checked and says so.  status_page() keeps its layout.
+-- health-checked and says so.  status_page() keeps its layout, and
+-- prometheus_status_page() its metric names.
 
 local hc = require "resty.resilience.healthcheck"
 
@@ -14,6 +15,7 @@ local hc = require "resty.resilience.healthcheck"
 local _M = {
     _VERSION = "0.1.0",
     status_page = hc.status_page,
+    prometheus_status_page = hc.prometheus_status_page,
 }
 
 
