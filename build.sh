@@ -11,6 +11,9 @@
 #   ./build.sh bench accuracy  rate limits: configured vs admitted rate
 #   NGINX_SRC=<tree> ./build.sh fuzz [target ...]
 #                              libFuzzer over the parsers of outside input
+#   ./build.sh compat <anchors-dir> [suite ...]
+#                              the anchors' own suites (nginx-tests,
+#                              lua-resty-*), stock vs ours (t/compat)
 #
 # NGINX_SRC=<nginx source tree> builds against that tree (and its nginx
 # binary) instead of Debian's nginx-dev tree and /usr/sbin/nginx.
@@ -36,6 +39,11 @@ PACKAGES=(
     valgrind wrk apache2-utils curl dnsmasq-base
     libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
 )
+
+# only for ./build.sh compat: nginx-tests load Debian's perl module (nginx
+# -V says --with-http_perl_module=dynamic), the real Test::Nginx wants
+# List::MoreUtils
+COMPAT_PACKAGES=(libnginx-mod-http-perl liblist-moreutils-perl)
 
 # the feature modules, in load order, after the core module
 MODULES=(
@@ -70,7 +78,7 @@ as_root() {
 cmd_deps() {
     local missing=() p
 
-    for p in "${PACKAGES[@]}"; do
+    for p in "${PACKAGES[@]}" "$@"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
                 | grep -q "install ok installed"; then
             missing+=("$p")
@@ -78,7 +86,7 @@ cmd_deps() {
     done
 
     if [ ${#missing[@]} -eq 0 ]; then
-        say "deps: all ${#PACKAGES[@]} packages present"
+        say "deps: all $((${#PACKAGES[@]} + $#)) packages present"
         return 0
     fi
 
@@ -404,6 +412,24 @@ cmd_fuzz() {
 }
 
 
+# the anchors' own test suites, fetched beforehand into <anchors-dir>
+# (never committed): stock nginx first, then translated for our modules
+cmd_compat() {
+    local anchors="${1:-}"
+
+    [ -n "$anchors" ] && [ -d "$anchors" ] \
+        || die "usage: ./build.sh compat <anchors-dir> [suite ...] (see t/compat/README.md)"
+    shift
+
+    cmd_deps "${COMPAT_PACKAGES[@]}"
+    cmd_build
+
+    COMPAT_ROOT="$ROOT" COMPAT_NGINX="$(nginx_binary)" \
+        COMPAT_MODULES="$(load_modules)" COMPAT_WORK="$BUILD/compat" \
+        perl "$ROOT/t/compat/run.pl" "$anchors" "$@"
+}
+
+
 main() {
     local cmd="${1:-}"
 
@@ -416,8 +442,9 @@ main() {
         run)   cmd_run "$@" ;;
         bench) cmd_bench "$@" ;;
         fuzz)  cmd_fuzz "$@" ;;
+        compat) cmd_compat "$@" ;;
         *)
-            sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'
             [ -z "$cmd" ] || exit 2
             ;;
     esac
