@@ -42,8 +42,10 @@ PACKAGES=(
 
 # only for ./build.sh compat: nginx-tests load Debian's perl module (nginx
 # -V says --with-http_perl_module=dynamic), the real Test::Nginx wants
-# List::MoreUtils
-COMPAT_PACKAGES=(libnginx-mod-http-perl liblist-moreutils-perl)
+# List::MoreUtils, lua-resty-upstream-healthcheck's suite echo_sleep and
+# lua-upstream-nginx-module (built by t/compat/build-lua-upstream.sh)
+COMPAT_PACKAGES=(libnginx-mod-http-perl liblist-moreutils-perl
+                 libnginx-mod-http-echo libluajit2-5.1-dev)
 
 # the feature modules, in load order, after the core module
 MODULES=(

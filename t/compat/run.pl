@@ -77,7 +77,7 @@ for (@suites) {
 
 my $root = $ENV{COMPAT_ROOT} or die "COMPAT_ROOT not set (use build.sh compat)\n";
 my $nginx = $ENV{COMPAT_NGINX} || '/usr/sbin/nginx';
-my @ours = split ' ', ($ENV{COMPAT_MODULES} || '');
+my @ours = map { absolute($_) } split ' ', ($ENV{COMPAT_MODULES} || '');
 my $work = absolute($ENV{COMPAT_WORK} || "$root/build/compat");
 my $timeout = $ENV{COMPAT_TIMEOUT} || 600;
 my $translate = "$root/t/compat/translate.pl";
@@ -117,7 +117,11 @@ for my $suite (@suites) {
     # the baseline is the same for both upstream runs: run it once
     my $stockdir = "$work/stock-$s->{anchor}";
 
-    unless ($done_stock{$stockdir}++) {
+    # COMPAT_REUSE_STOCK=1 keeps the last baseline (same anchors, same
+    # nginx): only ours runs again
+    my $reuse = $ENV{COMPAT_REUSE_STOCK} && -d $stockdir;
+
+    unless ($reuse || $done_stock{$stockdir}++) {
         remove_tree($stockdir);
         make_path($stockdir);
         prepare($s, $adir, $stockdir, 'stock', \@files);
@@ -139,7 +143,9 @@ for my $suite (@suites) {
     prepare($s, $adir, "$sdir/ours", $s->{mode}, \@files, @extra);
 
     for my $f (@files) {
-        my $stock = run_file($s, $stockdir, $f, 'stock');
+        my $stock = $reuse && -f "$stockdir/" . basename($f) . ".tap"
+                    ? reuse_file($stockdir, $f)
+                    : run_file($s, $stockdir, $f, 'stock');
         my $our = run_file($s, "$sdir/ours", $f, 'ours');
 
         push @rows, compare($suite, $f, $stock, $our);
@@ -182,9 +188,19 @@ sub prepare {
             or die "cp $adir/lib failed\n";
 
     } else {
-        system("cd '$adir' && tar cf - --exclude=.git . | "
+        system("cd '$adir' && tar cf - --exclude=.git --exclude=servroot . | "
                . "(cd '$dst' && tar xf -)") == 0
             or die "copy of $adir failed\n";
+    }
+
+    # lua-resty-upstream-healthcheck's suite finds resty.lock in
+    # $pwd/../lua-resty-lock
+    if ($mode =~ /^lua_hc$|^stock$/ && -d "$anchors/lua-resty-lock/lib"
+        && $s->{mode} eq 'lua_hc')
+    {
+        (my $parent = $dst) =~ s{/[^/]+$}{};
+        symlink("$anchors/lua-resty-lock/lib", "$parent/lua-resty-lock")
+            unless -e "$parent/lua-resty-lock";
     }
 
     for my $f (@$files) {
@@ -201,6 +217,9 @@ sub prepare {
 # the reset call for the Lua suites' ngx.shared.<dict>:flush_all(), when
 # lua-compat has one: resty.resilience.limit.reset(zone) (or flush_all)
 sub lua_reset {
+    # COMPAT_LUA_RESET overrides: a Lua statement, %s the zone's name
+    return $ENV{COMPAT_LUA_RESET} if defined $ENV{COMPAT_LUA_RESET};
+
     my $lib = "$root/lua-compat/lib/resty/resilience/limit.lua";
 
     open my $fh, '<', $lib or return undef;
@@ -249,13 +268,21 @@ sub run_file {
         my @load = ("$modules_path/ndk_http_module.so",
                     "$modules_path/ngx_http_lua_module.so");
 
+        # lua-resty-upstream-healthcheck's suite: echo_sleep and
+        # ngx.upstream, on both sides (only the checker changes)
+        push @load, "$modules_path/ngx_http_echo_module.so",
+                    lua_upstream() if $s->{mode} eq 'lua_hc';
+
         push @load, @ours if $side eq 'ours';
 
         %env = (
             TEST_NGINX_BINARY       => $nginx,
             TEST_NGINX_LOAD_MODULES => join(' ', @load),
             TEST_NGINX_SERVER_PORT  => free_port(),
-            TEST_NGINX_SERVROOT     => "$tmp/servroot",
+            # the default, t/servroot: https.t finds its certificates
+            # from there (conf/../../cert)
+            TEST_NGINX_SERVROOT     => "$dir/t/servroot",
+            TEST_NGINX_NO_SHUFFLE   => 1,
             TMPDIR                  => $tmp,
         );
     }
@@ -275,15 +302,39 @@ sub run_file {
 
     # what the TAP does not say: nginx not starting, workers crashing
     my $err = `cat '$log.err' 2>/dev/null`;
-    $r->{nostart} = () = $err =~ /Can't start nginx|failed to start nginx/g;
-    $r->{crashes} = 0 + `cat '$tmp'/*/error.log '$tmp'/*/*/error.log \
-                         '$tmp'/*/*/*/error.log 2>/dev/null \
-                         | grep -c 'exited on signal'`;
-    $r->{redefined} = 0 + `cat '$tmp'/*/error.log 2>/dev/null \
-                           | grep -c 'load balancing method redefined'`;
+    $r->{nostart} = () = $err =~ /Can't start nginx|Cannot start nginx/g;
+    my $logs = join ' ', map { "'$tmp'$_/error.log" } qw(/* /*/* /*/*/*);
+    $r->{crashes} = 0 + `cat $logs 2>/dev/null | grep -c 'exited on signal'`;
+    $r->{redefined} = 0 + `cat $logs 2>/dev/null | grep -c 'load balancing method redefined'`;
 
     printf STDERR " %d/%d passed (%ds)\n", $r->{passed}, $r->{tests},
         time - $start;
+
+    return $r;
+}
+
+
+# ngx_http_lua_upstream_module.so, built once from the anchors
+sub lua_upstream {
+    my $so = "$anchors/lua-upstream-nginx-module/"
+             . "ngx_http_lua_upstream_module.so";
+
+    return $so if -f $so;
+
+    system("$root/t/compat/build-lua-upstream.sh", $anchors) == 0
+        or die "building lua-upstream-nginx-module failed\n";
+
+    return $so;
+}
+
+
+sub reuse_file {
+    my ($dir, $f) = @_;
+    my $log = "$dir/" . basename($f);
+    my $r = parse_tap("$log.tap");
+
+    $r->{nostart} = $r->{crashes} = $r->{redefined} = 0;
+    $r->{nostart} = 1 if `cat '$log.err' 2>/dev/null` =~ /Can't start nginx/;
 
     return $r;
 }
@@ -328,7 +379,10 @@ sub parse_tap {
             # a test is known by its name and the how-manieth of that
             # name it is: when nginx does not start, the numbers shift
             $name //= '';
-            my $key = $name . '#' . ++$r{count}{$name};
+
+            # Test::Nginx::Socket puts the answer in some names
+            (my $id = $name) =~ s/ - response is expected \(.*\)$//;
+            my $key = $id . '#' . ++$r{count}{$id};
 
             $r{name}{$key} = "$n ($name)";
             $r{seen}++;
@@ -358,10 +412,27 @@ sub compare {
     my ($suite, $f, $stock, $our) = @_;
     my @lost;
 
+    my (%block, @order);
+
     for my $k (@{ $stock->{keys} || [] }) {
         next unless $stock->{ok}{$k};
+
+        # Test::Nginx::Socket: several checks per block, told per block
+        if ($k =~ /^(?:\S+\.t )?TEST (\d+): (.*?) - /) {
+            my $b = $block{$1} //= { title => $2, ok => 0, lost => 0 };
+            push @order, $1 unless $b->{ok}++;
+            $b->{lost}++ unless $our->{ok}{$k};
+            next;
+        }
+
         next if $our->{ok}{$k};
         push @lost, $stock->{name}{$k};
+    }
+
+    for my $n (sort { $a <=> $b } @order) {
+        my $b = $block{$n};
+        next unless $b->{lost};
+        push @lost, "TEST $n \"$b->{title}\" ($b->{lost} of $b->{ok} checks)";
     }
 
     return {

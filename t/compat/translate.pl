@@ -287,6 +287,7 @@ sub lua_limit {
     return $head unless defined $data;
 
     my @blocks = split /(?=^=== TEST)/m, $data;
+    my %first;
 
     for my $b (@blocks) {
         my (%kind, %zone);
@@ -300,20 +301,71 @@ sub lua_limit {
             next unless $kind{$var};
             next if $zone{$dict};
             $zone{$dict} = [$kind{$var}, $a1, $a2];
+            $first{$dict} //= $zone{$dict};
         }
 
-        $b =~ s{^([ \t]*)lua_shared_dict\s+([\w-]+)\s+(\S+)\s*;}{
-            my ($ind, $dict, $size) = ($1, $2, $3);
-            my $z = $zone{$dict};
-            $z ? do { $changes++; "$ind" . zone_line($dict, $size, @$z) }
-               : "${ind}lua_shared_dict $dict $size;";
-        }gme;
+        # sections are "--- name [filters]" then their text; in an eval
+        # section written as a Perl "..." or qq{} string, $ must be \$
+        my @sec = split /(?=^--- )/m, $b;
+
+        for my $sec (@sec) {
+            my ($hdr, $body) = $sec =~ /\A([^\n]*\n?)(.*)\z/s;
+            my $perl = $hdr =~ /^--- \S+.*\beval\b/
+                       && $body =~ /\A\s*(?:qq\s*\W|")/;
+
+            $body =~ s{^([ \t]*)lua_shared_dict\s+([\w-]+)\s+(\S+)\s*;}{
+                my ($ind, $dict, $size) = ($1, $2, $3);
+                my $z = $zone{$dict};
+                my $line = "${ind}lua_shared_dict $dict $size;";
+
+                if ($z) {
+                    $changes++;
+                    $line = $ind . zone_line($dict, $size, @$z);
+                    $line =~ s/\$/\\\$/g if $perl;
+                }
+
+                $line;
+            }gme;
+
+            $sec = $hdr . $body;
+        }
+
+        $b = join '', @sec;
 
         if ($opt{reset}) {
             $changes += $b =~ s{ngx\.shared(?:\.|\[\s*["'])([\w-]+)(?:["']\s*\])?:flush_all\(\)}{
                 my $z = $1;
                 $zone{$z} ? sprintf($opt{reset}, $z)
                           : "ngx.shared.$z:flush_all()";
+            }ge;
+        }
+    }
+
+    # a lua_shared_dict of the file's head serves every block: its rate is
+    # the one the first block asks for (in an interpolating here-document,
+    # $ is \$)
+    my $interp = $head !~ /<<\s*'/;
+
+    $head =~ s{^([ \t]*)lua_shared_dict\s+([\w-]+)\s+(\S+)\s*;}{
+        my ($ind, $dict, $size) = ($1, $2, $3);
+        my $z = $first{$dict};
+        my $line = "${ind}lua_shared_dict $dict $size;";
+
+        if ($z) {
+            $changes++;
+            $line = $ind . zone_line($dict, $size, @$z);
+            $line =~ s/\$/\\\$/g if $interp;
+        }
+
+        $line;
+    }gme;
+
+    if ($opt{reset}) {
+        for my $b (@blocks) {
+            $changes += $b =~ s{ngx\.shared(?:\.|\[\s*["'])([\w-]+)(?:["']\s*\])?:flush_all\(\)}{
+                my $z = $1;
+                $first{$z} ? sprintf($opt{reset}, $z)
+                           : "ngx.shared.$z:flush_all()";
             }ge;
         }
     }
@@ -395,30 +447,40 @@ sub lua_hc {
             my $up = $a{upstream} // next;
             $up =~ s/^["']|["']$//g;
 
+            # lua-resty-upstream-healthcheck's defaults, written out:
+            # interval 1000 ms, timeout 1000 ms, fall 5, rise 2, and any
+            # status passes unless valid_statuses says which
             my @p;
-            my $type = ($a{type} // '"http"') =~ /tcp/ ? 'tcp' : 'http';
+            my $type = ($a{type} // '') =~ /https/ ? 'https' : 'http';
             push @p, "type=$type";
 
-            if ($type eq 'http' && defined $a{http_req}
-                && $a{http_req} =~ /^["']?\w+\s+(\S+)/)
+            if (defined $a{http_req} && $a{http_req} =~ /^["']?\w+\s+(\S+)/)
             {
                 push @p, "uri=$1";
             }
 
-            push @p, "interval=$1ms" if ($a{interval} // '') =~ /^(\d+)$/;
-            push @p, "timeout=$1ms" if ($a{timeout} // '') =~ /^(\d+)$/;
-            push @p, "fails=$1" if ($a{fall} // '') =~ /^(\d+)$/;
-            push @p, "passes=$1" if ($a{rise} // '') =~ /^(\d+)$/;
+            push @p, "port=$1" if ($a{port} // '') =~ /^(\d+)$/;
 
-            my $match = '';
+            my %num;
+            for my $k (qw(interval timeout fall rise)) {
+                $num{$k} = $1 if ($a{$k} // '') =~ /^(\d+)\s*(?:--.*)?$/;
+            }
+
+            push @p, "interval=" . ($num{interval} // 1000) . "ms";
+            push @p, "timeout=" . ($num{timeout} // 1000) . "ms";
+            push @p, "fails=" . ($num{fall} // 5);
+            push @p, "passes=" . ($num{rise} // 2);
+
+            my @st = (100 . '-' . 599);
 
             if (($a{valid_statuses} // '') =~ /^\{([\d,\s]+)\}$/) {
-                my @st = grep { length } split /[,\s]+/, $1;
-                my $name = "compat_$up";
-                $name =~ s/\W/_/g;
-                push @p, "match=$name";
-                $match = "health_check_match $name { status @st; }\n";
+                @st = grep { length } split /[,\s]+/, $1;
             }
+
+            my $name = "compat_$up";
+            $name =~ s/\W/_/g;
+            push @p, "match=$name";
+            my $match = "health_check_match $name { status @st; }\n";
 
             $hc{$up} = [join(' ', @p), $match];
         }
