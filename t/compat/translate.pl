@@ -434,8 +434,8 @@ sub lua_hc {
     for my $b (@blocks) {
         my %hc;
 
-        while ($b =~ /spawn_checker\s*\(?\s*\{(.*?)\}\s*\)?/gs) {
-            my $args = $1;
+        while ($b =~ /spawn_checker\s*\(?\s*(\{(?:[^{}]++|(?1))*\})/gs) {
+            my $args = substr($1, 1, -1);
             my %a;
 
             while ($args =~ /(\w+)\s*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\{[^}]*\}|[^,\n]+)/g) {
