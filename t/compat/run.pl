@@ -121,11 +121,23 @@ for my $suite (@suites) {
     # nginx): only ours runs again
     my $reuse = $ENV{COMPAT_REUSE_STOCK} && -d $stockdir;
 
-    unless ($reuse || $done_stock{$stockdir}++) {
+    # once per run a fresh copy (unless reused); then each suite adds the
+    # files it needs that are not there yet
+    my $again = $done_stock{$stockdir} || ($reuse && -d $stockdir);
+
+    unless ($again) {
         remove_tree($stockdir);
         make_path($stockdir);
-        prepare($s, $adir, $stockdir, 'stock', \@files);
+        $done_stock{$stockdir} = {};
     }
+
+    my @new = grep {
+        !$done_stock{$stockdir}{$_}
+        && !($reuse && -f "$stockdir/" . basename($_) . ".tap")
+    } @files;
+
+    prepare($s, $adir, $stockdir, 'stock', \@new, $again ? 'again' : ())
+        if @new;
 
     my @extra;
 
@@ -143,9 +155,10 @@ for my $suite (@suites) {
     prepare($s, $adir, "$sdir/ours", $s->{mode}, \@files, @extra);
 
     for my $f (@files) {
-        my $stock = $reuse && -f "$stockdir/" . basename($f) . ".tap"
-                    ? reuse_file($stockdir, $f)
-                    : run_file($s, $stockdir, $f, 'stock');
+        my $stock = $done_stock{$stockdir}{$f}
+                    //= $reuse && -f "$stockdir/" . basename($f) . ".tap"
+                        ? reuse_file($stockdir, $f)
+                        : run_file($s, $stockdir, $f, 'stock');
         my $our = run_file($s, "$sdir/ours", $f, 'ours');
 
         push @rows, compare($suite, $f, $stock, $our);
@@ -182,8 +195,12 @@ sub files {
 
 sub prepare {
     my ($s, $adir, $dst, $mode, $files, @extra) = @_;
+    my $again = @extra && $extra[-1] eq 'again' ? pop @extra : '';
 
-    if ($s->{kind} eq 'nginx-tests') {
+    if ($again) {
+        # the copy is there: only files to add
+
+    } elsif ($s->{kind} eq 'nginx-tests') {
         system('cp', '-r', "$adir/lib", "$dst/lib") == 0
             or die "cp $adir/lib failed\n";
 
