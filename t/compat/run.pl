@@ -82,6 +82,9 @@ my $work = absolute($ENV{COMPAT_WORK} || "$root/build/compat");
 my $timeout = $ENV{COMPAT_TIMEOUT} || 600;
 my $translate = "$root/t/compat/translate.pl";
 
+# COMPAT_REPORT_ONLY=1: runs nothing, prints the table of the last run
+my $report_only = $ENV{COMPAT_REPORT_ONLY};
+
 die "no modules in COMPAT_MODULES\n" unless @ours;
 
 my $V = `$nginx -V 2>&1`;
@@ -111,8 +114,10 @@ for my $suite (@suites) {
     my @files = files($s, $adir);
     my $sdir = "$work/$suite";
 
-    remove_tree("$sdir/ours");
-    make_path("$sdir/ours");
+    unless ($report_only) {
+        remove_tree("$sdir/ours");
+        make_path("$sdir/ours");
+    }
 
     # the baseline is the same for both upstream runs: run it once
     my $stockdir = "$work/stock-$s->{anchor}";
@@ -123,7 +128,8 @@ for my $suite (@suites) {
 
     # once per run a fresh copy (unless reused); then each suite adds the
     # files it needs that are not there yet
-    my $again = $done_stock{$stockdir} || ($reuse && -d $stockdir);
+    my $again = $done_stock{$stockdir} || ($reuse && -d $stockdir)
+                || $report_only;
 
     unless ($again) {
         remove_tree($stockdir);
@@ -137,7 +143,7 @@ for my $suite (@suites) {
     } @files;
 
     prepare($s, $adir, $stockdir, 'stock', \@new, $again ? 'again' : ())
-        if @new;
+        if @new && !$report_only;
 
     my @extra;
 
@@ -152,12 +158,19 @@ for my $suite (@suites) {
         push @extra, "reset=$reset" if $reset;
     }
 
-    prepare($s, $adir, "$sdir/ours", $s->{mode}, \@files, @extra);
+    prepare($s, $adir, "$sdir/ours", $s->{mode}, \@files, @extra)
+        unless $report_only;
 
     for my $f (@files) {
+        if ($report_only) {
+            push @rows, compare($suite, $f, inspect($stockdir, $f),
+                                inspect("$sdir/ours", $f));
+            next;
+        }
+
         my $stock = $done_stock{$stockdir}{$f}
                     //= $reuse && -f "$stockdir/" . basename($f) . ".tap"
-                        ? reuse_file($stockdir, $f)
+                        ? inspect($stockdir, $f)
                         : run_file($s, $stockdir, $f, 'stock');
         my $our = run_file($s, "$sdir/ours", $f, 'ours');
 
@@ -314,15 +327,7 @@ sub run_file {
            . "$^X $inc " . shq($f) . " >" . shq("$log.tap")
            . " 2>" . shq("$log.err") . " </dev/null");
 
-    my $r = parse_tap("$log.tap");
-    $r->{log} = "$log.err";
-
-    # what the TAP does not say: nginx not starting, workers crashing
-    my $err = `cat '$log.err' 2>/dev/null`;
-    $r->{nostart} = () = $err =~ /Can't start nginx|Cannot start nginx/g;
-    my $logs = join ' ', map { "'$tmp'$_/error.log" } qw(/* /*/* /*/*/*);
-    $r->{crashes} = 0 + `cat $logs 2>/dev/null | grep -c 'exited on signal'`;
-    $r->{redefined} = 0 + `cat $logs 2>/dev/null | grep -c 'load balancing method redefined'`;
+    my $r = inspect($dir, $f);
 
     printf STDERR " %d/%d passed (%ds)\n", $r->{passed}, $r->{tests},
         time - $start;
@@ -345,13 +350,20 @@ sub lua_upstream {
 }
 
 
-sub reuse_file {
+# a file's TAP, and what the TAP does not say: nginx not starting, workers
+# crashing, our balancer replaced by the file's own
+sub inspect {
     my ($dir, $f) = @_;
     my $log = "$dir/" . basename($f);
+    my $tmp = "$dir/tmp/" . basename($f, '.t');
     my $r = parse_tap("$log.tap");
+    my $err = `cat '$log.err' 2>/dev/null`;
+    my $logs = join ' ', map { "'$tmp'$_/error.log" } qw(/* /*/* /*/*/*);
 
-    $r->{nostart} = $r->{crashes} = $r->{redefined} = 0;
-    $r->{nostart} = 1 if `cat '$log.err' 2>/dev/null` =~ /Can't start nginx/;
+    $r->{log} = "$log.err";
+    $r->{nostart} = () = $err =~ /Can't start nginx|Cannot start nginx/g;
+    $r->{crashes} = 0 + `cat $logs 2>/dev/null | grep -c 'exited on signal'`;
+    $r->{redefined} = 0 + `cat $logs 2>/dev/null | grep -c 'load balancing method redefined'`;
 
     return $r;
 }
@@ -449,12 +461,15 @@ sub compare {
     for my $n (sort { $a <=> $b } @order) {
         my $b = $block{$n};
         next unless $b->{lost};
-        push @lost, "TEST $n \"$b->{title}\" ($b->{lost} of $b->{ok} checks)";
+        push @lost, "TEST $n ($b->{lost}/$b->{ok})";
     }
+
+    my $n = grep { $stock->{ok}{$_} && !$our->{ok}{$_} }
+            @{ $stock->{keys} || [] };
 
     return {
         suite => $suite, file => basename($f), stock => $stock,
-        ours => $our, lost => \@lost,
+        ours => $our, lost => \@lost, lost_n => $n,
     };
 }
 
@@ -507,12 +522,14 @@ sub report {
         }
 
         if ($o->{redefined} > $s->{redefined}) {
-            $note .= "\"load balancing method redefined\" x"
-                     . "$o->{redefined}; ";
+            $note .= "in $o->{redefined} upstream(s) the file's balancing "
+                     . "method replaced ours (\"load balancing method "
+                     . "redefined\"): not tested there; ";
         }
 
         my $lost = join(', ', @{ $r->{lost} });
         $lost = "$note$lost" if $note;
+        $lost =~ s/;\s*$//;
         $lost = 'none' if $lost eq '';
         $lost =~ s/\|/\\|/g;
 
@@ -522,15 +539,20 @@ sub report {
         $tot{$r->{suite}}{tests} += $tests;
         $tot{$r->{suite}}{stock} += $s->{passed};
         $tot{$r->{suite}}{ours} += $o->{passed};
-        $tot{$r->{suite}}{lost} += @{ $r->{lost} };
+        $tot{$r->{suite}}{lost} += $r->{lost_n};
     }
 
     for my $suite (grep { $tot{$_} } @ORDER) {
         my $t = $tot{$suite};
         push @out, "| **$suite** | **total** | $t->{tests} | $t->{stock} "
-                   . "| $t->{ours} | $t->{lost} test(s) |";
+                   . "| $t->{ours} | $t->{lost} |";
     }
 
+    push @out, '';
+    push @out, 'Tests are TAP test points (nginx-tests: one per check; '
+               . 'Test::Nginx::Socket: several per block and repetition). '
+               . '"TEST n (k/m)": k of the m checks of block n that pass '
+               . 'stock fail ours.';
     push @out, '';
     push @out, sprintf("(%d s; logs and TAP under %s)", time - $t0, $work);
 
@@ -542,7 +564,7 @@ sub report {
 
 
 sub git_head {
-    my $h = `cd '$root' && git rev-parse --short HEAD 2>/dev/null`;
+    my $h = `cd '$root' && git log -1 --format=%h -- modules lua-compat 2>/dev/null`;
     chomp $h;
     my $dirty = `cd '$root' && git status --porcelain -- modules lua-compat 2>/dev/null`;
     return ($h || 'unknown') . ($dirty ? ' (with uncommitted changes)' : '');
