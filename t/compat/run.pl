@@ -479,8 +479,16 @@ sub report {
     my @out;
     my %tot;
 
+    # the time of the run: now, or the newest TAP when only reporting
+    my $when = time;
+
+    if ($report_only) {
+        my @t = map { (stat $_)[9] } glob("$work/*/*.tap $work/*/*/*.tap");
+        ($when) = sort { $b <=> $a } @t if @t;
+    }
+
     push @out, sprintf("Anchor suites, %s, nginx %s (%s), modules of %s",
-                       strftime('%Y-%m-%d %H:%M UTC', gmtime),
+                       strftime('%Y-%m-%d %H:%M UTC', gmtime $when),
                        $nginx_version, $nginx, git_head());
     push @out, '';
 
