@@ -23,6 +23,7 @@ use File::Basename qw(basename);
 use File::Path qw(make_path remove_tree);
 use POSIX qw(strftime);
 
+# needs: the other anchors (folders of ANCHORS-DIR) a suite uses
 my %SUITES = (
     limit_req => {
         anchor => 'nginx-tests',
@@ -48,12 +49,15 @@ my %SUITES = (
         kind   => 'lua',
         mode   => 'lua_limit',
         files  => 't/*.t',
+        needs  => [qw(test-nginx)],
     },
     lua_hc => {
         anchor => 'lua-resty-upstream-healthcheck',
         kind   => 'lua',
         mode   => 'lua_hc',
         files  => 't/*.t',
+        needs  => [qw(test-nginx lua-resty-lock lua-upstream-nginx-module
+                      lua-nginx-module)],
     },
 );
 
@@ -103,11 +107,14 @@ for my $suite (@suites) {
     my $s = $SUITES{$suite};
     my $adir = "$anchors/$s->{anchor}";
 
-    unless (-d $adir) {
-        warn "compat: $adir missing: fetch $s->{anchor} first; "
-             . "suite $suite skipped\n";
-        push @rows, { suite => $suite, file => '(not fetched)',
-                      missing => 1 };
+    my @missing = grep { !-d "$anchors/$_" }
+                  $s->{anchor}, @{ $s->{needs} || [] };
+
+    if (@missing) {
+        warn "compat: suite $suite skipped: fetch @missing into $anchors "
+             . "first (t/compat/README.md)\n";
+        push @rows, { suite => $suite, missing => 1,
+                      file => "(not fetched: @missing)" };
         next;
     }
 
