@@ -19,6 +19,7 @@
 use strict;
 use warnings;
 
+use FindBin;
 use File::Basename qw(basename);
 use File::Path qw(make_path remove_tree);
 use POSIX qw(strftime);
@@ -84,7 +85,9 @@ my $nginx = $ENV{COMPAT_NGINX} || '/usr/sbin/nginx';
 my @ours = map { absolute($_) } split ' ', ($ENV{COMPAT_MODULES} || '');
 my $work = absolute($ENV{COMPAT_WORK} || "$root/build/compat");
 my $timeout = $ENV{COMPAT_TIMEOUT} || 600;
-my $translate = "$root/t/compat/translate.pl";
+# beside this script, so that another worktree's modules can be run with
+# COMPAT_ROOT=<that worktree> perl <this worktree>/t/compat/run.pl ...
+my $translate = "$FindBin::Bin/translate.pl";
 
 # COMPAT_REPORT_ONLY=1: runs nothing, prints the table of the last run
 my $report_only = $ENV{COMPAT_REPORT_ONLY};
@@ -350,7 +353,7 @@ sub lua_upstream {
 
     return $so if -f $so;
 
-    system("$root/t/compat/build-lua-upstream.sh", $anchors) == 0
+    system("$FindBin::Bin/build-lua-upstream.sh", $anchors) == 0
         or die "building lua-upstream-nginx-module failed\n";
 
     return $so;
