@@ -419,8 +419,9 @@ cmd_fuzz() {
 cmd_compat() {
     local anchors="${1:-}"
 
-    [ -n "$anchors" ] && [ -d "$anchors" ] \
-        || die "usage: ./build.sh compat <anchors-dir> [suite ...] (see t/compat/README.md)"
+    if [ -z "$anchors" ] || [ ! -d "$anchors" ]; then
+        die "usage: ./build.sh compat <anchors-dir> [suite ...] (see t/compat/README.md)"
+    fi
     shift
 
     cmd_deps "${COMPAT_PACKAGES[@]}"
