@@ -11,6 +11,9 @@
 #   ./build.sh bench accuracy  rate limits: configured vs admitted rate
 #   NGINX_SRC=<tree> ./build.sh fuzz [target ...]
 #                              libFuzzer over the parsers of outside input
+#   ./build.sh compat <anchors-dir> [suite ...]
+#                              the anchors' own suites (nginx-tests,
+#                              lua-resty-*), stock vs ours (t/compat)
 #
 # NGINX_SRC=<nginx source tree> builds against that tree (and its nginx
 # binary) instead of Debian's nginx-dev tree and /usr/sbin/nginx.
@@ -37,6 +40,13 @@ PACKAGES=(
     libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
     prometheus
 )
+
+# only for ./build.sh compat: nginx-tests load Debian's perl module (nginx
+# -V says --with-http_perl_module=dynamic), the real Test::Nginx wants
+# List::MoreUtils, lua-resty-upstream-healthcheck's suite echo_sleep and
+# lua-upstream-nginx-module (built by t/compat/build-lua-upstream.sh)
+COMPAT_PACKAGES=(libnginx-mod-http-perl liblist-moreutils-perl
+                 libnginx-mod-http-echo libluajit2-5.1-dev)
 
 # the feature modules, in load order, after the core module
 MODULES=(
@@ -71,7 +81,7 @@ as_root() {
 cmd_deps() {
     local missing=() p
 
-    for p in "${PACKAGES[@]}"; do
+    for p in "${PACKAGES[@]}" "$@"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
                 | grep -q "install ok installed"; then
             missing+=("$p")
@@ -79,7 +89,7 @@ cmd_deps() {
     done
 
     if [ ${#missing[@]} -eq 0 ]; then
-        say "deps: all ${#PACKAGES[@]} packages present"
+        say "deps: all $((${#PACKAGES[@]} + $#)) packages present"
         return 0
     fi
 
@@ -405,6 +415,25 @@ cmd_fuzz() {
 }
 
 
+# the anchors' own test suites, fetched beforehand into <anchors-dir>
+# (never committed): stock nginx first, then translated for our modules
+cmd_compat() {
+    local anchors="${1:-}"
+
+    if [ -z "$anchors" ] || [ ! -d "$anchors" ]; then
+        die "usage: ./build.sh compat <anchors-dir> [suite ...] (see t/compat/README.md)"
+    fi
+    shift
+
+    cmd_deps "${COMPAT_PACKAGES[@]}"
+    cmd_build
+
+    COMPAT_ROOT="$ROOT" COMPAT_NGINX="$(nginx_binary)" \
+        COMPAT_MODULES="$(load_modules)" COMPAT_WORK="$BUILD/compat" \
+        perl "$ROOT/t/compat/run.pl" "$anchors" "$@"
+}
+
+
 main() {
     local cmd="${1:-}"
 
@@ -417,8 +446,9 @@ main() {
         run)   cmd_run "$@" ;;
         bench) cmd_bench "$@" ;;
         fuzz)  cmd_fuzz "$@" ;;
+        compat) cmd_compat "$@" ;;
         *)
-            sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'
             [ -z "$cmd" ] || exit 2
             ;;
     esac
