@@ -87,7 +87,7 @@ hello
 --- request
 GET /metrics
 --- response_body_like eval
-qr/^# HELP nginx_resilience_test_gauge A test gauge\.\\\\ with "help"\\non two lines\.\n# TYPE nginx_resilience_test_gauge gauge\nnginx_resilience_test_gauge\{label="quote\\" back\\\\slash"\} 42\n/m
+qr/^# HELP nginx_resilience_test_gauge A test gauge\.\\\\ with "help"\\non two lines\.\n# TYPE nginx_resilience_test_gauge gauge\nnginx_resilience_test_gauge\{label="quote\\" back\\\\x5cslash"\} 42\n/m
 --- no_error_log
 [error]
 
@@ -103,7 +103,7 @@ GET /metrics
 --- response_headers
 Content-Type: application/json
 --- response_body_like eval
-qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ with \\"help\\"\\non two lines\.","samples":\[\{"labels":\{"label":"quote\\" back\\\\slash"\},"value":42\}\]\}/
+qr/"nginx_resilience_test_gauge":\{"type":"gauge","help":"A test gauge\.\\\\ with \\"help\\"\\non two lines\.","samples":\[\{"labels":\{"label":"quote\\" back\\\\x5cslash"\},"value":42\}\]\}/
 --- no_error_log
 [error]
 
@@ -362,13 +362,13 @@ GET /metrics
 --- response_body_like eval
 qr/^# HELP nginx_resilience_test_hist A test histogram\.
 # TYPE nginx_resilience_test_hist histogram
-nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="0\.005"\} 1
-nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="0\.5"\} 1
-nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="1"\} 3
-nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="2\.5"\} 3
-nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\slash",le="\+Inf"\} 6
-nginx_resilience_test_hist_sum\{label="quote\\" back\\\\slash"\} 12\.500000
-nginx_resilience_test_hist_count\{label="quote\\" back\\\\slash"\} 6
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\x5cslash",le="0\.005"\} 1
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\x5cslash",le="0\.5"\} 1
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\x5cslash",le="1"\} 3
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\x5cslash",le="2\.5"\} 3
+nginx_resilience_test_hist_bucket\{label="quote\\" back\\\\x5cslash",le="\+Inf"\} 6
+nginx_resilience_test_hist_sum\{label="quote\\" back\\\\x5cslash"\} 12\.500000
+nginx_resilience_test_hist_count\{label="quote\\" back\\\\x5cslash"\} 6
 /m
 --- no_error_log
 [error]
@@ -383,7 +383,7 @@ nginx_resilience_test_hist_count\{label="quote\\" back\\\\slash"\} 6
 --- request
 GET /metrics
 --- response_body_like eval
-qr/"nginx_resilience_test_hist":\{"type":"histogram","help":"A test histogram\.","samples":\[\{"labels":\{"label":"quote\\" back\\\\slash"\},"buckets":\{"0\.005":1,"0\.5":1,"1":3,"2\.5":3,"\+Inf":6\},"sum":12\.5,"count":6\}\]\}/
+qr/"nginx_resilience_test_hist":\{"type":"histogram","help":"A test histogram\.","samples":\[\{"labels":\{"label":"quote\\" back\\\\x5cslash"\},"buckets":\{"0\.005":1,"0\.5":1,"1":3,"2\.5":3,"\+Inf":6\},"sum":12\.5,"count":6\}\]\}/
 --- no_error_log
 [error]
 
