@@ -38,7 +38,7 @@ PACKAGES=(
     libipc-run-perl liburi-perl libwww-perl
     valgrind wrk apache2-utils curl dnsmasq-base
     libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core
-    prometheus
+    prometheus openssl
 )
 
 # only for ./build.sh compat: nginx-tests load Debian's perl module (nginx
