@@ -1,8 +1,9 @@
 # The Redis client against a server that accepts connections and turns
 # them away at once ("-ERR max number of clients reached", then close):
 # reconnects follow the exponential backoff, which starts again from its
-# least only once a connection has answered AUTH, SELECT and PING; one
-# log line when the outage begins, one when it ends.
+# least only once a connection has answered AUTH, SELECT and PING, then
+# stayed up 2 s and answered what it was sent; one log line when the
+# outage begins, one when it ends.
 #
 # The server is a small fake Redis (it answers +PONG to every command)
 # until it gets SIGUSR1, then refuses until SIGUSR2: nginx starts against
@@ -11,8 +12,9 @@
 #
 # And against a real Redis whose writes are paused while it answers PING
 # (CLIENT PAUSE WRITE, what Redis's FAILOVER does to a master): the
-# handshake passes, every write stalls; a reconnect counts as healthy
-# only once it has stayed up, so the backoff is not reset by each PING.
+# handshake passes, every write stalls, 3 timeouts in a row drop the
+# connection; a reconnect counts as healthy only once it has stayed up
+# and answered, so the backoff is not reset by each PING.
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
