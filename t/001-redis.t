@@ -5,6 +5,7 @@ use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use NR::Redis qw(free_port redis_start redis_stop redis_kill redis_cli
                  redis_later);
+use NR::Net ();
 
 repeat_each(1);
 no_shuffle();
@@ -21,6 +22,17 @@ $ENV{TEST_NGINX_UNIX_DIR} = NR::Redis::redis_dir(free_port());
 
 # under valgrind, the resident set is valgrind's: no bound to prove there
 our $RssMax = $ENV{TEST_NGINX_USE_VALGRIND} ? 1000000 : 2048;
+
+# until this nginx's command connection is up (a slow start under
+# valgrind), so that a pause from init catches it ready
+sub wait_connected {
+    for (1 .. 200) {
+        my ($st, $body) = NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT},
+                                            "/status");
+        return if defined $body && $body =~ /"state":"connected"/;
+        select(undef, undef, undef, 0.05);
+    }
+}
 
 run_tests();
 
@@ -275,7 +287,7 @@ qr/\Aresilience_redis: 127\.0\.0\.1:\d+ unavailable\n\z/
 
 
 
-=== TEST 12: Redis started late: the connection comes up by itself
+=== TEST 12: Redis started late: the connection comes up by itself, and the outage ends once it has stayed up
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_LATE_PORT connect_timeout=100ms;
 --- config
@@ -286,7 +298,8 @@ NR::Redis::redis_later(2, sub { NR::Redis::redis_start($ENV{TEST_NGINX_LATE_PORT
 GET /redis?cmd=PING
 --- response_body
 failed
---- wait: 5
+--- wait: 8
+--- timeout: 12
 --- error_log eval
 qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ available again after [1-9]\d* failed attempts, connected to 127\.0\.0\.1:\d+/
 --- no_error_log
@@ -311,19 +324,32 @@ PONG
 
 === TEST 14: Redis killed mid-run: the command in flight is lost (sent: outcome unknown), the worker reconnects
 --- http_config
-    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=8s;
+    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=10s;
 --- config
     location /redis { resilience_test_redis; }
 --- init
+# down when nginx started: an outage (its first line maybe logged before
+# this block's), over once the connection has stayed up 2 s and answered;
+# then the kill, a second one
 NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
-NR::Redis::redis_later(1.5, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
-NR::Redis::redis_later(2.5, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
+NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, "/redis?cmd=PING&wait=1");
+select(undef, undef, undef, 2.5);
+NR::Redis::redis_later(1, sub { NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT}) });
+NR::Redis::redis_later(2, sub { NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT}) });
 --- request
-GET /redis?cmd=BLPOP+nr:test:never+6&wait=1
+GET /redis?cmd=BLPOP+nr:test:never+8&wait=1
 --- response_body
 lost
---- timeout: 10
---- wait: 4
+--- timeout: 15
+--- wait: 6
+--- grep_error_log eval
+qr/\[(?:warn|error)\] [^\n]*?resilience_redis: \S+ (?:unavailable: \w+|available again|\w+)/
+--- grep_error_log_out eval
+qr/\A(?:\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable: connect
+)?\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ available again
+\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable: connection
+\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ available again
+\z/
 --- error_log eval
 [
     qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ unavailable: connection to 127\.0\.0\.1:\d+ lost: /,
@@ -335,20 +361,26 @@ lost
 
 
 
-=== TEST 15: Redis paused: the command timeout fires and is logged
+=== TEST 15: Redis paused: the command timeout fires, and is logged once Redis answers again
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms
                      connect_timeout=2s;
 --- config
     location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
 --- init
+main::wait_connected();
 NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 1500);
 --- request
 GET /redis?cmd=PING
 --- response_body
 timed out
+--- wait: 2
 --- error_log eval
-qr/\[warn\] .*resilience_redis: command to 127\.0\.0\.1:\d+ timed out after 50 ms/
+[
+    qr/\[info\] .*resilience_redis: command to 127\.0\.0\.1:\d+ timed out after 50 ms/,
+    qr/\[warn\] .*resilience_redis: 1 command to 127\.0\.0\.1:\d+ timed out after 50 ms, then it answered again/,
+]
 --- no_error_log
 [alert]
 [crit]
@@ -511,19 +543,25 @@ NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
 
 
 
-=== TEST 23: Redis stalled: 3 timeouts in a row drop the connection, the commands still in it are lost
+=== TEST 23: Redis stalled: 3 timeouts in a row drop the connection, the commands still in it are lost; one line for it
 --- http_config
     resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=300ms
                      connect_timeout=2s;
 --- config
     location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
 --- init
 NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "PING");
+main::wait_connected();
 NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 1500);
 --- request
 GET /redis?cmd=SET+nr:test:stall+x&repeat=10&wait=1
 --- response_body
 reply=0 failed=0 timedout=3 busy=0 lost=7 busy_ms=0
+--- grep_error_log eval
+qr/\[(?:warn|error)\] [^\n]*?resilience_redis: \S+ (?:unavailable|available again|\w+)/
+--- grep_error_log_out eval
+qr/\A\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable\n\z/
 --- error_log eval
 qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ unavailable: 3 commands to 127\.0\.0\.1:\d+ timed out in a row, retrying with backoff/
 --- no_error_log
@@ -608,6 +646,77 @@ for (1 .. 50) {
     "OK\n",
     "\"sock\"\n",
 ]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 27: a new connection is not dropped by its first timeout (the timeouts in a row were the lost connection's)
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT command_timeout=200ms
+                     connect_timeout=1s;
+--- config
+    location /redis { resilience_test_redis; }
+--- init
+NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
+NR::Redis::redis_later(2, sub {
+    NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT});
+    NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
+});
+--- request eval
+[
+    "GET /redis?cmd=BLPOP+nr:test:never+30&repeat=2&wait=1",
+    "GET /redis?cmd=BLPOP+nr:test:never+30&wait=1",
+]
+--- response_body eval
+[
+    "reply=0 failed=0 timedout=2 busy=0 lost=0 busy_ms=0\n",
+    "timed out\n",
+]
+--- wait: 3
+--- timeout: 12
+--- no_error_log
+timed out in a row
+[alert]
+[crit]
+
+
+
+=== TEST 28: Redis killed and back, a subscriber connection open: one line when the outage begins, one when it ends (the subscriber's at info)
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_KILL_PORT connect_timeout=1s
+                     command_timeout=1s;
+    resilience_test_subscribe nr:test:channel;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- init
+# TEST 27 left this Redis running: this nginx's subscription first
+for (1 .. 200) {
+    last if NR::Redis::redis_cli($ENV{TEST_NGINX_KILL_PORT}, "PUBSUB",
+                                 "NUMSUB", "nr:test:channel") =~ /^1$/m;
+    select(undef, undef, undef, 0.05);
+}
+NR::Redis::redis_kill($ENV{TEST_NGINX_KILL_PORT});
+select(undef, undef, undef, 1);
+NR::Redis::redis_start($ENV{TEST_NGINX_KILL_PORT});
+# the reconnects, and 2 s up: the outage's end
+select(undef, undef, undef, 5);
+--- request
+GET /status
+--- response_body_like eval
+qr/"state":"connected","subscriber":"connected"/
+--- grep_error_log eval
+qr/\[(?:warn|error)\] [^\n]*?resilience_redis: \S+(?: \(subscriber\))? (?:unavailable|available again)/
+--- grep_error_log_out eval
+qr/\A\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable\n\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ available again\n\z/
+--- error_log eval
+[
+    qr/\[info\] .*resilience_redis: 127\.0\.0\.1:\d+ \(subscriber\) unavailable: connection to 127\.0\.0\.1:\d+ lost/,
+    qr/\[info\] .*resilience_redis: 127\.0\.0\.1:\d+ \(subscriber\) available again/,
+]
+--- timeout: 15
 --- no_error_log
 [alert]
 [crit]

@@ -1,19 +1,27 @@
 # The Redis client against a server that accepts connections and turns
 # them away at once ("-ERR max number of clients reached", then close):
 # reconnects follow the exponential backoff, which starts again from its
-# least only once a connection has answered AUTH, SELECT and PING; one
-# log line when the outage begins, one when it ends.
+# least only once a connection has answered AUTH, SELECT and PING, then
+# stayed up 2 s and answered what it was sent; one log line when the
+# outage begins, one when it ends.
 #
 # The server is a small fake Redis (it answers +PONG to every command)
 # until it gets SIGUSR1, then refuses until SIGUSR2: nginx starts against
 # a healthy server, so that the outage begins after the block's log
 # position is taken.
+#
+# And against a real Redis whose writes are paused while it answers PING
+# (CLIENT PAUSE WRITE, what Redis's FAILOVER does to a master): the
+# handshake passes, every write stalls, 3 timeouts in a row drop the
+# connection; a reconnect counts as healthy only once it has stayed up
+# and answered, so the backoff is not reset by each PING.
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't/lib';
 use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
+use Time::HiRes ();
 use NR::Redis qw(free_port);
 use NR::Net ();
 
@@ -83,6 +91,7 @@ sub fake_redis {
 }
 
 
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
 $ENV{TEST_NGINX_FAKE1_PORT} = free_port();
 $ENV{TEST_NGINX_FAKE2_PORT} = free_port();
 
@@ -97,6 +106,16 @@ sub wait_connected {
                                             "/status");
         return if $body =~ /"connects":1,/;
         select(undef, undef, undef, 0.05);
+    }
+}
+
+# requests to $path for $secs seconds, one after the other
+sub load {
+    my ($path, $secs) = @_;
+    my $end = Time::HiRes::time() + $secs;
+    while (Time::HiRes::time() < $end) {
+        NR::Net::http_get($ENV{TEST_NGINX_SERVER_PORT}, $path);
+        Time::HiRes::sleep(0.02);
     }
 }
 
@@ -144,7 +163,8 @@ main::wait_connected();
 kill 'USR1', $main::Fakes[1];
 select(undef, undef, undef, 2);
 kill 'USR2', $main::Fakes[1];
-select(undef, undef, undef, 4);
+# the reconnect, and 2 s up: the outage's end
+select(undef, undef, undef, 5);
 --- request
 GET /redis?cmd=PING&wait=1
 --- response_body
@@ -156,3 +176,34 @@ qr/\A\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable\n\[warn\] 
 --- error_log eval
 qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ available again after [2-9] failed attempts, connected to 127\.0\.0\.1:\d+/
 --- timeout: 15
+
+
+
+=== TEST 3: writes paused, PING answered (CLIENT PAUSE WRITE, as Redis's FAILOVER does): reconnects follow the backoff, one line for the outage, one at its end
+--- http_config
+    resilience_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT command_timeout=50ms
+                     connect_timeout=1s;
+--- config
+    location /redis { resilience_test_redis; }
+    location /status { resilience_status json; }
+--- init
+main::wait_connected();
+NR::Redis::redis_cli($ENV{TEST_NGINX_REDIS_PORT}, "CLIENT", "PAUSE", 3000,
+                     "WRITE");
+main::load("/redis?cmd=SET+nr:test:w+x&repeat=3", 3.5);
+# the last reconnect, and 2 s up: the outage's end
+select(undef, undef, undef, 6);
+--- request
+GET /status
+--- response_body_like eval
+qr/"state":"connected".*"reconnects":[1-7],/
+--- grep_error_log eval
+qr/\[(?:warn|error|crit|alert)\] [^\n]*?resilience_redis: \S+ (?:unavailable|available again|\w+)/
+--- grep_error_log_out eval
+qr/\A\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ unavailable\n\[warn\] \d+#\d+: resilience_redis: 127\.0\.0\.1:\d+ available again\n\z/
+--- error_log eval
+qr/\[warn\] .*resilience_redis: 127\.0\.0\.1:\d+ unavailable: 3 commands to 127\.0\.0\.1:\d+ timed out in a row/
+--- no_error_log
+[alert]
+[crit]
+--- timeout: 20

@@ -39,6 +39,12 @@
 /* timeouts in a row, no reply between, that drop the connection */
 #define NGX_HTTP_RESILIENCE_REDIS_TIMEOUTS     3
 
+/*
+ * After an outage, how long a connection must stay up (and answer what
+ * it was sent) to count as healthy: only then does the outage end
+ */
+#define NGX_HTTP_RESILIENCE_REDIS_STABLE       2000
+
 /* an output buffer larger than this is given back once written out */
 #define NGX_HTTP_RESILIENCE_REDIS_OBUF_KEEP    16384
 
@@ -71,6 +77,7 @@ struct ngx_http_resilience_redis_conn_s {
     ngx_queue_t                        callbacks;  /* in the replies' order */
     ngx_event_t                        connect_timer;
     ngx_event_t                        retry_timer;
+    ngx_event_t                        stable_timer;
     ngx_msec_t                         backoff;
     ngx_uint_t                         state;
     ngx_uint_t                         handshake;
@@ -86,7 +93,9 @@ struct ngx_http_resilience_redis_conn_s {
     u_char                             error[256];  /* its last, or "" */
     unsigned                           subscriber:1;
     unsigned                           was_connected:1;
-    unsigned                           failing:1;
+    unsigned                           failing:1;  /* an outage */
+    unsigned                           logged:1;   /* its line, at warn */
+    unsigned                           stable:1;   /* up long enough */
     unsigned                           refused:1;
     unsigned                           denied:1;  /* credentials */
     unsigned                           denied_logged:1;
@@ -183,6 +192,9 @@ static void ngx_http_resilience_redis_dispatch(
 static void ngx_http_resilience_redis_handshake(
     ngx_http_resilience_redis_conn_t *conn, redisReply *reply, void *data);
 static void ngx_http_resilience_redis_ready(
+    ngx_http_resilience_redis_conn_t *conn);
+static void ngx_http_resilience_redis_stable_handler(ngx_event_t *ev);
+static void ngx_http_resilience_redis_healthy(
     ngx_http_resilience_redis_conn_t *conn);
 static void ngx_http_resilience_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_resilience_redis_retry_handler(ngx_event_t *ev);
@@ -1135,22 +1147,35 @@ ngx_http_resilience_redis_next(ngx_http_resilience_redis_conn_t *conn,
  * Redis is out of reach (conn->reason says why): one line when an outage
  * begins, at "level", and only info lines for the attempts that follow,
  * but for the first refusal of the credentials, an error, once in each
- * outage; then a retry with backoff.
+ * outage; then a retry with backoff.  A connection lost while still on
+ * trial after an outage is one more failed attempt of that outage.  The
+ * subscriber's outage is logged at info while it may be the command
+ * connection's (which is logged): at its beginning (the two connections
+ * notice a Redis gone in either order), and while that one is failing.
  */
 
 static void
 ngx_http_resilience_redis_down(ngx_http_resilience_redis_conn_t *conn,
     ngx_uint_t level)
 {
+    ngx_uint_t                           begins;
     ngx_http_resilience_redis_client_t  *client;
 
     client = conn->client;
 
+    if (conn->failing && conn->state == NGX_HTTP_RESILIENCE_REDIS_CONNECTED) {
+        conn->attempts++;
+    }
+
     ngx_http_resilience_redis_close(conn);
 
+    begins = !conn->failing;
+    conn->failing = 1;
+
     if (client->exiting
-        || (conn->failing
-            && (level != NGX_LOG_ERR || conn->denied_logged)))
+        || (!begins
+            && (level == NGX_LOG_ERR ? conn->denied_logged : conn->logged))
+        || (!begins && conn->subscriber && client->main.failing))
     {
         ngx_log_error(NGX_LOG_INFO, client->log, 0,
                       "resilience_redis: %*s",
@@ -1158,8 +1183,13 @@ ngx_http_resilience_redis_down(ngx_http_resilience_redis_conn_t *conn,
                       conn->reason);
 
     } else {
-        conn->failing = 1;
-        conn->denied_logged = (level == NGX_LOG_ERR);
+        if (conn->subscriber && begins) {
+            level = NGX_LOG_INFO;
+
+        } else {
+            conn->logged = 1;
+            conn->denied_logged = (level == NGX_LOG_ERR);
+        }
 
         ngx_log_error(level, client->log, 0,
                       "resilience_redis: %V%s unavailable: %*s, retrying "
@@ -1254,6 +1284,10 @@ ngx_http_resilience_redis_close(ngx_http_resilience_redis_conn_t *conn)
 
     if (conn->connect_timer.timer_set) {
         ngx_del_timer(&conn->connect_timer);
+    }
+
+    if (conn->stable_timer.timer_set) {
+        ngx_del_timer(&conn->stable_timer);
     }
 
     c = conn->c;
@@ -1696,6 +1730,7 @@ ngx_http_resilience_redis_dispatch(ngx_http_resilience_redis_conn_t *conn,
     redisReply *reply)
 {
     void                            *data;
+    ngx_uint_t                       closes;
     ngx_queue_t                     *q;
     ngx_http_resilience_redis_cb_t  *cb;
     ngx_http_resilience_redis_cb_pt  handler;
@@ -1731,8 +1766,21 @@ ngx_http_resilience_redis_dispatch(ngx_http_resilience_redis_conn_t *conn,
         (void) ngx_atomic_fetch_add(&conn->client->stats->replies, 1);
     }
 
+    closes = conn->closes;
+
     if (handler) {
         handler(conn, reply, data);
+    }
+
+    /* on trial, up long enough: a reply, no timeouts in a row since */
+
+    if (conn->stable
+        && conn->failing
+        && conn->closes == closes
+        && conn->state == NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+        && (conn->subscriber || conn->client->timeouts == 0))
+    {
+        ngx_http_resilience_redis_healthy(conn);
     }
 }
 
@@ -1774,6 +1822,15 @@ ngx_http_resilience_redis_handshake(ngx_http_resilience_redis_conn_t *conn,
 }
 
 
+/*
+ * The handshake is done.  The first connection is healthy at once; after
+ * an outage, a connection is on trial: the outage ends (its line, the
+ * backoff back to its least) only once it has stayed up for
+ * NGX_HTTP_RESILIENCE_REDIS_STABLE ms and answered what it was sent.  A
+ * Redis that answers the handshake's PING but no write (CLIENT PAUSE
+ * WRITE, as FAILOVER does) would otherwise be reconnected to in a loop.
+ */
+
 static void
 ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
 {
@@ -1787,33 +1844,43 @@ ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
         ngx_del_timer(&conn->connect_timer);
     }
 
-    conn->backoff = 0;
     conn->was_connected = 1;
+    conn->stable = 0;
 
     ngx_http_resilience_redis_set_state(conn,
                                      NGX_HTTP_RESILIENCE_REDIS_CONNECTED);
 
     (void) ngx_atomic_fetch_add(&client->stats->connects, 1);
 
+    if (!conn->subscriber) {
+        /* the timeouts in a row were the previous connection's */
+        client->timeouts = 0;
+    }
+
     if (conn->failing) {
-        ngx_log_error(NGX_LOG_WARN, client->log, 0,
-                      "resilience_redis: %V%s available again after %ui "
-                      "failed attempts, connected to %V",
-                      &client->conf->address,
+        ngx_log_error(NGX_LOG_INFO, client->log, 0,
+                      "resilience_redis: connected to %V%s after %ui "
+                      "failed attempts, on trial for %M ms",
+                      &client->conf->addrs[conn->addr].name,
                       conn->subscriber ? " (subscriber)" : "",
                       conn->attempts,
-                      &client->conf->addrs[conn->addr].name);
+                      (ngx_msec_t) NGX_HTTP_RESILIENCE_REDIS_STABLE);
+
+        conn->stable_timer.handler = ngx_http_resilience_redis_stable_handler;
+        conn->stable_timer.data = conn;
+        conn->stable_timer.log = client->log;
+        conn->stable_timer.cancelable = 1;
+
+        ngx_add_timer(&conn->stable_timer, NGX_HTTP_RESILIENCE_REDIS_STABLE);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, client->log, 0,
                       "resilience_redis: connected to %V%s",
                       &client->conf->addrs[conn->addr].name,
                       conn->subscriber ? " (subscriber)" : "");
-    }
 
-    conn->failing = 0;
-    conn->denied_logged = 0;
-    conn->attempts = 0;
+        ngx_http_resilience_redis_healthy(conn);
+    }
 
     if (!conn->subscriber) {
         return;
@@ -1824,6 +1891,61 @@ ngx_http_resilience_redis_ready(ngx_http_resilience_redis_conn_t *conn)
     for (i = 0; i < client->subs.nelts; i++) {
         ngx_http_resilience_redis_send_subscribe(conn, subs[i]);
     }
+}
+
+
+/*
+ * On trial, up long enough: healthy now when it owes no reply, else at
+ * its next reply (ngx_http_resilience_redis_dispatch())
+ */
+
+static void
+ngx_http_resilience_redis_stable_handler(ngx_event_t *ev)
+{
+    ngx_http_resilience_redis_conn_t  *conn;
+
+    conn = ev->data;
+
+    conn->stable = 1;
+
+    if (conn->state == NGX_HTTP_RESILIENCE_REDIS_CONNECTED
+        && ngx_queue_empty(&conn->callbacks)
+        && (conn->subscriber || conn->client->timeouts == 0))
+    {
+        ngx_http_resilience_redis_healthy(conn);
+    }
+}
+
+
+/* the outage, if any, is over: its line, the backoff from its least */
+
+static void
+ngx_http_resilience_redis_healthy(ngx_http_resilience_redis_conn_t *conn)
+{
+    ngx_http_resilience_redis_client_t  *client;
+
+    client = conn->client;
+
+    if (conn->stable_timer.timer_set) {
+        ngx_del_timer(&conn->stable_timer);
+    }
+
+    if (conn->failing) {
+        ngx_log_error((conn->logged ? NGX_LOG_WARN : NGX_LOG_INFO),
+                      client->log, 0,
+                      "resilience_redis: %V%s available again after %ui "
+                      "failed attempts, connected to %V",
+                      &client->conf->address,
+                      conn->subscriber ? " (subscriber)" : "",
+                      conn->attempts,
+                      &client->conf->addrs[conn->addr].name);
+    }
+
+    conn->backoff = 0;
+    conn->failing = 0;
+    conn->logged = 0;
+    conn->denied_logged = 0;
+    conn->attempts = 0;
 }
 
 
@@ -2314,7 +2436,19 @@ ngx_http_resilience_redis_reply(ngx_http_resilience_redis_conn_t *conn,
         return;
     }
 
-    client->timeouts = 0;
+    if (client->timeouts) {
+        /* a stall that ended without a drop: its one line */
+
+        ngx_log_error((conn->failing ? NGX_LOG_INFO : NGX_LOG_WARN),
+                      client->log, 0,
+                      "resilience_redis: %ui command%s to %V timed out "
+                      "after %M ms, then it answered again",
+                      client->timeouts, client->timeouts == 1 ? "" : "s",
+                      &client->conf->address,
+                      client->conf->command_timeout);
+
+        client->timeouts = 0;
+    }
 
     (void) ngx_atomic_fetch_add(&client->stats->replies, 1);
 
@@ -2374,12 +2508,14 @@ ngx_http_resilience_redis_timeout(ngx_event_t *ev)
 
     (void) ngx_atomic_fetch_add(&client->stats->timeouts, 1);
 
-    /* one line for a stall, not one per command caught in it */
+    /*
+     * one line for a stall, not one per command caught in it: the drop's
+     * (the outage's), or, when Redis answers first, the reply's
+     */
 
     client->timeouts++;
 
-    ngx_log_error((client->timeouts > 1 ? NGX_LOG_INFO : NGX_LOG_WARN),
-                  client->log, 0,
+    ngx_log_error(NGX_LOG_INFO, client->log, 0,
                   "resilience_redis: command to %V timed out after %M ms",
                   &client->conf->address, client->conf->command_timeout);
 
